@@ -1,0 +1,71 @@
+"""safegen: catch the silent data bugs that make a neural network learn nothing.
+
+* :func:`guard` checks, copies or freezes what generators, iterators and datasets yield,
+  so a generator that writes into a buffer it already handed out is caught.
+* :class:`ShapeChecked` wraps a Keras layer (a ``Lambda`` above all) and asserts that its
+  real output has the rank and shape it declares.
+
+``import safegen`` never imports TensorFlow, Keras, JAX or PyTorch: the Keras-facing names
+are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from safegen._config import Settings, configure, mode, settings
+from safegen._errors import AliasingError, AliasingWarning, SafegenError, ShapeError
+from safegen._guard import guard, stats
+from safegen._report import AliasingReport
+from safegen._stats import Stats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safegen._shape import (
+        ShapeChecked,
+        ShapeCheckedLambda,
+        check_layers,
+        unwrap,
+    )
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AliasingError",
+    "AliasingReport",
+    "AliasingWarning",
+    "SafegenError",
+    "Settings",
+    "ShapeChecked",
+    "ShapeCheckedLambda",
+    "ShapeError",
+    "Stats",
+    "check_layers",
+    "configure",
+    "guard",
+    "mode",
+    "settings",
+    "stats",
+    "unwrap",
+]
+
+# Names served on first use, so that `import safegen` stays free of Keras.
+_LAZY = {
+    "ShapeChecked": "safegen._shape",
+    "ShapeCheckedLambda": "safegen._shape",
+    "check_layers": "safegen._shape",
+    "unwrap": "safegen._shape",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'safegen' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

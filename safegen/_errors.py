@@ -1,0 +1,88 @@
+"""Exceptions and warnings raised by safegen.
+
+Every exception derives from :class:`SafegenError` and also from the builtin it behaves
+like, so ``except ValueError`` and ``except RuntimeError`` keep working in code that does
+not know about safegen.
+
+All of them can be rebuilt from one message string, because Keras re-raises a layer's
+exception as ``type(e)(new_message)`` to add context, and they pickle with their report,
+because worker processes send them back to the parent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["AliasingError", "AliasingWarning", "SafegenError", "ShapeError"]
+
+
+class SafegenError(Exception):
+    """Base class of every error safegen raises.
+
+    Example:
+        >>> import safegen
+        >>> issubclass(safegen.AliasingError, safegen.SafegenError)
+        True
+    """
+
+
+class AliasingError(SafegenError, RuntimeError):
+    """An array already handed out by a generator changed afterwards.
+
+    A ``RuntimeError`` because it is a fault found while the program runs, in code that
+    was valid to write: the generator reused a buffer that a consumer still holds.
+
+    Attributes:
+        report: the :class:`safegen.AliasingReport` describing the change, or ``None``
+            when the exception was rebuilt from its message alone (Keras does that).
+
+    Example:
+        >>> import numpy as np, safegen
+        >>> @safegen.guard
+        ... def batches():
+        ...     x = np.zeros(3)
+        ...     while True:
+        ...         x += 1
+        ...         yield x
+        >>> it = batches()
+        >>> _ = next(it)
+        >>> next(it)
+        Traceback (most recent call last):
+        ...
+        safegen.AliasingError: batches() at ...
+    """
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.report))
+
+
+class ShapeError(SafegenError, ValueError):
+    """A layer's real output does not have the rank or shape it declares.
+
+    A ``ValueError`` because the value a layer produced is of the wrong shape, like the
+    ``ValueError`` Keras raises for incompatible shapes.
+
+    Example:
+        >>> import safegen
+        >>> isinstance(safegen.ShapeError("bad"), ValueError)
+        True
+    """
+
+
+class AliasingWarning(UserWarning):
+    """Issued instead of :class:`AliasingError` when ``on_violation="warn"``.
+
+    Example:
+        >>> import warnings, safegen
+        >>> issubclass(safegen.AliasingWarning, UserWarning)
+        True
+    """
+
+
+for _cls in (SafegenError, AliasingError, ShapeError, AliasingWarning):
+    _cls.__module__ = "safegen"
+del _cls

@@ -1,0 +1,375 @@
+"""``safegen.guard``: check, copy or freeze what generators and iterators yield."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import weakref
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
+from typing import Any, TypeVar, overload
+
+import wrapt
+
+from safegen._config import (
+    Mode,
+    OnViolation,
+    Settings,
+    resolve,
+    validate_mode,
+    validate_on_violation,
+    validate_verify_all,
+    validate_window,
+)
+from safegen._modes import Source, _State, make_state
+from safegen._stats import Stats
+
+__all__ = ["guard", "stats"]
+
+F = TypeVar("F")
+
+# Guarded generators are real generators, which take no attributes: their state is
+# found through this table instead.
+_STATES: weakref.WeakKeyDictionary[Any, _State] = weakref.WeakKeyDictionary()
+
+
+def _run(gen: Generator[Any, Any, Any], state: _State) -> Generator[Any, Any, Any]:
+    """Drive ``gen`` as ``yield from`` would, passing each value through ``state``."""
+    process = state.process
+    try:
+        value = gen.send(None)
+    except StopIteration as stop:
+        state.finish()
+        return stop.value
+    except BaseException as exc:
+        state.annotate(exc)
+        raise
+    while True:
+        out = process(value)
+        try:
+            sent = yield out
+        except GeneratorExit:
+            gen.close()
+            raise
+        except BaseException as thrown:
+            try:
+                value = gen.throw(thrown)
+            except StopIteration as stop:
+                state.finish()
+                return stop.value
+            except BaseException as exc:
+                state.annotate(exc)
+                raise
+            continue
+        try:
+            value = gen.send(sent)
+        except StopIteration as stop:
+            state.finish()
+            return stop.value
+        except BaseException as exc:
+            state.annotate(exc)
+            raise
+
+
+def _run_iterator(it: Iterator[Any], state: _State) -> Generator[Any, None, None]:
+    """Iterate a plain iterator, passing each value through ``state``."""
+    process = state.process
+    advance = it.__next__
+    while True:
+        try:
+            value = advance()
+        except StopIteration:
+            state.finish()
+            return
+        except BaseException as exc:
+            state.annotate(exc)
+            raise
+        yield process(value)
+
+
+async def _run_async(agen: AsyncGenerator[Any, Any], state: _State) -> AsyncGenerator[Any, Any]:
+    """Drive an async generator as ``_run`` drives a generator."""
+    process = state.process
+    try:
+        value = await agen.asend(None)
+    except StopAsyncIteration:
+        state.finish()
+        return
+    except BaseException as exc:
+        state.annotate(exc)
+        raise
+    while True:
+        out = process(value)
+        try:
+            sent = yield out
+        except GeneratorExit:
+            await agen.aclose()
+            raise
+        except BaseException as thrown:
+            try:
+                value = await agen.athrow(thrown)
+            except StopAsyncIteration:
+                state.finish()
+                return
+            except BaseException as exc:
+                state.annotate(exc)
+                raise
+            continue
+        try:
+            value = await agen.asend(sent)
+        except StopAsyncIteration:
+            state.finish()
+            return
+        except BaseException as exc:
+            state.annotate(exc)
+            raise
+
+
+def _source_of(obj: Any, function: Any = None) -> Source:
+    """Name and code location of what is guarded, for messages."""
+    if function is not None:
+        code = getattr(getattr(function, "__func__", function), "__code__", None)
+        name = getattr(function, "__qualname__", None) or type(function).__qualname__
+        return Source(f"{name}()", code)
+    code = getattr(obj, "gi_code", None) or getattr(obj, "ag_code", None)
+    if code is not None:
+        return Source(f"{getattr(obj, '__qualname__', code.co_name)}()", code)
+    return Source(f"{type(obj).__qualname__} object", None)
+
+
+def _wrap_iterator(
+    obj: Any, settings: Settings, source: Source, totals: list[Stats] | None = None
+) -> Any:
+    """A guarded generator (or async generator) yielding what ``obj`` yields."""
+    if settings.mode == "off":
+        return obj
+    state = make_state(settings, source)
+    guarded: Any
+    if inspect.isgenerator(obj):
+        guarded = _run(obj, state)
+    elif inspect.isasyncgen(obj):
+        guarded = _run_async(obj, state)
+    else:
+        guarded = _run_iterator(obj, state)
+    qualname = getattr(obj, "__qualname__", None)
+    if isinstance(qualname, str):
+        guarded.__name__ = getattr(obj, "__name__", qualname)
+        guarded.__qualname__ = qualname
+    _STATES[guarded] = state
+    if totals is not None:
+        totals.append(state.stats)
+    return guarded
+
+
+class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[misc]
+    """An iterable whose every iterator is guarded; everything else passes through."""
+
+    def __init__(self, wrapped: Any, settings: Settings, source: Source) -> None:
+        super().__init__(wrapped)
+        self._self_settings = settings
+        self._self_source = source
+        self._self_totals: list[Stats] = []
+
+    def __iter__(self) -> Any:
+        return _wrap_iterator(
+            iter(self.__wrapped__), self._self_settings, self._self_source, self._self_totals
+        )
+
+    def _self_safegen_stats(self) -> Stats:
+        return sum(self._self_totals, Stats())
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(f"cannot pickle a safegen-guarded {type(self.__wrapped__).__name__}")
+
+
+def _guard_result(result: Any, settings: Settings, source: Source, totals: list[Stats]) -> Any:
+    """Guard what a guarded function returned."""
+    if settings.mode == "off":
+        return result
+    if inspect.isgenerator(result) or inspect.isasyncgen(result) or hasattr(result, "__next__"):
+        return _wrap_iterator(result, settings, source, totals)
+    if hasattr(result, "__iter__") and not isinstance(result, (str, bytes, bytearray)):
+        return _GuardedIterable(result, settings, source)
+    raise TypeError(
+        f"{source.where()} is guarded by safegen.guard, so it must return a generator, "
+        f"an iterator or an iterable; it returned {type(result).__qualname__} "
+        f"{result!r:.80}"
+    )
+
+
+def _wrap_callable(function: Any, overrides: dict[str, Any]) -> Any:
+    """A wrapt wrapper around ``function`` that guards what each call returns."""
+    source = _source_of(None, function)
+    totals: list[Stats] = []
+
+    @wrapt.decorator  # type: ignore[misc]
+    def guarded(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        return _guard_result(wrapped(*args, **kwargs), resolve(overrides), source, totals)
+
+    wrapper = guarded(function)
+    wrapper._self_safegen_stats = functools.partial(sum, totals, Stats())
+    return wrapper
+
+
+def _check_options(
+    mode: Any, on_violation: Any, window: Any, verify_all: Any
+) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if mode is not None:
+        overrides["mode"] = validate_mode(mode, "safegen.guard()")
+    if on_violation is not None:
+        overrides["on_violation"] = validate_on_violation(on_violation, "safegen.guard()")
+    if window is not None:
+        overrides["window"] = validate_window(window, "safegen.guard()")
+    if verify_all is not None:
+        overrides["verify_all"] = validate_verify_all(verify_all, "safegen.guard()")
+    return overrides
+
+
+@overload
+def guard(
+    obj: None = None,
+    /,
+    *,
+    mode: Mode | None = None,
+    on_violation: OnViolation | None = None,
+    window: int | None = None,
+    verify_all: bool | None = None,
+) -> Callable[[F], F]: ...
+
+
+@overload
+def guard(
+    obj: F,
+    /,
+    *,
+    mode: Mode | None = None,
+    on_violation: OnViolation | None = None,
+    window: int | None = None,
+    verify_all: bool | None = None,
+) -> F: ...
+
+
+def guard(
+    obj: Any = None,
+    /,
+    *,
+    mode: Mode | None = None,
+    on_violation: OnViolation | None = None,
+    window: int | None = None,
+    verify_all: bool | None = None,
+) -> Any:
+    """Check, copy or freeze every NumPy array a generator (or iterator) yields.
+
+    Use it bare (``@safegen.guard``), with options (``@safegen.guard(mode="copy")``), or
+    on an existing object (``safegen.guard(it)``). It accepts generator functions and
+    methods (instance, class and static), async generator functions, functions that
+    return an iterator or iterable, and generator, iterator and iterable objects.
+
+    A guarded generator function still returns a real generator (``inspect.isgenerator``
+    is true, so Keras and ``tf.data`` accept it) that passes ``send``, ``throw``,
+    ``close``, the return value and exceptions through. The arrays may sit anywhere in
+    tuples, lists, dicts and namedtuples; other leaves are left alone.
+
+    Modes:
+        * ``"check"`` (default): yields the generator's own objects and reports any
+          array that changes after it was yielded, while one of the last ``window``
+          yields. A reused buffer is found by the 2nd yield.
+        * ``"copy"``: yields copies, in memory of their own (64-byte aligned above
+          64 KiB, so TensorFlow wraps them without a second copy).
+        * ``"freeze"``: makes each yielded array read-only, so the generator's next write
+          into it fails at that line, with a note from safegen.
+        * ``"off"``: given here, hands ``obj`` back untouched; from
+          :func:`safegen.mode` or :func:`safegen.configure`, generators are created
+          unguarded.
+
+    Options left as ``None`` come from :func:`safegen.mode`, :func:`safegen.configure`
+    and the ``SAFEGEN_MODE`` environment variable, when each generator is created.
+
+    Args:
+        obj: what to guard; omit it to get a decorator.
+        mode: ``"check"``, ``"copy"``, ``"freeze"`` or ``"off"``.
+        on_violation: ``"raise"`` (:class:`safegen.AliasingError`), ``"warn"``
+            (:class:`safegen.AliasingWarning`), or a callable given each
+            :class:`safegen.AliasingReport`. After ``"raise"`` the guarded generator is
+            finished.
+        window: how many recent yields check mode watches (default 12: the 2 batches
+            Keras peeks plus a prefetch queue of 10).
+        verify_all: in check mode, re-hash every watched array on every yield.
+
+    Returns:
+        The guarded function or object, or a decorator when ``obj`` is omitted.
+
+    Raises:
+        TypeError: ``obj`` is neither callable nor iterable; or, when a guarded function
+            is called, it returned something that is not iterable.
+        ValueError: an option has an invalid value (the valid ones are listed).
+
+    Example:
+        >>> import numpy as np, safegen
+        >>> @safegen.guard(mode="copy")
+        ... def batches():
+        ...     x = np.zeros(2)
+        ...     for i in range(2):
+        ...         x[:] = i
+        ...         yield x
+        >>> a, b = batches()
+        >>> a, b
+        (array([0., 0.]), array([1., 1.]))
+    """
+    overrides = _check_options(mode, on_violation, window, verify_all)
+    if obj is None:
+        return functools.partial(guard, **overrides)
+    if overrides.get("mode") == "off":
+        return obj
+    if inspect.isgenerator(obj) or inspect.isasyncgen(obj) or hasattr(obj, "__next__"):
+        return _wrap_iterator(obj, resolve(overrides), _source_of(obj))
+    if callable(obj) or isinstance(obj, (classmethod, staticmethod)):
+        return _wrap_callable(obj, overrides)
+    if hasattr(obj, "__iter__") and not isinstance(obj, (str, bytes, bytearray)):
+        return _GuardedIterable(obj, resolve(overrides), _source_of(obj))
+    raise TypeError(
+        f"safegen.guard() needs a generator function, a function returning an iterator, "
+        f"or a generator, iterator or iterable; got {type(obj).__qualname__} {obj!r:.80}"
+    )
+
+
+def stats(obj: Any) -> Stats:
+    """The statistics of a guarded generator, iterator, iterable or function.
+
+    For a guarded function or iterable, the sum over every generator it has made.
+
+    Args:
+        obj: what :func:`safegen.guard` returned, or a generator made by a guarded
+            generator function.
+
+    Returns:
+        A :class:`safegen.Stats` snapshot (later yields do not change it).
+
+    Raises:
+        TypeError: ``obj`` is not guarded by safegen.
+
+    Example:
+        >>> import safegen
+        >>> @safegen.guard
+        ... def numbers():
+        ...     yield 1
+        >>> list(numbers())
+        [1]
+        >>> safegen.stats(numbers).yields
+        1
+    """
+    try:
+        state = _STATES.get(obj)
+    except TypeError:
+        state = None
+    if state is not None:
+        return Stats() + state.stats
+    for candidate in (obj, getattr(obj, "_self_parent", None)):
+        getter = getattr(candidate, "_self_safegen_stats", None)
+        if getter is not None:
+            result: Stats = getter()
+            return result
+    raise TypeError(
+        "safegen.stats() needs a generator, iterator, iterable or function guarded by "
+        f"safegen.guard; got {type(obj).__qualname__} {obj!r:.80}"
+    )

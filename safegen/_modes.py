@@ -1,0 +1,430 @@
+"""What each mode does to one yielded value: check, copy or freeze its arrays.
+
+One object per guarded generator holds that generator's state. ``process(value)`` runs
+after every yield and returns what the consumer gets; ``finish()`` runs when the
+generator is exhausted; ``annotate(exc)`` sees every exception the generator raises.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import warnings
+from time import perf_counter
+from types import CodeType, TracebackType
+from typing import Any
+
+import numpy as np
+from xxhash import xxh3_64_intdigest
+
+from safegen._config import Settings
+from safegen._errors import AliasingError, AliasingWarning
+from safegen._fingerprint import bounds, fingerprint, root_of, sample, verify_sample
+from safegen._report import FIX, AliasingReport
+from safegen._stats import Stats
+from safegen._structure import Path, format_path, leaves, map_arrays
+
+__all__ = ["ALIGN_ABOVE", "Source", "aligned_copy", "copy_array", "make_state"]
+
+_ndarray = np.ndarray
+_SAFEGEN_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# Copies of arrays at least this large are 64-byte aligned, so that TensorFlow wraps them
+# without copying them again. Below it the alignment costs more than TensorFlow's copy it
+# saves (see benchmarks/per_yield.py).
+ALIGN_ABOVE = 64 * 1024
+
+
+class Source:
+    """Names the guarded generator in messages: ``batches()`` and ``data.py:12``."""
+
+    __slots__ = ("code", "name")
+
+    def __init__(self, name: str, code: CodeType | None) -> None:
+        self.name = name
+        self.code = code
+
+    @property
+    def location(self) -> str:
+        if self.code is None:
+            return ""
+        filename = self.code.co_filename
+        try:
+            relative = os.path.relpath(filename)
+            if not relative.startswith(".."):
+                filename = relative
+        except ValueError:
+            pass
+        return f"{filename}:{self.code.co_firstlineno}"
+
+    def where(self) -> str:
+        location = self.location
+        return f"{self.name} at {location}" if location else self.name
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first frame outside safegen."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_SAFEGEN_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+class _State:
+    """Shared by every mode: settings, statistics, and the generator's name."""
+
+    def __init__(self, settings: Settings, source: Source) -> None:
+        self.settings = settings
+        self.source = source
+        self.stats = Stats()
+        self.count = 0
+
+    def process(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """The generator is exhausted."""
+
+    def annotate(self, exc: BaseException) -> None:
+        """The generator raised ``exc``."""
+
+
+# Fields of a watched array's record (a list, for speed on the per-yield path).
+_ARRAY, _ROOT, _PATH, _DIGEST, _YIELD, _SEEN, _SAMPLE, _BOUNDS, _DEAD = range(9)
+
+
+class Watch(_State):
+    """Check mode: fingerprint each yielded array and report any that changes later.
+
+    Every array of the last ``window`` yields is watched. After each new yield, an
+    earlier array is re-hashed at once if the new yield's arrays may share its memory
+    (same owner of the memory, overlapping byte ranges): that is how a reused buffer
+    shows itself, by the 2nd yield. Every other array is re-verified once more when its
+    yield leaves the window (in full, or by sampled blocks above 1 MiB), and all of them
+    when the generator is exhausted. So the cost per yield is one hash of the new bytes
+    plus a bounded re-check, whatever the window; ``verify_all=True`` re-hashes every
+    watched array on every yield instead.
+    """
+
+    def __init__(self, settings: Settings, source: Source) -> None:
+        super().__init__(settings, source)
+        self.window: collections.deque[list[list[Any]]] = collections.deque()
+        self.by_root: dict[int, list[list[Any]]] = {}
+        self.size = settings.window
+        self.verify_all = settings.verify_all
+        self.pending: list[AliasingReport] = []
+
+    def process(self, value: Any) -> Any:
+        start = perf_counter()
+        stats = self.stats
+        count = self.count = self.count + 1
+        by_root = self.by_root
+        records = []
+        hashed = 0
+        for path, array in leaves(value):
+            if array.flags.c_contiguous:
+                try:
+                    digest = xxh3_64_intdigest(array)
+                    hashed += array.nbytes
+                except (ValueError, TypeError, BufferError):
+                    digest, size = fingerprint(array)
+                    hashed += size
+            else:
+                digest, size = fingerprint(array)
+                hashed += size
+            root = array if array.base is None else root_of(array)
+            record = [array, id(root), path, digest, count, count, None, None, False]
+            if array.nbytes > 1 << 20:
+                record[_SAMPLE] = sample(array)
+            same_root = by_root.get(id(root))
+            if same_root is None:
+                by_root[id(root)] = [record]
+            else:
+                hashed += self._recheck(same_root, record, count)
+                same_root.append(record)
+            records.append(record)
+        self.window.append(records)
+        if len(self.window) > self.size:
+            hashed += self._evict(self.window.popleft(), count)
+        if self.verify_all:
+            hashed += self._verify_all(count)
+        stats.yields += 1
+        stats.arrays += len(records)
+        stats.bytes_fingerprinted += hashed
+        stats.seconds += perf_counter() - start
+        if self.pending:
+            self._dispatch()
+        return value
+
+    def _recheck(self, same_root: list[list[Any]], new: list[Any], count: int) -> int:
+        """Re-hash the watched arrays that may share memory with ``new``."""
+        hashed = 0
+        array = new[_ARRAY]
+        for old in same_root:
+            if old[_DEAD] or old[_YIELD] == count:
+                continue
+            if old[_ARRAY] is array:
+                current = new[_DIGEST]
+            else:
+                if old[_BOUNDS] is None:
+                    old[_BOUNDS] = bounds(old[_ARRAY])
+                if new[_BOUNDS] is None:
+                    new[_BOUNDS] = bounds(array)
+                if old[_BOUNDS][1] <= new[_BOUNDS][0] or new[_BOUNDS][1] <= old[_BOUNDS][0]:
+                    continue
+                current, size = fingerprint(old[_ARRAY])
+                hashed += size
+            if current != old[_DIGEST]:
+                self._violation(old, count)
+            else:
+                old[_SEEN] = count
+        return hashed
+
+    def _verify(self, record: list[Any], count: int, sampled: bool) -> int:
+        """Re-verify one record; returns the bytes hashed."""
+        if record[_DEAD]:
+            return 0
+        array = record[_ARRAY]
+        if sampled and record[_SAMPLE] is not None:
+            ok = verify_sample(array, record[_SAMPLE])
+            size = len(record[_SAMPLE]) * 4096
+        else:
+            digest, size = fingerprint(array)
+            ok = digest == record[_DIGEST]
+        if ok:
+            record[_SEEN] = count
+        else:
+            self._violation(record, count)
+        return size
+
+    def _forget(self, record: list[Any]) -> None:
+        same_root = self.by_root[record[_ROOT]]
+        for i, other in enumerate(same_root):
+            if other is record:
+                del same_root[i]
+                break
+        if not same_root:
+            del self.by_root[record[_ROOT]]
+
+    def _evict(self, records: list[list[Any]], count: int) -> int:
+        hashed = 0
+        for record in records:
+            hashed += self._verify(record, count, sampled=True)
+            self._forget(record)
+        return hashed
+
+    def _verify_all(self, count: int) -> int:
+        hashed = 0
+        for records in self.window:
+            for record in records:
+                if record[_YIELD] != count:
+                    hashed += self._verify(record, count, sampled=False)
+        return hashed
+
+    def finish(self) -> None:
+        start = perf_counter()
+        self.stats.bytes_fingerprinted += self._verify_all(self.count + 1)
+        self.stats.seconds += perf_counter() - start
+        if self.pending:
+            self._dispatch()
+
+    def _violation(self, record: list[Any], count: int) -> None:
+        record[_DEAD] = True
+        self.stats.violations += 1
+        array = record[_ARRAY]
+        self.pending.append(AliasingReport(
+            source=self.source.name,
+            location=self.source.location,
+            path=format_path(record[_PATH]),
+            dtype=str(array.dtype),
+            shape=tuple(array.shape),
+            changed_yield=record[_YIELD],
+            last_seen_unchanged=record[_SEEN],
+            detected_at=count,
+        ))
+
+    def _dispatch(self) -> None:
+        """Hand the reports found during this step to ``on_violation``."""
+        reports, self.pending = self.pending, []
+        handler = self.settings.on_violation
+        for report in reports:
+            if handler == "raise":
+                error = AliasingError(report.message, report)
+                if len(reports) > 1:
+                    error.add_note(
+                        f"safegen found {len(reports) - 1} more changed array(s) in this "
+                        "step: " + "; ".join(
+                            f"yield #{r.changed_yield} leaf {r.path or '(the array)'}"
+                            for r in reports[1:]
+                        )
+                    )
+                raise error
+            if handler == "warn":
+                warnings.warn(report.message, AliasingWarning, stacklevel=_user_stacklevel())
+            else:
+                handler(report)  # type: ignore[operator]
+
+
+def aligned_copy(array: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` in fresh memory that starts at a 64-byte boundary.
+
+    Fortran-ordered arrays stay Fortran-ordered; everything else comes back
+    C-contiguous. Object dtypes are copied by reference (a shallow copy), unaligned.
+
+    Example:
+        >>> import numpy as np
+        >>> aligned_copy(np.arange(10.0)).ctypes.data % 64
+        0
+    """
+    if array.dtype.hasobject or array.nbytes == 0:
+        return np.array(array, copy=True, order="K", subok=False)
+    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    buffer = np.empty(array.nbytes + 64, np.uint8)
+    offset = -buffer.ctypes.data % 64
+    out = buffer[offset : offset + array.nbytes].view(array.dtype).reshape(array.shape, order=order)
+    np.copyto(out, array, casting="no")
+    return out
+
+
+def copy_array(array: np.ndarray) -> np.ndarray:
+    """Copy mode's copy of one array: new memory, equal values, same dtype and shape.
+
+    Plain arrays and memmaps become plain arrays (64-byte aligned from ``ALIGN_ABOVE``
+    bytes on); other ndarray subclasses (masked arrays, ...) use their own ``copy()`` so
+    that nothing they carry is lost.
+    """
+    if type(array) is _ndarray:
+        if array.nbytes < ALIGN_ABOVE:
+            return array.copy(order="K")
+        return aligned_copy(array)
+    if isinstance(array, np.memmap):
+        return copy_array(np.asarray(array))
+    return array.copy()
+
+
+class Copy(_State):
+    """Copy mode: the consumer gets copies of every array, in memory of their own."""
+
+    def process(self, value: Any) -> Any:
+        start = perf_counter()
+        # Fast path: a tuple or list of small plain arrays, the usual (x, y) batch.
+        kind = type(value)
+        if kind is tuple or kind is list:
+            copies = []
+            copied = 0
+            for array in value:
+                if type(array) is not _ndarray:
+                    break
+                size = array.nbytes
+                if size >= ALIGN_ABOVE:
+                    break
+                copied += size
+                copies.append(array.copy("K"))
+            else:
+                stats = self.stats
+                stats.yields += 1
+                stats.arrays += len(copies)
+                stats.bytes_copied += copied
+                stats.seconds += perf_counter() - start
+                return tuple(copies) if kind is tuple else copies
+        copied = arrays = 0
+
+        def copy_one(array: np.ndarray) -> np.ndarray:
+            nonlocal copied, arrays
+            arrays += 1
+            copied += array.nbytes
+            return copy_array(array)
+
+        out = map_arrays(value, copy_one)
+        stats = self.stats
+        stats.yields += 1
+        stats.arrays += arrays
+        stats.bytes_copied += copied
+        stats.seconds += perf_counter() - start
+        return out
+
+
+class Freeze(_State):
+    """Freeze mode: every yielded array (and the arrays it views) becomes read-only.
+
+    The generator's next write into a buffer it already yielded then raises NumPy's
+    ``ValueError: assignment destination is read-only`` at that very line, and
+    ``annotate`` adds a note (PEP 678) saying what safegen froze and the fixes.
+    """
+
+    def __init__(self, settings: Settings, source: Source) -> None:
+        super().__init__(settings, source)
+        # What the last `window` yields froze, to name the culprit in the note.
+        self.frozen: dict[int, tuple[int, Path, np.ndarray]] = {}
+        self.recent: collections.deque[list[int]] = collections.deque()
+
+    def process(self, value: Any) -> Any:
+        start = perf_counter()
+        count = self.count = self.count + 1
+        found = leaves(value)
+        frozen = []
+        for path, array in found:
+            node: Any = array
+            while isinstance(node, _ndarray):
+                if node.flags.writeable:
+                    node.flags.writeable = False
+                    self.frozen[id(node)] = (count, path, array)
+                    frozen.append(id(node))
+                node = node.base
+        self.recent.append(frozen)
+        if len(self.recent) > self.settings.window:
+            for key in self.recent.popleft():
+                self.frozen.pop(key, None)
+        stats = self.stats
+        stats.yields += 1
+        stats.arrays += len(found)
+        stats.seconds += perf_counter() - start
+        return value
+
+    def annotate(self, exc: BaseException) -> None:
+        if not (isinstance(exc, ValueError) and "read-only" in str(exc) and self.count):
+            return
+        culprit = self._culprit(exc.__traceback__)
+        if culprit is None:
+            what = "an array it had already yielded"
+        else:
+            name, (count, path, array) = culprit
+            leaf = f"leaf {format_path(path)} " if path else "the array "
+            what = (
+                f"{name!r}, which is {leaf}({array.dtype}, shape {tuple(array.shape)}) "
+                f"of yield #{count} (or the buffer behind it)"
+            )
+        exc.add_note(
+            f"safegen: {self.source.where()} wrote into {what}. safegen made it "
+            'read-only (mode="freeze") because consumers may still hold it: without '
+            f"the freeze, that batch would have changed under them. {FIX}"
+        )
+
+    def _culprit(
+        self, tb: TracebackType | None
+    ) -> tuple[str, tuple[int, Path, np.ndarray]] | None:
+        """The innermost local variable that holds (a view of) a frozen array."""
+        frames = []
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in reversed(frames):
+            if frame.f_code.co_filename.startswith(_SAFEGEN_DIR):
+                continue
+            for name, local in frame.f_locals.items():
+                node = local
+                while isinstance(node, _ndarray):
+                    entry = self.frozen.get(id(node))
+                    if entry is not None:
+                        return name, entry
+                    node = node.base
+        return None
+
+
+def make_state(settings: Settings, source: Source) -> _State:
+    """The per-generator state for ``settings.mode`` (not ``"off"``)."""
+    kind = {"check": Watch, "copy": Copy, "freeze": Freeze}[settings.mode]
+    return kind(settings, source)

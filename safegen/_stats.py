@@ -1,0 +1,47 @@
+"""Counters kept by each guarded generator, read with :func:`safegen.stats`."""
+
+from __future__ import annotations
+
+import dataclasses
+__all__ = ["Stats"]
+
+
+@dataclasses.dataclass
+class Stats:
+    """What safegen did for one guarded generator (or, summed, for a guarded function).
+
+    Attributes:
+        yields: values that passed through the guard.
+        arrays: NumPy array leaves among them.
+        bytes_fingerprinted: bytes hashed in check mode (first hashes and re-checks).
+        bytes_copied: bytes copied in copy mode.
+        violations: arrays found changed after they were yielded.
+        seconds: time spent inside safegen, not counting the generator's own work.
+
+    Example:
+        >>> import numpy as np, safegen
+        >>> it = safegen.guard(iter([np.zeros(4)]), mode="copy")
+        >>> _ = list(it)
+        >>> safegen.stats(it).bytes_copied
+        32
+    """
+
+    yields: int = 0
+    arrays: int = 0
+    bytes_fingerprinted: int = 0
+    bytes_copied: int = 0
+    violations: int = 0
+    seconds: float = 0.0
+
+    def __add__(self, other: Stats) -> Stats:
+        return Stats(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self))
+        )
+
+    @property
+    def seconds_per_yield(self) -> float:
+        """Mean time inside safegen per yield (0.0 before the first yield)."""
+        return self.seconds / self.yields if self.yields else 0.0
+
+
+Stats.__module__ = "safegen"

@@ -1,0 +1,26 @@
+"""Shared fixtures: every test starts from safegen's default configuration."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from safegen import _config  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _reset_configuration():
+    """Undo safegen.configure() and SAFEGEN_MODE changes made by a test."""
+    _config.reset()
+    yield
+    _config.reset()
+
+
+@pytest.fixture(params=["check", "copy", "freeze"])
+def any_mode(request):
+    """Each mode that guards something."""
+    return request.param
