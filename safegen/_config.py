@@ -17,12 +17,12 @@ import contextvars
 import dataclasses
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 __all__ = ["Settings", "configure", "mode", "settings"]
 
 Mode = Literal["check", "copy", "freeze", "off"]
-OnViolation = Union[Literal["raise", "warn"], Callable[[Any], object]]
+OnViolation = Literal["raise", "warn"] | Callable[[Any], object]
 
 MODES: tuple[str, ...] = ("check", "copy", "freeze", "off")
 ON_VIOLATION: tuple[str, ...] = ("raise", "warn")
@@ -55,6 +55,9 @@ class Settings:
     on_violation: OnViolation = "raise"
     window: int = DEFAULT_WINDOW
     verify_all: bool = False
+
+
+Settings.__module__ = "safegen"
 
 
 def validate_mode(value: object, source: str) -> Mode:

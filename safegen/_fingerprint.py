@@ -15,13 +15,26 @@ the speed of a memcpy, which is why check mode costs less than copy mode). What 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
+import xxhash
 from numpy.lib.array_utils import byte_bounds
-from xxhash import xxh3_64_intdigest
 
-__all__ = ["SAMPLE_ABOVE", "bounds", "fingerprint", "root_of", "sample", "verify_sample"]
+# XXH3-64 of anything exporting the buffer protocol (ndarray included; typed loosely
+# because NumPy's stubs do not declare the buffer protocol).
+hash_buffer: Callable[[Any], int] = xxhash.xxh3_64_intdigest
+
+__all__ = [
+    "SAMPLE_ABOVE",
+    "bounds",
+    "fingerprint",
+    "hash_buffer",
+    "root_of",
+    "sample",
+    "verify_sample",
+]
 
 _ndarray = np.ndarray
 
@@ -49,10 +62,10 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
 def _hash_bytes(a: np.ndarray) -> int:
     """XXH3 of a C-contiguous array's memory, whatever its dtype."""
     try:
-        return xxh3_64_intdigest(a)
+        return hash_buffer(a)
     except (ValueError, TypeError, BufferError):
         # NumPy refuses to export some dtypes (datetime64, ...) as buffers.
-        return xxh3_64_intdigest(a.reshape(-1).view(np.uint8))
+        return hash_buffer(a.reshape(-1).view(np.uint8))
 
 
 def fingerprint(a: np.ndarray) -> tuple[int, int]:
@@ -66,7 +79,7 @@ def fingerprint(a: np.ndarray) -> tuple[int, int]:
     """
     if a.flags.c_contiguous:
         try:
-            return xxh3_64_intdigest(a), a.nbytes
+            return hash_buffer(a), a.nbytes
         except (ValueError, TypeError, BufferError):
             pass
     c = _contiguous(a)
@@ -99,20 +112,20 @@ def sample(a: np.ndarray) -> list[tuple[int, int]] | None:
     if a.nbytes <= SAMPLE_ABOVE or not a.flags.c_contiguous or a.dtype.hasobject:
         return None
     try:
-        flat = memoryview(a.reshape(-1).view(np.uint8))
+        flat = memoryview(cast(Any, a.reshape(-1).view(np.uint8)))
     except (ValueError, TypeError, BufferError):
         return None
     step = (len(flat) - SAMPLE_BLOCK_BYTES) // (SAMPLE_BLOCKS - 1)
     return [
-        (offset, xxh3_64_intdigest(flat[offset : offset + SAMPLE_BLOCK_BYTES]))
+        (offset, hash_buffer(flat[offset : offset + SAMPLE_BLOCK_BYTES]))
         for offset in range(0, step * SAMPLE_BLOCKS, step)
     ]
 
 
 def verify_sample(a: np.ndarray, blocks: list[tuple[int, int]]) -> bool:
     """Whether every sampled block of ``a`` still has the hash it had."""
-    flat = memoryview(a.reshape(-1).view(np.uint8))
+    flat = memoryview(cast(Any, a.reshape(-1).view(np.uint8)))
     return all(
-        xxh3_64_intdigest(flat[offset : offset + SAMPLE_BLOCK_BYTES]) == digest
+        hash_buffer(flat[offset : offset + SAMPLE_BLOCK_BYTES]) == digest
         for offset, digest in blocks
     )

@@ -160,7 +160,7 @@ def _wrap_iterator(
     return guarded
 
 
-class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[misc]
+class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
     """An iterable whose every iterator is guarded; everything else passes through."""
 
     def __init__(self, wrapped: Any, settings: Settings, source: Source) -> None:
@@ -201,18 +201,16 @@ def _wrap_callable(function: Any, overrides: dict[str, Any]) -> Any:
     source = _source_of(None, function)
     totals: list[Stats] = []
 
-    @wrapt.decorator  # type: ignore[misc]
+    @wrapt.decorator
     def guarded(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return _guard_result(wrapped(*args, **kwargs), resolve(overrides), source, totals)
 
-    wrapper = guarded(function)
+    wrapper: Any = guarded(function)
     wrapper._self_safegen_stats = functools.partial(sum, totals, Stats())
     return wrapper
 
 
-def _check_options(
-    mode: Any, on_violation: Any, window: Any, verify_all: Any
-) -> dict[str, Any]:
+def _check_options(mode: Any, on_violation: Any, window: Any, verify_all: Any) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if mode is not None:
         overrides["mode"] = validate_mode(mode, "safegen.guard()")

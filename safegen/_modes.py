@@ -16,11 +16,17 @@ from types import CodeType, TracebackType
 from typing import Any
 
 import numpy as np
-from xxhash import xxh3_64_intdigest
 
 from safegen._config import Settings
 from safegen._errors import AliasingError, AliasingWarning
-from safegen._fingerprint import bounds, fingerprint, root_of, sample, verify_sample
+from safegen._fingerprint import (
+    bounds,
+    fingerprint,
+    hash_buffer,
+    root_of,
+    sample,
+    verify_sample,
+)
 from safegen._report import FIX, AliasingReport
 from safegen._stats import Stats
 from safegen._structure import Path, format_path, leaves, map_arrays
@@ -29,6 +35,10 @@ __all__ = ["ALIGN_ABOVE", "Source", "aligned_copy", "copy_array", "make_state"]
 
 _ndarray = np.ndarray
 _SAFEGEN_DIR = os.path.dirname(os.path.abspath(__file__))
+# The files whose frames stand between the user's code and the guarded generator.
+_MACHINERY = frozenset(
+    os.path.join(_SAFEGEN_DIR, name) for name in ("_guard.py", "_modes.py", "_config.py")
+)
 
 # Copies of arrays at least this large are 64-byte aligned, so that TensorFlow wraps them
 # without copying them again. Below it the alignment costs more than TensorFlow's copy it
@@ -67,7 +77,7 @@ def _user_stacklevel() -> int:
     """The ``stacklevel`` that makes a warning point at the first frame outside safegen."""
     frame = sys._getframe(1)
     level = 1
-    while frame is not None and frame.f_code.co_filename.startswith(_SAFEGEN_DIR):
+    while frame is not None and frame.f_code.co_filename in _MACHINERY:
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
@@ -127,7 +137,7 @@ class Watch(_State):
         for path, array in leaves(value):
             if array.flags.c_contiguous:
                 try:
-                    digest = xxh3_64_intdigest(array)
+                    digest = hash_buffer(array)
                     hashed += array.nbytes
                 except (ValueError, TypeError, BufferError):
                     digest, size = fingerprint(array)
@@ -235,16 +245,18 @@ class Watch(_State):
         record[_DEAD] = True
         self.stats.violations += 1
         array = record[_ARRAY]
-        self.pending.append(AliasingReport(
-            source=self.source.name,
-            location=self.source.location,
-            path=format_path(record[_PATH]),
-            dtype=str(array.dtype),
-            shape=tuple(array.shape),
-            changed_yield=record[_YIELD],
-            last_seen_unchanged=record[_SEEN],
-            detected_at=count,
-        ))
+        self.pending.append(
+            AliasingReport(
+                source=self.source.name,
+                location=self.source.location,
+                path=format_path(record[_PATH]),
+                dtype=str(array.dtype),
+                shape=tuple(array.shape),
+                changed_yield=record[_YIELD],
+                last_seen_unchanged=record[_SEEN],
+                detected_at=count,
+            )
+        )
 
     def _dispatch(self) -> None:
         """Hand the reports found during this step to ``on_violation``."""
@@ -256,7 +268,8 @@ class Watch(_State):
                 if len(reports) > 1:
                     error.add_note(
                         f"safegen found {len(reports) - 1} more changed array(s) in this "
-                        "step: " + "; ".join(
+                        "step: "
+                        + "; ".join(
                             f"yield #{r.changed_yield} leaf {r.path or '(the array)'}"
                             for r in reports[1:]
                         )
@@ -265,7 +278,7 @@ class Watch(_State):
             if handler == "warn":
                 warnings.warn(report.message, AliasingWarning, stacklevel=_user_stacklevel())
             else:
-                handler(report)  # type: ignore[operator]
+                handler(report)
 
 
 def aligned_copy(array: np.ndarray) -> np.ndarray:
@@ -284,7 +297,8 @@ def aligned_copy(array: np.ndarray) -> np.ndarray:
     order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
     buffer = np.empty(array.nbytes + 64, np.uint8)
     offset = -buffer.ctypes.data % 64
-    out = buffer[offset : offset + array.nbytes].view(array.dtype).reshape(array.shape, order=order)
+    flat = buffer[offset : offset + array.nbytes].view(array.dtype)
+    out: np.ndarray = flat.reshape(tuple(array.shape), order=order)  # type: ignore[call-overload]
     np.copyto(out, array, casting="no")
     return out
 
@@ -313,17 +327,13 @@ class Copy(_State):
         # Fast path: a tuple or list of small plain arrays, the usual (x, y) batch.
         kind = type(value)
         if kind is tuple or kind is list:
-            copies = []
             copied = 0
             for array in value:
-                if type(array) is not _ndarray:
+                if type(array) is not _ndarray or array.nbytes >= ALIGN_ABOVE:
                     break
-                size = array.nbytes
-                if size >= ALIGN_ABOVE:
-                    break
-                copied += size
-                copies.append(array.copy("K"))
+                copied += array.nbytes
             else:
+                copies = [array.copy("K") for array in value]
                 stats = self.stats
                 stats.yields += 1
                 stats.arrays += len(copies)
@@ -403,16 +413,14 @@ class Freeze(_State):
             f"the freeze, that batch would have changed under them. {FIX}"
         )
 
-    def _culprit(
-        self, tb: TracebackType | None
-    ) -> tuple[str, tuple[int, Path, np.ndarray]] | None:
+    def _culprit(self, tb: TracebackType | None) -> tuple[str, tuple[int, Path, np.ndarray]] | None:
         """The innermost local variable that holds (a view of) a frozen array."""
         frames = []
         while tb is not None:
             frames.append(tb.tb_frame)
             tb = tb.tb_next
         for frame in reversed(frames):
-            if frame.f_code.co_filename.startswith(_SAFEGEN_DIR):
+            if frame.f_code.co_filename in _MACHINERY:
                 continue
             for name, local in frame.f_locals.items():
                 node = local

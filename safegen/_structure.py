@@ -42,7 +42,7 @@ def _items(container: Any) -> list[tuple[Any, Any]] | None:
     if isinstance(container, tuple):
         fields = getattr(type(container), "_fields", None)
         if isinstance(fields, tuple) and len(fields) == len(container):
-            return [(Field(name), child) for name, child in zip(fields, container)]
+            return [(Field(name), child) for name, child in zip(fields, container, strict=True)]
         return list(enumerate(container))
     if isinstance(container, list):
         return list(enumerate(container))
@@ -100,7 +100,7 @@ def _rebuild(container: Any, children: list[Any]) -> Any:
     if kind is list:
         return children
     if kind is dict:
-        return dict(zip(container.keys(), children))
+        return dict(zip(container.keys(), children, strict=True))
     if isinstance(container, tuple):
         if hasattr(kind, "_fields"):
             return kind(*children)
@@ -113,7 +113,7 @@ def _rebuild(container: Any, children: list[Any]) -> Any:
     if isinstance(container, list):
         new[:] = children
     else:
-        for key, child in zip(container.keys(), children):
+        for key, child in zip(container.keys(), children, strict=True):
             new[key] = child
     return new
 
@@ -134,14 +134,11 @@ def map_arrays(value: Any, fn: Callable[[np.ndarray], Any]) -> Any:
     kind = type(value)
     if kind is _ndarray:
         return fn(value)
-    if kind is tuple or kind is list:
-        new = []
-        for child in value:
-            if type(child) is not _ndarray:
-                break
-            new.append(fn(child))
-        else:
-            return tuple(new) if kind is tuple else new
+    if (kind is tuple or kind is list) and all(type(child) is _ndarray for child in value):
+        new = [fn(child) for child in value]
+        if all(a is b for a, b in zip(new, value, strict=True)):
+            return value
+        return tuple(new) if kind is tuple else new
     if isinstance(value, _ndarray):
         return fn(value)
     items = _items(value)

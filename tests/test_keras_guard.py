@@ -46,13 +46,17 @@ class TestModelFit:
         guarded = safegen.guard(_tuple_batches(seed.reused_buffer_keras))
         model = _mean_model()
         with pytest.raises(safegen.AliasingError, match="changed after it was yielded"):
-            model.fit(guarded(batch_size=64), steps_per_epoch=20, epochs=1, verbose=0, shuffle=False)
+            model.fit(
+                guarded(batch_size=64), steps_per_epoch=20, epochs=1, verbose=0, shuffle=False
+            )
 
     def test_copy_mode_trains_to_zero_loss(self):
         """The same generator in copy mode trains the mean model to a loss of exactly 0."""
         guarded = safegen.guard(_tuple_batches(seed.reused_buffer_keras), mode="copy")
         model = _mean_model()
-        history = model.fit(guarded(batch_size=64), steps_per_epoch=20, epochs=2, verbose=0, shuffle=False)
+        history = model.fit(
+            guarded(batch_size=64), steps_per_epoch=20, epochs=2, verbose=0, shuffle=False
+        )
         assert history.history["loss"] == [0.0, 0.0]
         assert safegen.stats(guarded).yields >= 40
 
@@ -60,7 +64,9 @@ class TestModelFit:
         """A fresh-buffer generator trains in check mode with no report."""
         guarded = safegen.guard(_tuple_batches(seed.fresh_buffer_keras))
         model = _mean_model()
-        history = model.fit(guarded(batch_size=32), steps_per_epoch=10, epochs=1, verbose=0, shuffle=False)
+        history = model.fit(
+            guarded(batch_size=32), steps_per_epoch=10, epochs=1, verbose=0, shuffle=False
+        )
         assert history.history["loss"] == [0.0]
 
     def test_dense_model_trains_on_guarded_generator(self):

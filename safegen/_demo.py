@@ -1,0 +1,148 @@
+"""``python -m safegen demo``: the seed article's three pitfalls, and safegen on each."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+import safegen
+
+BATCH = 64
+
+
+def reused_buffer(batch_size: int = BATCH, seed: int = 0) -> Iterator[tuple[Any, Any]]:
+    """The article's generator: `x` is allocated once and refilled on every step."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((batch_size, 2), np.float32)
+    while True:
+        for i in range(batch_size):
+            x[i][0] = rng.integers(0, 100)
+            x[i][1] = rng.integers(0, 100)
+        x_mean = (x[::, 0] + x[::, 1]) / 2
+        yield x, np.expand_dims(x_mean, -1)
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _keras() -> Any:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import keras
+    except ImportError:
+        return None
+    keras.utils.set_random_seed(0)
+    return keras
+
+
+def _mean_model(keras: Any, expand: bool = True) -> Any:
+    """One Lambda computing the mean: the loss is 0 exactly when x and y agree."""
+
+    def mean(x: Any) -> Any:
+        result = (x[:, 0] + x[:, 1]) / 2
+        return keras.ops.expand_dims(result, -1) if expand else result
+
+    inputs = keras.Input(shape=(2,))
+    model = keras.Model(inputs, keras.layers.Lambda(mean, output_shape=(1,))(inputs))
+    model.compile(loss="mse", optimizer="rmsprop")
+    return model
+
+
+def _fit(keras: Any, batches: Any, steps: int) -> list[float]:
+    model = _mean_model(keras)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The model does not have any trainable weights")
+        history = model.fit(batches, steps_per_epoch=steps, epochs=2, verbose=0, shuffle=False)
+    return [round(float(loss), 1) for loss in history.history["loss"]]
+
+
+def pitfall_print() -> None:
+    _say("1. print(next(it), next(it)) on a generator that reuses its buffer")
+    it = reused_buffer(batch_size=1)
+    first, _second = next(it), next(it)
+    _say(
+        f"   plain:          {first[0].tolist()} mean {first[1].ravel().tolist()}"
+        "   <- the mean is not the mean of these numbers"
+    )
+    it = safegen.guard(reused_buffer, mode="copy")(batch_size=1)
+    first, _second = next(it), next(it)
+    _say(f"   guard(copy):    {first[0].tolist()} mean {first[1].ravel().tolist()}   <- consistent")
+    it = safegen.guard(reused_buffer)(batch_size=1)
+    next(it)
+    try:
+        next(it)
+    except safegen.AliasingError as error:
+        _say("   guard(check):   AliasingError: " + str(error).splitlines()[0][:150] + "...")
+    it = safegen.guard(reused_buffer, mode="freeze")(batch_size=1)
+    next(it)
+    try:
+        next(it)
+    except ValueError as error:
+        _say(f"   guard(freeze):  ValueError at the generator's own write: {error}")
+        _say("                   " + error.__notes__[0][:110] + "...")
+    _say()
+
+
+def pitfall_fit(keras: Any, steps: int) -> None:
+    _say("2. model.fit on that generator (a model that is one Lambda computing the mean:")
+    _say("   its loss is 0 exactly when every input batch matches its target batch)")
+    _say(
+        f"   plain:          loss per epoch {_fit(keras, reused_buffer(), steps)}"
+        "   <- nonzero: batches were overwritten (on some runs only)"
+    )
+    _say(
+        f"   guard(copy):    loss per epoch "
+        f"{_fit(keras, safegen.guard(reused_buffer, mode='copy')(), steps)}"
+    )
+    try:
+        _fit(keras, safegen.guard(reused_buffer)(), steps)
+    except safegen.AliasingError as error:
+        _say("   guard(check):   AliasingError: " + str(error).splitlines()[0][:150] + "...")
+    _say()
+
+
+def pitfall_lambda(keras: Any) -> None:
+    _say("3. a Lambda that forgot expand_dims: declares (None, 1), returns (batch,)")
+    x = np.array([[73.0, 57.0], [10.0, 20.0]], np.float32)
+    plain = _mean_model(keras, expand=False)
+    _say(
+        f"   plain:          model.output_shape {plain.output_shape}, "
+        f"predict shape {plain.predict(x, verbose=0).shape}   <- summary lies, no error"
+    )
+    try:
+        checker = safegen.ShapeChecked
+    except (AttributeError, ImportError):
+        _say("   (safegen.ShapeChecked is not available in this version)")
+        return
+    inputs = keras.Input(shape=(2,))
+    layer = checker(keras.layers.Lambda(lambda t: (t[:, 0] + t[:, 1]) / 2, output_shape=(1,)))
+    model = keras.Model(inputs, layer(inputs))
+    try:
+        model.predict(x, verbose=0)
+    except safegen.ShapeError as error:
+        _say("   ShapeChecked:   ShapeError: " + str(error).splitlines()[0][:150] + "...")
+    _say()
+
+
+def run(steps: int = 40) -> int:
+    """Print the demo report; returns 0."""
+    _say("safegen demo: the silent data bugs of 'a network to predict the mean of two numbers'")
+    _say()
+    pitfall_print()
+    keras = _keras()
+    if keras is None:
+        _say("Keras is not installed: pip install 'safegen[keras]' for parts 2 and 3.")
+        return 0
+    pitfall_fit(keras, steps)
+    pitfall_lambda(keras)
+    _say("Fix the generator: allocate x inside the loop, or yield np.copy(x),")
+    _say('or let safegen do it: @safegen.guard(mode="copy").')
+    sys.stdout.flush()
+    return 0

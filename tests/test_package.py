@@ -1,0 +1,126 @@
+"""The package itself: light import, public names, the command line, the demo."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+import safegen
+
+HEAVY = ("tensorflow", "keras", "jax", "torch")
+
+
+def _python(*args, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+class TestImport:
+    """import safegen stays light."""
+
+    def test_import_does_not_load_frameworks(self):
+        """import safegen (and guarding a generator) loads no ML framework."""
+        code = (
+            "import sys, numpy as np, safegen\n"
+            "it = safegen.guard(iter([np.zeros(2)]))\n"
+            "list(it)\n"
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+        )
+        result = _python("-c", code)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == ""
+
+    def test_bad_environment_variable_is_refused_at_import(self):
+        """SAFEGEN_MODE=bogus makes import fail, listing the valid values."""
+        result = _python("-c", "import safegen", env={"SAFEGEN_MODE": "bogus"})
+        assert result.returncode != 0
+        assert "SAFEGEN_MODE: invalid mode 'bogus'; expected one of 'check'" in result.stderr
+
+    def test_environment_variable_sets_the_mode(self):
+        """SAFEGEN_MODE=copy makes copy the default mode."""
+        result = _python(
+            "-c", "import safegen; print(safegen.settings().mode)", env={"SAFEGEN_MODE": "copy"}
+        )
+        assert result.stdout.strip() == "copy"
+
+
+class TestPublicNames:
+    """What `safegen` exports."""
+
+    def test_all_names_resolve(self):
+        """Every name in __all__ exists (Keras-facing ones are loaded on demand)."""
+        pytest.importorskip("keras")
+        for name in safegen.__all__:
+            assert getattr(safegen, name) is not None
+
+    def test_unknown_attribute(self):
+        """A missing name raises AttributeError naming it."""
+        with pytest.raises(AttributeError, match="no attribute 'nope'"):
+            safegen.nope  # noqa: B018
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "AliasingError",
+            "AliasingWarning",
+            "SafegenError",
+            "ShapeError",
+            "Stats",
+            "AliasingReport",
+            "Settings",
+        ],
+    )
+    def test_classes_read_as_safegen(self, name):
+        """Public classes say `safegen.X` in tracebacks."""
+        assert getattr(safegen, name).__module__ == "safegen"
+
+    @pytest.mark.parametrize(
+        "module",
+        [
+            "_config",
+            "_errors",
+            "_fingerprint",
+            "_guard",
+            "_modes",
+            "_report",
+            "_stats",
+            "_structure",
+        ],
+    )
+    def test_doctests(self, module):
+        """The examples in the docstrings run."""
+        mod = importlib.import_module(f"safegen.{module}")
+        result = doctest.testmod(
+            mod, optionflags=doctest.ELLIPSIS, extraglobs={"np": __import__("numpy")}
+        )
+        assert result.failed == 0
+
+
+class TestCommandLine:
+    """python -m safegen."""
+
+    def test_no_command_is_a_usage_error(self):
+        """Without a command, usage goes to stderr and the exit status is 2."""
+        result = _python("-m", "safegen")
+        assert result.returncode == 2 and "usage:" in result.stderr
+
+    @pytest.mark.keras
+    def test_demo_runs(self):
+        """The demo shows the three pitfalls and safegen catching each."""
+        pytest.importorskip("keras")
+        result = _python("-m", "safegen", "demo", "--steps", "10")
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert "guard(check):   AliasingError" in out
+        assert "guard(copy):    loss per epoch [0.0, 0.0]" in out
+        assert "ShapeError" in out
