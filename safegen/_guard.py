@@ -50,6 +50,10 @@ def _run(gen: Generator[Any, Any, Any], state: _State) -> Generator[Any, Any, An
         except GeneratorExit:
             gen.close()
             raise
+        finally:
+            # Drop our reference at once: in copy mode the consumer may already have
+            # freed this batch, and its memory can serve the next copy.
+            out = None
         except BaseException as thrown:
             try:
                 value = gen.throw(thrown)
@@ -104,6 +108,8 @@ async def _run_async(agen: AsyncGenerator[Any, Any], state: _State) -> AsyncGene
         except GeneratorExit:
             await agen.aclose()
             raise
+        finally:
+            out = None
         except BaseException as thrown:
             try:
                 value = await agen.athrow(thrown)

@@ -1,0 +1,536 @@
+"""Tests of safegen.ShapeChecked and friends, on real Keras 3 models (TensorFlow backend)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+import safegen  # noqa: E402
+from safegen import ShapeError  # noqa: E402
+
+pytestmark = pytest.mark.keras
+
+layers = keras.layers
+ops = keras.ops
+
+NO_WEIGHTS = "ignore:The model does not have any trainable weights:UserWarning"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mean_bad(x: Any) -> Any:
+    """The seed bug: returns (batch,) although (batch, 1) is declared."""
+    return (x[:, 0] + x[:, 1]) / 2
+
+
+def mean_good(x: Any) -> Any:
+    """The fixed seed Lambda: (batch, 1)."""
+    return ops.expand_dims((x[:, 0] + x[:, 1]) / 2, -1)
+
+
+def seed_model(fn: Any = mean_bad, *, wrap: bool = True, **checked: Any) -> Any:
+    """Input(2) -> Lambda mean (output_shape=(1,)), optionally wrapped."""
+    inputs = keras.Input((2,))
+    lam = layers.Lambda(fn, output_shape=(1,), name="mean")
+    layer = safegen.ShapeChecked(lam, **checked) if wrap else lam
+    return keras.Model(inputs, layer(inputs))
+
+
+def add_model(*, wrap: bool) -> Any:
+    """The issue's model: the buggy Lambda added to a Dense(1) branch."""
+    inputs = keras.Input((2,))
+    lam = layers.Lambda(mean_bad, output_shape=(1,), name="mean")
+    mean = (safegen.ShapeChecked(lam) if wrap else lam)(inputs)
+    return keras.Model(inputs, layers.Add()([mean, layers.Dense(1)(inputs)]))
+
+
+def mean_data(n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random ints 0..99 and their row means, as float32."""
+    x = np.random.default_rng(seed).integers(0, 100, (n, 2)).astype("float32")
+    return x, x.mean(axis=1, keepdims=True)
+
+
+class Liar(layers.Layer):
+    """A layer whose compute_output_shape declares (batch, 1) but whose call drops the axis."""
+
+    def call(self, x: Any) -> Any:
+        return ops.sum(x, axis=-1)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (input_shape[0], 1)
+
+
+SEED_MSG = r"layer 'mean' \(Lambda\) returned rank 1, shape \(\w+,\); declared rank 2"
+
+
+class TestSeedLambda:
+    """The seed Lambda without expand_dims is caught wherever the model runs."""
+
+    def test_predict(self) -> None:
+        """predict raises ShapeError naming the Lambda, ranks and the expand_dims hint."""
+        x, _ = mean_data()
+        with pytest.raises(ShapeError, match=SEED_MSG) as info:
+            seed_model().predict(x, verbose=0)
+        assert "expand_dims(..., -1)" in str(info.value)
+        assert "keepdims=True" in str(info.value)
+
+    def test_fit_graph_mode(self) -> None:
+        """fit in graph mode (tf.function) raises ShapeError while tracing."""
+        x, y = mean_data()
+        model = seed_model()
+        model.compile("sgd", "mse")
+        with pytest.raises(ShapeError, match=r"declared rank 2, shape \(None, 1\)"):
+            model.fit(x, y, epochs=1, verbose=0)
+
+    def test_fit_run_eagerly(self) -> None:
+        """fit with run_eagerly=True raises ShapeError."""
+        x, y = mean_data()
+        model = seed_model()
+        model.compile("sgd", "mse", run_eagerly=True)
+        with pytest.raises(ShapeError, match=SEED_MSG):
+            model.fit(x, y, epochs=1, verbose=0)
+
+    def test_fit_jit_compile(self) -> None:
+        """fit with jit_compile=True raises ShapeError (rank is static under XLA)."""
+        x, y = mean_data()
+        model = seed_model()
+        model.compile("sgd", "mse", jit_compile=True)
+        with pytest.raises(ShapeError, match=SEED_MSG):
+            model.fit(x, y, epochs=1, verbose=0)
+
+    def test_direct_eager_call(self) -> None:
+        """Calling the layer eagerly on a tensor raises ShapeError."""
+        layer = safegen.ShapeChecked(layers.Lambda(mean_bad, output_shape=(1,), name="mean"))
+        with pytest.raises(ShapeError, match=r"returned rank 1, shape \(3,\)"):
+            layer(ops.ones((3, 2)))
+
+    def test_error_survives_keras_reraise(self) -> None:
+        """ShapeError is rebuilt by Keras as type(e)(message) and stays a ValueError."""
+        x, _ = mean_data()
+        with pytest.raises(ShapeError) as info:
+            seed_model().predict(x, verbose=0)
+        assert getattr(info.value, "_keras_call_info_injected", False)
+        assert "Exception encountered when calling" in str(info.value)
+        assert isinstance(info.value, ValueError)
+        rebuilt = type(info.value)(str(info.value))
+        assert isinstance(rebuilt, ShapeError)
+
+
+class TestCorrectLambda:
+    """A correct Lambda, wrapped, behaves exactly like the plain one."""
+
+    def test_outputs_identical(self) -> None:
+        """predict of the wrapped model equals the unwrapped model's, bit for bit."""
+        x, _ = mean_data()
+        plain = seed_model(mean_good, wrap=False).predict(x, verbose=0)
+        checked = seed_model(mean_good).predict(x, verbose=0)
+        assert checked.shape == (16, 1)
+        np.testing.assert_array_equal(checked, plain)
+
+    def test_declared_output_shape_kept(self) -> None:
+        """The model still reports the Lambda's declared output shape."""
+        assert seed_model(mean_good).output_shape == (None, 1)
+
+    @pytest.mark.filterwarnings(NO_WEIGHTS)
+    def test_mean_task_loss_exactly_zero(self) -> None:
+        """fit on the mean task (ints 0..99, target = mean) reaches a loss of exactly 0."""
+        x, y = mean_data(64)
+        model = seed_model(mean_good)
+        model.compile("sgd", "mse")
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        assert history.history["loss"][-1] == 0.0
+
+    def test_static_check_adds_no_op(self) -> None:
+        """With check='rank' the traced graph has exactly the ops of the plain model."""
+
+        def op_types(model: Any) -> list[str]:
+            fn = tf.function(lambda t: model(t, training=True))
+            graph = fn.get_concrete_function(tf.TensorSpec((None, 2))).graph
+            return sorted(op.type for op in graph.get_operations())
+
+        plain = op_types(seed_model(mean_good, wrap=False))
+        assert op_types(seed_model(mean_good)) == plain
+        assert op_types(seed_model(mean_good, check="shape", output_shape=(1,))) != plain
+
+
+class TestAddModel:
+    """The issue's Add() model: a (5, 5) broadcast instead of an error, unless wrapped."""
+
+    def test_unwrapped_broadcasts_silently(self) -> None:
+        """Without safegen, Keras 3 returns (5, 5) while declaring (None, 1)."""
+        model = add_model(wrap=False)
+        assert model.output_shape == (None, 1)
+        assert model.predict(mean_data(5)[0], verbose=0).shape == (5, 5)
+
+    def test_wrapped_raises_naming_the_lambda(self) -> None:
+        """Wrapped, predict raises ShapeError naming the Lambda instead of returning (5, 5)."""
+        with pytest.raises(ShapeError, match=r"layer 'mean' \(Lambda\) returned rank 1"):
+            add_model(wrap=True).predict(mean_data(5)[0], verbose=0)
+
+
+class TestNonLambda:
+    """Layers other than Lambda are checked against their compute_output_shape."""
+
+    def test_lying_compute_output_shape(self) -> None:
+        """A custom layer whose compute_output_shape lies is caught, and named."""
+        inputs = keras.Input((2,))
+        model = keras.Model(inputs, safegen.ShapeChecked(Liar(name="liar"))(inputs))
+        with pytest.raises(
+            ShapeError,
+            match=r"'liar' \(Liar\) returned rank 1.*\n.*"
+            r"declared by: Liar\.compute_output_shape\(\)",
+        ):
+            model.predict(mean_data(4)[0], verbose=0)
+
+    def test_explicit_output_shape_wins(self) -> None:
+        """An explicit output_shape overrides what the layer declares."""
+        layer = safegen.ShapeChecked(layers.Dense(3), output_shape=(2,), check="shape")
+        with pytest.raises(ShapeError, match=r"declared shape \(4, 2\).*\n.*output_shape=\(2,\)"):
+            layer(ops.ones((4, 5)))
+
+    def test_dense_passes(self) -> None:
+        """A truthful built-in layer passes both checks."""
+        layer = safegen.ShapeChecked(layers.Dense(3), check="shape")
+        assert tuple(layer(ops.ones((4, 5))).shape) == (4, 3)
+
+
+class TestCheckShape:
+    """check='shape' compares every declared dimension and the batch dimension."""
+
+    @staticmethod
+    def identity(check: str, output_shape: tuple[int | None, ...]) -> Any:
+        inputs = keras.Input((2,))
+        lam = layers.Lambda(lambda t: t, output_shape=output_shape, name="ident")
+        return keras.Model(inputs, safegen.ShapeChecked(lam, check=check)(inputs))
+
+    def test_wrong_dimension_caught(self) -> None:
+        """A wrong non-batch dimension raises ShapeError with both shapes."""
+        with pytest.raises(ShapeError, match=r"returned shape \(4, 2\); declared shape \(4, 1\)"):
+            self.identity("shape", (1,)).predict(mean_data(4)[0], verbose=0)
+
+    def test_wrong_dimension_caught_in_fit(self) -> None:
+        """The wrong dimension is caught while fit traces (static, so a ShapeError)."""
+        model = self.identity("shape", (1,))
+        model.compile("sgd", "mse")
+        x, _ = mean_data(4)
+        with pytest.raises(ShapeError, match=r"dimension 1: 2 != 1"):
+            model.fit(x, x, verbose=0)
+
+    def test_rank_mode_ignores_dimensions(self) -> None:
+        """check='rank' lets the same wrong dimension through."""
+        out = self.identity("rank", (1,)).predict(mean_data(4)[0], verbose=0)
+        assert out.shape == (4, 2)
+
+    def test_none_dimension_accepted(self) -> None:
+        """A declared None dimension matches any size."""
+        out = self.identity("shape", (None,)).predict(mean_data(4)[0], verbose=0)
+        assert out.shape == (4, 2)
+
+    def test_batch_mismatch_eager(self) -> None:
+        """An output whose batch differs from the input's raises ShapeError eagerly."""
+        lam = layers.Lambda(lambda t: ops.mean(t, axis=0, keepdims=True), output_shape=(2,))
+        with pytest.raises(ShapeError, match=r"batch dimension 1.*input's batch dimension is 3"):
+            safegen.ShapeChecked(lam, check="shape")(ops.ones((3, 2)))
+
+    def test_batch_mismatch_graph_runtime_assertion(self) -> None:
+        """In graph mode an unknown batch gets a run-time assertion carrying the message."""
+        inputs = keras.Input((2,))
+        lam = layers.Lambda(lambda t: ops.mean(t, axis=0, keepdims=True), output_shape=(2,))
+        layer = safegen.ShapeChecked(lam, check="shape")
+        fn = tf.function(keras.Model(inputs, layer(inputs)))
+        fn.get_concrete_function(tf.TensorSpec((None, 2)))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="ShapeError: .*batch dimension"):
+            fn(tf.ones((3, 2)))
+
+
+class TestNestedOutputs:
+    """Tuple, list and dict outputs are checked leaf by leaf."""
+
+    def test_tuple_leaf_named(self) -> None:
+        """The wrong leaf of a tuple output is named by its index."""
+        lam = layers.Lambda(lambda t: (t[:, :1], t[:, 0]), output_shape=((1,), (1,)))
+        with pytest.raises(ShapeError, match=r"output \[1\] returned rank 1"):
+            safegen.ShapeChecked(lam)(ops.ones((3, 2)))
+
+    def test_dict_explicit_shapes(self) -> None:
+        """A dict output is compared with a dict output_shape, key by key."""
+        lam = layers.Lambda(lambda t: {"a": t, "b": t[:, :1]})
+        ok = safegen.ShapeChecked(lam, output_shape={"a": (2,), "b": (1,)}, check="shape")
+        assert tuple(ok(ops.ones((3, 2)))["b"].shape) == (3, 1)
+        lam2 = layers.Lambda(lambda t: {"a": t, "b": t[:, :1]})
+        bad = safegen.ShapeChecked(lam2, output_shape={"a": (2,), "b": (2,)}, check="shape")
+        with pytest.raises(ShapeError, match=r"output \['b'\] returned shape \(3, 1\)"):
+            bad(ops.ones((3, 2)))
+
+    def test_leaf_count_mismatch(self) -> None:
+        """Declaring two outputs for a layer that returns one raises ShapeError."""
+        lam = layers.Lambda(lambda t: t)
+        with pytest.raises(ShapeError, match="returned 1 output tensor"):
+            safegen.ShapeChecked(lam, output_shape=[(2,), (2,)])(ops.ones((3, 2)))
+
+
+class TestBehavesLikeLayer:
+    """The wrapper keeps the wrapped layer's weights, training flag and masks."""
+
+    def test_weights_shared(self) -> None:
+        """The wrapper's weights are the wrapped layer's own variables."""
+        dense = layers.Dense(2)
+        checked = safegen.ShapeChecked(dense)
+        checked(ops.ones((1, 3)))
+        assert [id(w) for w in checked.trainable_weights] == [
+            id(w) for w in dense.trainable_weights
+        ]
+
+    def test_training_flag_passed(self) -> None:
+        """Dropout drops only with training=True."""
+        checked = safegen.ShapeChecked(layers.Dropout(0.5, seed=1))
+        x = ops.ones((4, 8))
+        np.testing.assert_array_equal(ops.convert_to_numpy(checked(x, training=False)), 1.0)
+        assert np.any(ops.convert_to_numpy(checked(x, training=True)) == 0.0)
+
+    def test_mask_propagates(self) -> None:
+        """The wrapped Embedding's mask reaches the output, and through a wrapped Dropout."""
+        tokens = ops.convert_to_tensor(np.array([[1, 2, 0], [3, 0, 0]]))
+        emb = safegen.ShapeChecked(layers.Embedding(5, 2, mask_zero=True))
+        drop = safegen.ShapeChecked(layers.Dropout(0.1), check="shape")
+        out = drop(emb(tokens))
+        mask = ops.convert_to_numpy(out._keras_mask)
+        np.testing.assert_array_equal(mask, [[True, True, False], [True, False, False]])
+
+
+class TestSaving:
+    """Models with checked layers survive .keras save and load, still checking."""
+
+    def test_round_trip_keeps_checking(self, tmp_path: Path) -> None:
+        """The reloaded buggy model still raises ShapeError."""
+        path = tmp_path / "m.keras"
+        seed_model().save(path)
+        custom = {"mean_bad": mean_bad}  # a named function in a Lambda is saved by name
+        loaded = keras.models.load_model(path, safe_mode=False, custom_objects=custom)
+        assert type(loaded.layers[-1]) is safegen.ShapeChecked
+        with pytest.raises(ShapeError, match=SEED_MSG):
+            loaded.predict(mean_data(4)[0], verbose=0)
+
+    def test_round_trip_config_and_weights(self, tmp_path: Path) -> None:
+        """output_shape, check and the wrapped layer's weights are restored."""
+        inputs = keras.Input((3,))
+        out = safegen.ShapeChecked(layers.Dense(2), output_shape=(2,), check="shape")(inputs)
+        model = keras.Model(inputs, out)
+        path = tmp_path / "d.keras"
+        model.save(path)
+        loaded = keras.models.load_model(path, safe_mode=False)
+        layer = loaded.layers[-1]
+        assert (layer.check, layer.declared_output_shape) == ("shape", (2,))
+        x = np.ones((2, 3), "float32")
+        np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+    def test_anonymous_lambda_round_trip(self, tmp_path: Path) -> None:
+        """A check_layers model with an anonymous lambda reloads and still checks."""
+        model = keras.Sequential(
+            [keras.Input((2,)), layers.Lambda(lambda t: t[:, 0], output_shape=(1,), name="first")]
+        )
+        path = tmp_path / "s.keras"
+        safegen.check_layers(model).save(path)
+        loaded = keras.models.load_model(path, safe_mode=False)
+        with pytest.raises(ShapeError, match=r"layer 'first' \(Lambda\) returned rank 1"):
+            loaded.predict(mean_data(4)[0], verbose=0)
+
+
+class TestCheckLayers:
+    """check_layers wraps a model's Lambdas (or chosen types); unwrap undoes it."""
+
+    @staticmethod
+    def sequential() -> Any:
+        return keras.Sequential(
+            [
+                keras.Input((2,)),
+                layers.Dense(2, name="dense"),
+                layers.Lambda(lambda t: ops.sum(t, -1), output_shape=(1,), name="total"),
+            ]
+        )
+
+    def test_sequential(self) -> None:
+        """Every Lambda of a Sequential is wrapped; the buggy one is then caught."""
+        checked = safegen.check_layers(self.sequential())
+        assert [type(layer).__name__ for layer in checked.layers] == ["Dense", "ShapeChecked"]
+        with pytest.raises(ShapeError, match=r"layer 'total' \(Lambda\)"):
+            checked.predict(mean_data(4)[0], verbose=0)
+
+    def test_functional_layer_types(self) -> None:
+        """layer_types chooses which layers are wrapped in a functional model."""
+        model = add_model(wrap=False)
+        checked = safegen.check_layers(model, layer_types=(layers.Dense,), check="shape")
+        kinds = [type(layer).__name__ for layer in checked.layers]
+        assert kinds.count("ShapeChecked") == 1 and "Lambda" in kinds
+        wrapped = [layer for layer in checked.layers if type(layer).__name__ == "ShapeChecked"]
+        assert isinstance(wrapped[0].layer, layers.Dense) and wrapped[0].check == "shape"
+
+    def test_shares_weights(self) -> None:
+        """The checked model reuses the original layers, so predictions agree."""
+        model = keras.Sequential([keras.Input((2,)), layers.Dense(2), layers.Lambda(mean_good)])
+        checked = safegen.check_layers(model)
+        assert checked.layers[0] is model.layers[0]
+        x, _ = mean_data(4)
+        np.testing.assert_array_equal(checked.predict(x, verbose=0), model.predict(x, verbose=0))
+
+    def test_unwrap_restores_plain_layers(self) -> None:
+        """unwrap gives back the plain model, which no longer checks."""
+        plain = safegen.unwrap(safegen.check_layers(self.sequential()))
+        assert [type(layer).__name__ for layer in plain.layers] == ["Dense", "Lambda"]
+        assert plain.predict(mean_data(4)[0], verbose=0).shape == (4,)
+        dense = layers.Dense(1)
+        assert safegen.unwrap(safegen.ShapeChecked(dense)) is dense
+
+    def test_functional_round_trip_and_nested(self) -> None:
+        """check_layers reaches nested models; unwrap of a functional model restores them."""
+        inner_in = keras.Input((2,))
+        lam = layers.Lambda(mean_good, output_shape=(1,))
+        inner = keras.Model(inner_in, lam(inner_in), name="inner")
+        inputs = keras.Input((2,))
+        model = keras.Model(inputs, layers.Dense(1)(inner(inputs)))
+        checked = safegen.check_layers(model, layer_types=(layers.Lambda, layers.Dense))
+        assert type(checked.layers[1].layers[-1]) is safegen.ShapeChecked
+        assert type(checked.layers[-1]) is safegen.ShapeChecked
+        plain = safegen.unwrap(checked)
+        assert type(plain.layers[1].layers[-1]) is layers.Lambda
+        assert type(plain.layers[-1]) is layers.Dense
+        x, _ = mean_data(4)
+        np.testing.assert_array_equal(plain.predict(x, verbose=0), model.predict(x, verbose=0))
+
+    def test_subclassed_model_rejected(self) -> None:
+        """A subclassed model gets a TypeError explaining what to do instead."""
+
+        class Sub(keras.Model):
+            def call(self, x: Any) -> Any:
+                return x
+
+        with pytest.raises(TypeError, match="subclassed"):
+            safegen.check_layers(Sub())
+
+
+class TestShapeCheckedLambda:
+    """ShapeCheckedLambda is the short form of ShapeChecked(Lambda(...))."""
+
+    def test_catches_and_passes(self) -> None:
+        """The short form catches the seed bug and lets the fixed Lambda through."""
+        bad = safegen.ShapeCheckedLambda(mean_bad, output_shape=(1,), name="mean")
+        assert isinstance(bad, safegen.ShapeChecked)
+        with pytest.raises(ShapeError, match=r"layer 'mean' \(Lambda\)"):
+            bad(ops.ones((3, 2)))
+        good = safegen.ShapeCheckedLambda(mean_good, (1,), check="shape")
+        assert tuple(good(ops.ones((3, 2))).shape) == (3, 1)
+
+
+class TestBadArguments:
+    """Bad arguments get clear errors naming the object and what was expected."""
+
+    def test_not_a_layer(self) -> None:
+        """ShapeChecked('x') is a TypeError."""
+        with pytest.raises(TypeError, match=r"layer must be a Keras 3 layer.*got 'x' of type str"):
+            safegen.ShapeChecked("x")
+
+    def test_bad_check(self) -> None:
+        """An unknown check= is a ValueError listing the valid values."""
+        with pytest.raises(ValueError, match=r"check must be one of 'rank', 'shape'; got 'size'"):
+            safegen.ShapeChecked(layers.Dense(1), check="size")  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("output_shape", "fragment"),
+        [(1, r"did you mean \(1,\)"), ((-1,), ">= 0 or None"), ("ab", "got 'ab'")],
+    )
+    def test_bad_output_shape(self, output_shape: Any, fragment: str) -> None:
+        """An output_shape that is not a shape is a TypeError saying what a shape is."""
+        with pytest.raises(TypeError, match=rf"output_shape must be a shape.*{fragment}"):
+            safegen.ShapeChecked(layers.Dense(1), output_shape=output_shape)
+
+    def test_lambda_not_callable(self) -> None:
+        """ShapeCheckedLambda with a non-callable function is a TypeError."""
+        with pytest.raises(TypeError, match="function must be callable"):
+            safegen.ShapeCheckedLambda(3, (1,))  # type: ignore[arg-type]
+
+    def test_check_layers_not_a_model(self) -> None:
+        """check_layers on a layer is a TypeError; bad layer_types too."""
+        with pytest.raises(TypeError, match="must be a keras.Sequential or functional"):
+            safegen.check_layers(layers.Dense(1))
+        with pytest.raises(TypeError, match="layer_types"):
+            safegen.check_layers(add_model(wrap=False), layer_types=("Lambda",))
+
+
+class TestPackaging:
+    """The lazy export and serialization names."""
+
+    def test_public_names(self) -> None:
+        """The lazy names are the module's objects, shown as safegen.*."""
+        from safegen import _shape
+
+        assert safegen.ShapeChecked is _shape.ShapeChecked
+        assert safegen.ShapeChecked.__module__ == "safegen"
+        assert keras.saving.get_registered_name(safegen.ShapeChecked) == "safegen>ShapeChecked"
+
+    def test_import_does_not_import_keras(self) -> None:
+        """`import safegen` leaves Keras and TensorFlow unimported."""
+        code = "import sys, safegen; print('keras' in sys.modules, 'tensorflow' in sys.modules)"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        assert out.stdout.split() == ["False", "False"]
+
+
+JAX_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, keras, safegen
+    from keras import layers, ops
+
+    def model(fn):
+        inputs = keras.Input((2,))
+        lam = layers.Lambda(fn, output_shape=(1,), name="mean")
+        return keras.Model(inputs, safegen.ShapeChecked(lam)(inputs))
+
+    x = np.random.default_rng(0).integers(0, 100, (16, 2)).astype("float32")
+    y = x.mean(1, keepdims=True)
+    bad = lambda t: (t[:, 0] + t[:, 1]) / 2
+    good = lambda t: ops.expand_dims((t[:, 0] + t[:, 1]) / 2, -1)
+    for kwargs in ({}, {"run_eagerly": True}, {"jit_compile": True}):
+        m = model(bad)
+        m.compile("sgd", "mse", **kwargs)
+        try:
+            m.fit(x, y, verbose=0)
+        except safegen.ShapeError as e:
+            assert "layer 'mean' (Lambda) returned rank 1" in str(e)
+        else:
+            raise SystemExit(f"no ShapeError with {kwargs}")
+    m = model(good)
+    assert m.predict(x, verbose=0).shape == (16, 1)
+    print("jax ok")
+    """
+)
+
+
+class TestJaxBackend:
+    """The core checks under KERAS_BACKEND=jax, in a subprocess."""
+
+    @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+    def test_core_under_jax(self) -> None:
+        """The seed bug raises ShapeError under jax (graph, eager, jit); the fix passes."""
+        env = {**os.environ, "KERAS_BACKEND": "jax"}
+        out = subprocess.run(
+            [sys.executable, "-c", JAX_SCRIPT],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "jax ok" in out.stdout
