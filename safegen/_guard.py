@@ -47,14 +47,14 @@ def _run(gen: Generator[Any, Any, Any], state: _State) -> Generator[Any, Any, An
         out = process(value)
         try:
             sent = yield out
-        except GeneratorExit:
-            gen.close()
-            raise
-        finally:
             # Drop our reference at once: in copy mode the consumer may already have
             # freed this batch, and its memory can serve the next copy.
             out = None
+        except GeneratorExit:
+            gen.close()
+            raise
         except BaseException as thrown:
+            out = None
             try:
                 value = gen.throw(thrown)
             except StopIteration as stop:
@@ -105,12 +105,14 @@ async def _run_async(agen: AsyncGenerator[Any, Any], state: _State) -> AsyncGene
         out = process(value)
         try:
             sent = yield out
+            # Drop our reference at once: in copy mode the consumer may already have
+            # freed this batch, and its memory can serve the next copy.
+            out = None
         except GeneratorExit:
             await agen.aclose()
             raise
-        finally:
-            out = None
         except BaseException as thrown:
+            out = None
             try:
                 value = await agen.athrow(thrown)
             except StopAsyncIteration:
