@@ -127,9 +127,7 @@ def seed_batch(count, rounds, progress):
         "check": variant(lambda: safegen.guard(_cycle(pool), mode="check")),
         "copy": variant(lambda: safegen.guard(_cycle(pool), mode="copy")),
         "freeze": variant(lambda: safegen.guard(_cycle(pool), mode="freeze")),
-        "check, same arrays": variant(
-            lambda: safegen.guard(_cycle([same]), mode="check")
-        ),
+        "check, same arrays": variant(lambda: safegen.guard(_cycle([same]), mode="check")),
         "check, window 48": variant(
             lambda: safegen.guard(_cycle(_pool(lambda i: pool[i % POOL], 64)), window=48)
         ),
@@ -145,8 +143,11 @@ def seed_batch(count, rounds, progress):
         ),
         "copy per yield / hand-copy per yield": _ratio(samples["copy"], samples["hand copy"]),
     }
-    return {"batch": "x (64, 2) + y (64, 1) float64, 1.5 KiB", "variants": table,
-            "targets": targets}
+    return {
+        "batch": "x (64, 2) + y (64, 1) float64, 1.5 KiB",
+        "variants": table,
+        "targets": targets,
+    }
 
 
 def large_batch(count, rounds, progress, shape):
@@ -180,16 +181,22 @@ def large_batch(count, rounds, progress, shape):
         "copy overhead / np.copy (target <= 1.10)": _ratio(_minus(samples["copy"], bare), np_copy),
         "np.copy bandwidth GB/s": nbytes / statistics.median(np_copy) / 1e9,
     }
-    return {"batch": f"{shape} float32, {nbytes / 1e6:.1f} MB", "variants": table,
-            "targets": targets}
+    return {
+        "batch": f"{shape} float32, {nbytes / 1e6:.1f} MB",
+        "variants": table,
+        "targets": targets,
+    }
 
 
 def _markdown(report):
     lines = [f"# Per-yield cost ({report['machine']})", ""]
     for section in report["sections"]:
-        lines += [f"## {section['batch']}", "",
-                  "| variant | median µs | min µs | max µs | overhead vs bare, median µs |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"## {section['batch']}",
+            "",
+            "| variant | median µs | min µs | max µs | overhead vs bare, median µs |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name, row in section["variants"].items():
             lines.append(
                 f"| {name} | {row['median_us']:.3f} | {row['min_us']:.3f} | "

@@ -127,7 +127,13 @@ def pitfall_lambda(keras: Any) -> None:
     try:
         model.predict(x, verbose=0)
     except safegen.ShapeError as error:
-        _say("   ShapeChecked:   ShapeError: " + str(error).splitlines()[0][:150] + "...")
+        # Keras adds its own context around the message; show safegen's lines.
+        text = str(error).replace("\x1b[1m", "").replace("\x1b[0m", "")
+        lines = [line.strip() for line in text.splitlines()]
+        found = [line for line in lines if "returned rank" in line or line.startswith("hint:")]
+        _say("   ShapeChecked:   ShapeError: " + (found[0] if found else lines[0]))
+        for line in found[1:]:
+            _say("                   " + line[:150])
     _say()
 
 
