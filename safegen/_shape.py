@@ -132,6 +132,14 @@ def _describe(layer: Any) -> str:
 # --------------------------------------------------------------------------------------
 
 
+def _validate_check(check: object, source: str) -> None:
+    """Raise a ValueError naming ``source`` unless ``check`` is a valid check mode."""
+    if not isinstance(check, str) or check not in _CHECKS:
+        raise ValueError(
+            f"{source}: check must be one of {', '.join(repr(c) for c in _CHECKS)}; got {check!r}."
+        )
+
+
 @keras.saving.register_keras_serializable(package="safegen")
 class ShapeChecked(keras.layers.Wrapper):  # type: ignore[misc]
     """Wraps a Keras layer and asserts that its real output matches its declared shape.
@@ -189,11 +197,7 @@ declared rank 2, shape (4, 1)...
                 "ShapeChecked(layer): layer must be a Keras 3 layer "
                 f"(keras.layers.Layer); got {layer!r} of type {type(layer).__name__}."
             )
-        if not isinstance(check, str) or check not in _CHECKS:
-            raise ValueError(
-                f"ShapeChecked({layer.name!r}): check must be one of "
-                f"{', '.join(repr(c) for c in _CHECKS)}; got {check!r}."
-            )
+        _validate_check(check, f"ShapeChecked({layer.name!r})")
         if output_shape is not None:
             output_shape = _normalize_output_shape(output_shape, f"ShapeChecked({layer.name!r})")
         kwargs.setdefault("dtype", layer.dtype_policy)
@@ -662,11 +666,7 @@ def check_layers(
             "check_layers(layer_types): expected a layer class or a non-empty tuple of "
             f"layer classes, e.g. (keras.layers.Lambda,); got {layer_types!r}."
         )
-    if not isinstance(check, str) or check not in _CHECKS:
-        raise ValueError(
-            f"check_layers: check must be one of {', '.join(repr(c) for c in _CHECKS)}; "
-            f"got {check!r}."
-        )
+    _validate_check(check, "check_layers")
     types = layer_types
 
     def clone(layer: Any) -> Any:
