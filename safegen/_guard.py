@@ -20,6 +20,13 @@ from safegen._config import (
     validate_verify_all,
     validate_window,
 )
+from safegen._dataset import (
+    dataset_stats,
+    guard_dataset,
+    guard_dataset_class,
+    is_dataset,
+    is_dataset_class,
+)
 from safegen._modes import Source, _State, make_state
 from safegen._stats import Stats
 
@@ -269,7 +276,9 @@ def guard(
     Use it bare (``@safegen.guard``), with options (``@safegen.guard(mode="copy")``), or
     on an existing object (``safegen.guard(it)``). It accepts generator functions and
     methods (instance, class and static), async generator functions, functions that
-    return an iterator or iterable, and generator, iterator and iterable objects.
+    return an iterator or iterable, generator, iterator and iterable objects, and Keras
+    ``PyDataset`` (or ``Sequence``) classes and instances, whose ``__getitem__`` results
+    are guarded (an instance is guarded in place and returned).
 
     A guarded generator function still returns a real generator (``inspect.isgenerator``
     is true, so Keras and ``tf.data`` accept it) that passes ``send``, ``throw``,
@@ -327,6 +336,10 @@ def guard(
         return functools.partial(guard, **overrides)
     if overrides.get("mode") == "off":
         return obj
+    if is_dataset_class(obj):
+        return guard_dataset_class(obj, overrides)
+    if is_dataset(obj):
+        return guard_dataset(obj, overrides)
     if inspect.isgenerator(obj) or inspect.isasyncgen(obj) or hasattr(obj, "__next__"):
         return _wrap_iterator(obj, resolve(overrides), _source_of(obj))
     if callable(obj) or isinstance(obj, (classmethod, staticmethod)):
@@ -370,6 +383,9 @@ def stats(obj: Any) -> Stats:
         state = None
     if state is not None:
         return Stats() + state.stats
+    found = dataset_stats(obj)
+    if found is not None:
+        return found
     for candidate in (obj, getattr(obj, "_self_parent", None)):
         getter = getattr(candidate, "_self_safegen_stats", None)
         if getter is not None:

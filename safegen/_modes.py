@@ -27,7 +27,7 @@ from safegen._fingerprint import (
     sample,
     verify_sample,
 )
-from safegen._report import FIX, AliasingReport
+from safegen._report import DATASET_FIX, FIX, AliasingReport
 from safegen._stats import Stats
 from safegen._structure import Path, format_path, leaves, map_arrays
 
@@ -47,13 +47,17 @@ ALIGN_ABOVE = 64 * 1024
 
 
 class Source:
-    """Names the guarded generator in messages: ``batches()`` and ``data.py:12``."""
+    """Names the guarded generator in messages: ``batches()`` and ``data.py:12``.
 
-    __slots__ = ("code", "name")
+    ``kind`` is ``"yield"`` for generators and iterators, ``"batch"`` for datasets.
+    """
 
-    def __init__(self, name: str, code: CodeType | None) -> None:
+    __slots__ = ("code", "kind", "name")
+
+    def __init__(self, name: str, code: CodeType | None, kind: str = "yield") -> None:
         self.name = name
         self.code = code
+        self.kind = kind
 
     @property
     def location(self) -> str:
@@ -71,6 +75,14 @@ class Source:
     def where(self) -> str:
         location = self.location
         return f"{self.name} at {location}" if location else self.name
+
+
+def _worker_process_name() -> str:
+    """The current process's name if it is not the main process, else ``""``."""
+    import multiprocessing
+
+    process = multiprocessing.current_process()
+    return "" if multiprocessing.parent_process() is None else process.name
 
 
 def _user_stacklevel() -> int:
@@ -188,7 +200,7 @@ class Watch(_State):
                 current, size = fingerprint(old[_ARRAY])
                 hashed += size
             if current != old[_DIGEST]:
-                self._violation(old, count)
+                self._violation(old, count, attributed=True)
             else:
                 old[_SEEN] = count
         return hashed
@@ -207,7 +219,7 @@ class Watch(_State):
         if ok:
             record[_SEEN] = count
         else:
-            self._violation(record, count)
+            self._violation(record, count, attributed=False)
         return size
 
     def _forget(self, record: list[Any]) -> None:
@@ -241,9 +253,12 @@ class Watch(_State):
         if self.pending:
             self._dispatch()
 
-    def _violation(self, record: list[Any], count: int) -> None:
+    def _violation(self, record: list[Any], count: int, attributed: bool) -> None:
+        """Record a changed array. ``attributed``: the generator handed out its memory again."""
         record[_DEAD] = True
         self.stats.violations += 1
+        if not attributed:
+            self.stats.unattributed += 1
         array = record[_ARRAY]
         self.pending.append(
             AliasingReport(
@@ -255,6 +270,9 @@ class Watch(_State):
                 changed_yield=record[_YIELD],
                 last_seen_unchanged=record[_SEEN],
                 detected_at=count,
+                kind=self.source.kind,
+                process=_worker_process_name(),
+                attributed=attributed,
             )
         )
 
@@ -263,21 +281,22 @@ class Watch(_State):
         reports, self.pending = self.pending, []
         handler = self.settings.on_violation
         for report in reports:
-            if handler == "raise":
+            # A change safegen cannot pin on the generator is warned about, not raised.
+            if handler == "raise" and report.attributed:
                 error = AliasingError(report.message, report)
-                if len(reports) > 1:
+                others = [r for r in reports if r is not report]
+                if others:
                     error.add_note(
-                        f"safegen found {len(reports) - 1} more changed array(s) in this "
-                        "step: "
+                        f"safegen found {len(others)} more changed array(s) in this step: "
                         + "; ".join(
-                            f"yield #{r.changed_yield} leaf {r.path or '(the array)'}"
-                            for r in reports[1:]
+                            f"{r.kind} #{r.changed_yield} leaf {r.path or '(the array)'}"
+                            for r in others
                         )
                     )
                 raise error
-            if handler == "warn":
+            if handler in ("warn", "raise"):
                 warnings.warn(report.message, AliasingWarning, stacklevel=_user_stacklevel())
-            else:
+            elif callable(handler):
                 handler(report)
 
 
@@ -397,20 +416,23 @@ class Freeze(_State):
     def annotate(self, exc: BaseException) -> None:
         if not (isinstance(exc, ValueError) and "read-only" in str(exc) and self.count):
             return
+        batch = self.source.kind == "batch"
+        item = "batch" if batch else "yield"
         culprit = self._culprit(exc.__traceback__)
         if culprit is None:
-            what = "an array it had already yielded"
+            what = f"an array it had already {'returned' if batch else 'yielded'}"
         else:
             name, (count, path, array) = culprit
             leaf = f"leaf {format_path(path)} " if path else "the array "
             what = (
                 f"{name!r}, which is {leaf}({array.dtype}, shape {tuple(array.shape)}) "
-                f"of yield #{count} (or the buffer behind it)"
+                f"of {item} #{count} (or the buffer behind it)"
             )
         exc.add_note(
             f"safegen: {self.source.where()} wrote into {what}. safegen made it "
             'read-only (mode="freeze") because consumers may still hold it: without '
-            f"the freeze, that batch would have changed under them. {FIX}"
+            f"the freeze, that batch would have changed under them. "
+            f"{DATASET_FIX if batch else FIX}"
         )
 
     def _culprit(self, tb: TracebackType | None) -> tuple[str, tuple[int, Path, np.ndarray]] | None:

@@ -10,6 +10,10 @@ FIX = (
     "Allocate the array inside the loop, yield a copy (np.copy(x)), "
     'or use @safegen.guard(mode="copy").'
 )
+DATASET_FIX = (
+    "Allocate the batch inside __getitem__, return a copy (np.copy(self.x)), "
+    'or use @safegen.guard(mode="copy").'
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +31,15 @@ class AliasingReport:
         last_seen_unchanged: the number of the latest yield after which it was still
             unchanged (equal to ``changed_yield`` when it was not verified since).
         detected_at: the number of the yield after which the change was found.
+        kind: ``"yield"`` for generators and iterators, ``"batch"`` for datasets, whose
+            ``__getitem__`` results are numbered in the order they were returned.
+        process: the name of the worker process that found it (each worker numbers its
+            own batches), or ``""`` in the main process.
+        attributed: ``True`` when the generator handed out the changed memory again (the
+            generator rewrote a buffer it had yielded); ``False`` when the change was
+            found otherwise (as its yield left the window, at exhaustion, or by
+            ``verify_all``), so that the writer is unknown: the generator through a
+            reference it kept, the consumer, or TensorFlow (see the message).
 
     Example:
         >>> import safegen
@@ -51,27 +64,47 @@ class AliasingReport:
     changed_yield: int
     last_seen_unchanged: int
     detected_at: int
+    kind: str = "yield"
+    process: str = ""
+    attributed: bool = True
 
     @property
     def message(self) -> str:
         """The full, human-readable message (first line: what, where, when)."""
         where = f"{self.source} at {self.location}" if self.location else self.source
+        if self.process:
+            where += f" (in worker process {self.process}, which numbers its own batches)"
         leaf = f"leaf {self.path} " if self.path else "array "
+        if self.kind == "batch":
+            item, produced, writer, fix = "batch", "returned", "dataset", DATASET_FIX
+        else:
+            item, produced, writer, fix = "yield", "produced", "generator", FIX
         if self.last_seen_unchanged == self.detected_at - 1:
-            when = f"while yield #{self.detected_at} was being produced"
+            when = f"while {item} #{self.detected_at} was being {produced}"
         elif self.last_seen_unchanged == self.changed_yield:
-            when = f"before yield #{self.detected_at} was produced"
+            when = f"before {item} #{self.detected_at} was {produced}"
         else:
             when = (
-                f"after yield #{self.last_seen_unchanged} and before yield "
-                f"#{self.detected_at} was produced"
+                f"after {item} #{self.last_seen_unchanged} and before {item} "
+                f"#{self.detected_at} was {produced}"
+            )
+        if not self.attributed:
+            return (
+                f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
+                f"{self.shape}) changed after it was "
+                f"{'returned' if item == 'batch' else 'yielded'}, {when}, but the {writer} "
+                "has not handed out that memory again, so safegen cannot tell who wrote "
+                f"into it: the {writer} through a reference it kept, your own code, or "
+                "TensorFlow, which may write into 64-byte-aligned NumPy arrays that it "
+                "wrapped without copying (seen under tf.distribute.MirroredStrategy). It "
+                f"is harmless if nothing uses that array again. {fix}"
             )
         return (
-            f"{where}: yield #{self.changed_yield} {leaf}({self.dtype}, shape "
-            f"{self.shape}) changed after it was yielded, {when}. "
-            "The generator writes into a buffer it already handed out, and every consumer "
-            "still holding that batch (Keras peeks batches ahead, tf.data prefetches, "
-            f"worker threads run ahead) now sees other data. {FIX}\n"
+            f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
+            f"{self.shape}) changed after it was {'returned' if item == 'batch' else 'yielded'}"
+            f", {when}. The {writer} writes into a buffer it already handed out, and every "
+            "consumer still holding that batch (Keras peeks batches ahead, tf.data "
+            f"prefetches, worker threads run ahead) now sees other data. {fix}\n"
             "If your own code modifies the batches it receives in place, that is "
             "reported too: copy the batch before changing it."
         )

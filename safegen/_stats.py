@@ -17,6 +17,8 @@ class Stats:
         bytes_fingerprinted: bytes hashed in check mode (first hashes and re-checks).
         bytes_copied: bytes copied in copy mode.
         violations: arrays found changed after they were yielded.
+        unattributed: those of them that the generator had not handed out again, so
+            that safegen could not tell who changed them (warned about, not raised).
         seconds: time spent inside safegen, not counting the generator's own work.
 
     Example:
@@ -32,6 +34,7 @@ class Stats:
     bytes_fingerprinted: int = 0
     bytes_copied: int = 0
     violations: int = 0
+    unattributed: int = 0
     seconds: float = 0.0
 
     def __add__(self, other: Stats) -> Stats:

@@ -1,0 +1,216 @@
+"""``safegen.guard`` on Keras ``PyDataset`` (and legacy ``Sequence``) classes and instances.
+
+Every batch ``__getitem__`` returns is checked, copied or frozen as a generator's yields
+are, the batches being numbered in the order they are returned (whatever order the
+workers finish them in). Keras is never imported: a dataset class is recognised by a
+base class named ``PyDataset`` or ``Sequence`` from a ``keras`` or ``tensorflow`` module.
+
+Threads: check and freeze modes let worker threads call ``__getitem__`` concurrently and
+only serialize safegen's own bookkeeping, so a dataset that shares one buffer between
+calls races as it would without safegen, and check mode reports it. Copy mode holds a
+per-instance lock around ``__getitem__`` *and* the copy: a batch cannot be overwritten by
+another thread before it is copied, at the price of running one ``__getitem__`` at a time
+per instance.
+
+Processes (``use_multiprocessing=True``): every worker process has its own copy of the
+dataset and of safegen's state (reset after ``fork``), so the check runs in each worker;
+an ``AliasingError`` pickles, and Keras re-raises it in the main process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any
+
+from safegen._config import Settings, resolve
+from safegen._modes import Copy, Source, _State, make_state
+from safegen._stats import Stats
+
+__all__ = ["guard_dataset", "guard_dataset_class", "is_dataset", "is_dataset_class"]
+
+_SETTINGS_ATTRIBUTE = "_safegen_settings"
+
+
+class _Guard:
+    """One dataset instance's safegen state, in one process."""
+
+    __slots__ = ("lock", "serialize", "state")
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.lock = threading.RLock()
+        self.serialize = isinstance(state, Copy)
+
+
+_GUARDS: weakref.WeakKeyDictionary[Any, _Guard] = weakref.WeakKeyDictionary()
+_GUARDS_LOCK = threading.Lock()
+
+
+def _forget_all_after_fork() -> None:
+    """A forked worker starts with fresh state (and fresh, unheld locks)."""
+    global _GUARDS_LOCK
+    _GUARDS_LOCK = threading.Lock()
+    _GUARDS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_all_after_fork)
+
+
+def is_dataset_class(cls: Any) -> bool:
+    """Whether ``cls`` is a Keras ``PyDataset``/``Sequence`` subclass (without importing Keras)."""
+    if not isinstance(cls, type):
+        return False
+    for base in cls.__mro__:
+        module = getattr(base, "__module__", "") or ""
+        if base.__name__ in ("PyDataset", "Sequence") and module.startswith(
+            ("keras", "tensorflow", "tf_keras")
+        ):
+            return True
+    return False
+
+
+def is_dataset(obj: Any) -> bool:
+    """Whether ``obj`` is an instance of a Keras ``PyDataset``/``Sequence`` subclass."""
+    return not isinstance(obj, type) and is_dataset_class(type(obj))
+
+
+def _source(cls: Any) -> Source:
+    getitem = getattr(cls, "__getitem__", None)
+    code = getattr(getattr(getitem, "__wrapped__", getitem), "__code__", None)
+    return Source(f"{cls.__qualname__}.__getitem__()", code, kind="batch")
+
+
+def _guard_of(dataset: Any) -> _Guard | None:
+    """The state guarding ``dataset`` in this process, made on first use."""
+    guard = _GUARDS.get(dataset)
+    if guard is not None:
+        return guard
+    settings: Settings | None = dataset.__dict__.get(_SETTINGS_ATTRIBUTE)
+    if settings is None or settings.mode == "off":
+        return None
+    with _GUARDS_LOCK:
+        guard = _GUARDS.get(dataset)
+        if guard is None:
+            cls = type(dataset)
+            guard = _Guard(make_state(settings, _source(cls)))
+            _GUARDS[dataset] = guard
+            totals = getattr(cls, "_safegen_totals", None)
+            if totals is not None:
+                totals.append(guard.state.stats)
+    return guard
+
+
+def _guarded_getitem(original: Any) -> Any:
+    def __getitem__(self: Any, index: Any) -> Any:
+        guard = _guard_of(self)
+        if guard is None:
+            return original(self, index)
+        state = guard.state
+        if guard.serialize:
+            with guard.lock:
+                try:
+                    batch = original(self, index)
+                except BaseException as exc:
+                    state.annotate(exc)
+                    raise
+                return state.process(batch)
+        try:
+            batch = original(self, index)
+        except BaseException as exc:
+            with guard.lock:
+                state.annotate(exc)
+            raise
+        with guard.lock:
+            return state.process(batch)
+
+    __getitem__.__doc__ = original.__doc__
+    __getitem__.__wrapped__ = original  # type: ignore[attr-defined]
+    return __getitem__
+
+
+def _stats_of(obj: Any) -> Stats | None:
+    guard = _GUARDS.get(obj) if is_dataset(obj) else None
+    if guard is not None:
+        return Stats() + guard.state.stats
+    totals = getattr(obj, "_safegen_totals", None) if isinstance(obj, type) else None
+    if totals is not None:
+        return sum(totals, Stats())
+    return None
+
+
+def guard_dataset_class(cls: Any, overrides: dict[str, Any]) -> Any:
+    """A subclass of ``cls`` whose instances guard every batch they return.
+
+    It keeps ``cls``'s name, qualified name and module, so that instances pickle by
+    reference to the decorated class (worker processes started with ``spawn`` need that).
+    Options are resolved when each instance is created.
+    """
+    original_init = cls.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        self.__dict__[_SETTINGS_ATTRIBUTE] = resolve(overrides)
+        original_init(self, *args, **kwargs)
+
+    namespace = {
+        "__init__": __init__,
+        "__getitem__": _guarded_getitem(cls.__getitem__),
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+        "_safegen_totals": [],
+    }
+    return type(cls)(cls.__name__, (cls,), namespace)
+
+
+_INSTANCE_CLASSES: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+
+
+def _restore(cls: Any, state: dict[str, Any]) -> Any:
+    """Unpickle an instance guarded by ``guard(dataset)``."""
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    obj.__class__ = _instance_class(cls)
+    return obj
+
+
+def _instance_class(cls: Any) -> Any:
+    """The (cached) guarded subclass that ``guard(dataset)`` gives instances of ``cls``."""
+    guarded = _INSTANCE_CLASSES.get(cls)
+    if guarded is None:
+
+        def __reduce_ex__(self: Any, protocol: Any) -> Any:
+            return (_restore, (cls, dict(self.__dict__)))
+
+        namespace = {
+            "__getitem__": _guarded_getitem(cls.__getitem__),
+            "__reduce_ex__": __reduce_ex__,
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__,
+        }
+        guarded = type(cls)(cls.__name__, (cls,), namespace)
+        _INSTANCE_CLASSES[cls] = guarded
+    return guarded
+
+
+def guard_dataset(dataset: Any, overrides: dict[str, Any]) -> Any:
+    """Guard one dataset instance in place (its class becomes a guarded subclass).
+
+    Returns the same object, so ``model.fit(safegen.guard(ds))`` and
+    ``safegen.guard(ds); model.fit(ds)`` are the same. Guarding it again replaces the
+    options and starts a fresh state.
+    """
+    cls = type(dataset)
+    if "_safegen_totals" not in cls.__dict__ and cls not in _INSTANCE_CLASSES.values():
+        dataset.__class__ = _instance_class(cls)
+    dataset.__dict__[_SETTINGS_ATTRIBUTE] = resolve(overrides)
+    with _GUARDS_LOCK:
+        _GUARDS.pop(dataset, None)
+    return dataset
+
+
+def dataset_stats(obj: Any) -> Stats | None:
+    """Stats of a guarded dataset instance or class, or ``None`` if it is neither."""
+    return _stats_of(obj)

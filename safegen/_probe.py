@@ -1,0 +1,168 @@
+"""Pull N items from a data source under safegen and collect what it finds.
+
+Shared by ``python -m safegen check`` and :func:`safegen.testing.assert_no_aliasing`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from safegen._config import validate_mode, validate_window
+from safegen._dataset import is_dataset, is_dataset_class
+from safegen._guard import guard
+from safegen._report import AliasingReport
+
+__all__ = ["ProbeResult", "probe"]
+
+
+@dataclasses.dataclass
+class ProbeResult:
+    """What a probe saw.
+
+    Attributes:
+        name: what was probed, for messages.
+        mode: ``"check"`` or ``"freeze"``.
+        items: how many items (yields or batches) were pulled.
+        exhausted: whether the source ended before ``steps`` items.
+        reports: the changes check mode found.
+        frozen_write: in freeze mode, the message (with safegen's note) of the write
+            into a frozen array, or ``""``.
+    """
+
+    name: str
+    mode: str
+    items: int = 0
+    exhausted: bool = False
+    reports: list[AliasingReport] = dataclasses.field(default_factory=list)
+    frozen_write: str = ""
+
+    @property
+    def clean(self) -> bool:
+        """Whether nothing was found."""
+        return not self.reports and not self.frozen_write
+
+    def summary(self) -> str:
+        """A short, readable report; the first line says clean or not."""
+        pulled = f"{self.items} item(s) pulled in mode {self.mode!r}"
+        if self.exhausted:
+            pulled += " (the source ended)"
+        if self.clean:
+            return f"{self.name}: clean, {pulled}."
+        lines = [f"{self.name}: NOT clean, {pulled}."]
+        # The first report in full, a few more by their first sentence, then a count.
+        for index, report in enumerate(self.reports[:4]):
+            text = report.message if index == 0 else report.message.split(". ")[0] + "."
+            lines.append(f"- {text}")
+        if len(self.reports) > 4:
+            lines.append(f"- ... and {len(self.reports) - 4} more changed array(s).")
+        if self.frozen_write:
+            lines.append(f"- {self.frozen_write}")
+        return "\n".join(lines)
+
+
+def _describe(obj: Any) -> str:
+    if callable(obj) and hasattr(obj, "__qualname__"):
+        return f"{getattr(obj, '__module__', '?')}.{obj.__qualname__}"
+    return f"{type(obj).__qualname__} object"
+
+
+def probe(
+    obj: Any,
+    *,
+    steps: int = 20,
+    mode: str = "check",
+    window: int | None = None,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> ProbeResult:
+    """Pull ``steps`` items from ``obj`` under ``mode`` and return what safegen found.
+
+    ``obj`` may be a generator function or a function returning an iterable (called with
+    ``args`` and ``kwargs``), a ``PyDataset`` class (instantiated with them), a
+    ``PyDataset`` instance, or a generator, iterator or iterable object. Datasets are
+    read with ``dataset[i]`` for ``i`` in order, one call after another.
+
+    Raises:
+        TypeError: ``obj`` is none of those, or calling it gave nothing iterable.
+        ValueError: ``steps``, ``mode`` or ``window`` is invalid.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if validate_mode(mode, "probe") not in ("check", "freeze"):
+        raise ValueError(f"mode must be 'check' or 'freeze' to find aliasing, got {mode!r}")
+    options: dict[str, Any] = {"mode": mode}
+    if window is not None:
+        options["window"] = validate_window(window, "probe")
+    result = ProbeResult(name=name or _describe(obj), mode=mode)
+    options["on_violation"] = result.reports.append
+    kwargs = kwargs or {}
+
+    if is_dataset_class(obj):
+        obj = guard(obj, **options)(*args, **kwargs)
+    elif is_dataset(obj):
+        saved_class, saved = obj.__class__, dict(obj.__dict__)
+        try:
+            return _pull_dataset(guard(obj, **options), steps, result)
+        finally:
+            obj.__class__ = saved_class
+            obj.__dict__.clear()
+            obj.__dict__.update(saved)
+    elif callable(obj) and not hasattr(obj, "__next__"):
+        return _pull_iterator(guard(obj, **options)(*args, **kwargs), steps, result)
+    if is_dataset(obj):
+        return _pull_dataset(obj, steps, result)
+    if hasattr(obj, "__next__") or hasattr(obj, "__iter__"):
+        return _pull_iterator(guard(obj, **options), steps, result)
+    raise TypeError(
+        f"{result.name}: expected a generator function, a function returning an iterable, a "
+        f"PyDataset class or instance, or an iterable; got {type(obj).__qualname__}"
+    )
+
+
+def _pull_iterator(made: Any, steps: int, result: ProbeResult) -> ProbeResult:
+    iterator = iter(made)
+    try:
+        for _ in range(steps):
+            try:
+                next(iterator)
+            except StopIteration:
+                result.exhausted = True
+                break
+            result.items += 1
+    except ValueError as error:
+        if not _is_frozen_write(error):
+            raise
+        result.frozen_write = _with_notes(error)
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+    return result
+
+
+def _pull_dataset(dataset: Any, steps: int, result: ProbeResult) -> ProbeResult:
+    try:
+        length = len(dataset)
+    except TypeError:
+        length = None
+    count = steps if length is None else min(steps, length)
+    result.exhausted = length is not None and length < steps
+    try:
+        for index in range(count):
+            dataset[index]
+            result.items += 1
+    except ValueError as error:
+        if not _is_frozen_write(error):
+            raise
+        result.frozen_write = _with_notes(error)
+    return result
+
+
+def _is_frozen_write(error: ValueError) -> bool:
+    return any(note.startswith("safegen:") for note in getattr(error, "__notes__", ()))
+
+
+def _with_notes(error: BaseException) -> str:
+    return "\n".join([f"{type(error).__name__}: {error}", *getattr(error, "__notes__", ())])

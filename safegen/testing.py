@@ -1,0 +1,70 @@
+"""Helpers for your own test suite.
+
+Example:
+    >>> import numpy as np
+    >>> from safegen.testing import assert_no_aliasing
+    >>> def batches():
+    ...     while True:
+    ...         yield np.zeros(3)
+    >>> assert_no_aliasing(batches, steps=5).items
+    5
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from safegen._probe import ProbeResult, probe
+
+__all__ = ["ProbeResult", "assert_no_aliasing"]
+
+
+def assert_no_aliasing(
+    obj: Any,
+    *,
+    steps: int = 20,
+    mode: str = "check",
+    window: int | None = None,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> ProbeResult:
+    """Assert that ``obj`` never changes an array after handing it out, over ``steps`` items.
+
+    Args:
+        obj: a generator function or a function returning an iterable (called with
+            ``args`` and ``kwargs``), a Keras ``PyDataset`` class (instantiated with them)
+            or instance (read as ``obj[0]``, ``obj[1]``, ...; its class and attributes are
+            restored afterwards), or a generator, iterator or iterable object.
+        steps: how many items to pull (fewer if the source ends first).
+        mode: ``"check"`` (fingerprints, reports every change) or ``"freeze"`` (makes
+            yielded arrays read-only and stops at the first write into one; the arrays
+            stay read-only).
+        window: how many recent items check mode watches (default 12).
+        args: positional arguments for calling ``obj``.
+        kwargs: keyword arguments for calling ``obj``.
+
+    Returns:
+        The :class:`ProbeResult`, when nothing was found.
+
+    Raises:
+        AssertionError: an array changed after it was handed out; the message is
+            safegen's report of each change.
+        TypeError: ``obj`` cannot be iterated.
+        ValueError: an invalid ``steps``, ``mode`` or ``window``.
+
+    Example:
+        >>> import numpy as np
+        >>> def reused():
+        ...     x = np.zeros(2)
+        ...     while True:
+        ...         x += 1
+        ...         yield x
+        >>> assert_no_aliasing(reused, steps=3)
+        Traceback (most recent call last):
+        ...
+        AssertionError: ...reused: NOT clean, 3 item(s) pulled in mode 'check'...
+    """
+    result = probe(obj, steps=steps, mode=mode, window=window, args=args, kwargs=kwargs)
+    if not result.clean:
+        raise AssertionError(result.summary())
+    return result

@@ -1,0 +1,39 @@
+"""Data sources for the `python -m safegen check` tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+NOT_ITERABLE = 3
+
+
+def reused(batch_size=4):
+    """Buggy: refills one buffer."""
+    x = np.zeros((batch_size, 2))
+    rng = np.random.default_rng(0)
+    while True:
+        x[:] = rng.random((batch_size, 2))
+        yield x, x.sum(axis=1)
+
+
+def fresh(batch_size=4):
+    """Clean: a new buffer each time."""
+    rng = np.random.default_rng(0)
+    while True:
+        x = rng.random((batch_size, 2))
+        yield x, x.sum(axis=1)
+
+
+def short():
+    """Clean and finite: ends after 3 items."""
+    for _ in range(3):
+        yield np.zeros(2)
+
+
+def returns_number():
+    return 3
+
+
+def broken():
+    yield np.zeros(2)
+    raise KeyError("the data source itself fails")

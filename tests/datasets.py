@@ -1,0 +1,75 @@
+"""Keras PyDataset classes shared by the tests (module level, so worker processes can import
+them)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras  # noqa: E402
+
+
+class SharedBuffer(keras.utils.PyDataset):
+    """The bug: __getitem__ writes into self.x and self.y and returns them."""
+
+    def __init__(self, batches=60, batch_size=32, fresh_first=0, pause=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.batches, self.batch_size, self.fresh_first = batches, batch_size, fresh_first
+        self.pause = pause
+        self.x = np.zeros((batch_size, 2), np.float32)
+        self.y = np.zeros((batch_size, 1), np.float32)
+
+    def __len__(self):
+        return self.batches
+
+    def __getitem__(self, index):
+        values = np.random.default_rng(index).integers(0, 100, size=(self.batch_size, 2))
+        values = values.astype(np.float32)
+        if index < self.fresh_first:
+            return values, values.mean(axis=1, keepdims=True)
+        for row in range(self.batch_size):  # row by row, as in the seed: a wide race window
+            self.x[row] = values[row]
+        if self.pause:
+            time.sleep(self.pause)  # lets another worker thread overwrite self.x meanwhile
+        self.y[:, 0] = values.mean(axis=1)
+        return self.x, self.y
+
+
+class Clean(keras.utils.PyDataset):
+    """A correct dataset: fresh arrays, shuffled indices."""
+
+    def __init__(self, batches=30, batch_size=16, **kwargs):
+        super().__init__(**kwargs)
+        self.batches, self.batch_size = batches, batch_size
+        self.order = np.random.default_rng(0).permutation(batches)
+
+    def __len__(self):
+        return self.batches
+
+    def __getitem__(self, index):
+        seed = int(self.order[index])
+        values = np.random.default_rng(seed).integers(0, 100, size=(self.batch_size, 2))
+        values = values.astype(np.float32)
+        return values, values.mean(axis=1, keepdims=True)
+
+    def on_epoch_end(self):
+        self.order = np.random.default_rng(len(self.order)).permutation(self.batches)
+
+
+def mean_model():
+    """One Lambda computing the mean, and a metric: the fraction of mismatched batches."""
+    inputs = keras.Input((2,))
+    outputs = keras.layers.Lambda(
+        lambda t: keras.ops.expand_dims((t[:, 0] + t[:, 1]) / 2, -1), output_shape=(1,)
+    )(inputs)
+    model = keras.Model(inputs, outputs)
+
+    def mismatched(y_true, y_pred):
+        wrong = keras.ops.any(keras.ops.abs(y_true - y_pred) > 1e-3)
+        return keras.ops.cast(wrong, "float32")
+
+    model.compile(loss="mse", optimizer="rmsprop", metrics=[mismatched])
+    return model

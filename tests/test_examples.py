@@ -1,0 +1,52 @@
+"""The examples run and tell their story (smoke tests, in subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.keras
+
+
+def _run(*command):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_seed_pitfalls():
+    """The seed's pitfalls: copy mode trains to 0, check mode names the generator."""
+    pytest.importorskip("keras")
+    out = _run(sys.executable, "examples/seed_pitfalls.py")
+    assert "guard(copy) loss per epoch:  [0.0, 0.0]" in out
+    assert "guard(check): AliasingError: train_iterator() at examples/seed_pitfalls.py:" in out
+
+
+def test_pydataset_workers():
+    """PyDataset with workers: copy mode gives 0% mismatched, check mode reports."""
+    pytest.importorskip("keras")
+    out = _run(sys.executable, "examples/pydataset_workers.py")
+    assert "guard(copy), workers=4:  0% of batches mismatched" in out
+    assert "guard(check), workers=4: MeanBatches.__getitem__()" in out
+
+
+def test_shape_checked_lambda():
+    """The Lambda example shows the (5, 5) output, then the ShapeError with its hint."""
+    pytest.importorskip("keras")
+    out = _run(sys.executable, "examples/shape_checked_lambda.py")
+    assert "predict returns (5, 5)" in out
+    assert "returned rank 1, shape (5,); declared rank 2, shape (5, 1)" in out
+    assert "hint: the output is one rank short" in out
+
+
+def test_ci_check():
+    """The CI script: the fixed pipeline passes, the buggy one is caught."""
+    out = _run("bash", "examples/ci_check.sh")
+    assert "the buggy one was caught (exit 1)" in out
