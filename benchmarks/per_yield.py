@@ -1,23 +1,44 @@
-"""What safegen costs per yield, against baselines measured in the same run.
+"""What safegen costs per yield, from 1.5 KiB to 100 MB batches, against same-run baselines.
 
-Batches: the seed's (x (64, 2) and y (64, 1) float64, 1.5 KiB) and an image batch
-(32x224x224x3 float32, 19.3 MB). For each, every variant is timed over the same number of
+Batches, one section each: the seed's (x (64, 2) and y (64, 1) float64, 1.5 KiB), then
+single float32 image batches of 64 KiB, 1 MiB, 19.3 MB (32x224x224x3) and 96 MB
+(160x224x224x3). In each section every variant is timed over the same number of
 ``next()`` calls, the variants interleaved in random order within each round, for several
 rounds; each figure is the median over rounds, with min and max.
 
-The generators yield arrays taken in turn from a pool of distinct, pre-made arrays (more
-of them than check mode's window), so that a "fresh" batch costs nothing to make and the
-figures are safegen's own cost. Baselines: the bare generator, a generator that yields
-hand-written copies (``(x.copy(), y.copy())``), and, for bandwidth, ``np.copy`` of the
-same bytes with no generator at all.
+The generators yield batches taken in turn from a pool of 16 distinct, pre-made batches
+(more than check mode's default window of 12), so that a batch costs nothing to make, is
+new to the check when it comes, and the figures are safegen's own cost. Variants:
 
-Run: ``python benchmarks/per_yield.py`` (``--quick`` for a smoke run). Writes
-``benchmarks/results/per_yield.json`` and ``.md``.
+* ``bare``: the generator alone (the baseline of every "overhead").
+* ``check``, ``copy``, ``freeze``: the same generator under ``safegen.guard``.
+* ``hand copy``: a generator that yields ``x.copy()`` (``(x.copy(), y.copy())`` for the
+  seed), what a careful user writes instead of safegen's copy mode.
+* ``copy.deepcopy``: a generator that yields ``copy.deepcopy(batch)``.
+* ``tf.nest.map_structure(np.copy)``: a generator that yields
+  ``tf.nest.map_structure(np.copy, batch)`` (full runs only, if TensorFlow is installed;
+  it is imported lazily so that quick runs stay light).
+* ``np.copy (no generator)``: ``np.copy`` of the same bytes with no generator at all, the
+  memory-bandwidth yardstick.
+
+"Overhead" is a variant's time per ``next()`` minus the bare generator's in the same
+round; ratios (overhead / ``np.copy``, copy / hand copy) are taken per round, paired, and
+summarized as median [min, max]. The 19.3 MB section also times one hot array re-yielded
+(it stays in cache) next to the pool of 16 cold ones. A last section sweeps check mode's
+``window`` (1, 12, 48, 192) on the 1 MiB batch, over a pool of 208 distinct batches so
+that every batch is new to the check whatever the window.
+
+Run: ``python benchmarks/per_yield.py`` (about 3 minutes; ``--quick`` for a smoke run of a
+few seconds). Writes ``per_yield.json``, ``per_yield.md`` and the plot ``per_yield.png``
+(overhead per ``next()`` against batch size, log-log, one line per mode and baseline;
+right panel: check-mode overhead against the window) into ``--out``
+(default ``benchmarks/results/``; quick runs write ``per_yield_quick.*``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import random
@@ -32,10 +53,47 @@ import safegen
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POOL = 16  # more distinct batches than check mode's default window of 12
+WINDOWS = (1, 12, 48, 192)
+TF_VARIANT = "tf.nest.map_structure(np.copy)"
+# Lines of the plot: (variant, label).
+PLOTTED = (
+    ("check", "safegen check"),
+    ("copy", "safegen copy"),
+    ("freeze", "safegen freeze"),
+    ("hand copy", "hand copy (x.copy())"),
+    ("copy.deepcopy", "copy.deepcopy"),
+    (TF_VARIANT, TF_VARIANT),
+    ("np.copy (no generator)", "np.copy, no generator"),
+)
+
+# name, shape, calls per round (full run), calls per round (quick run)
+FULL_SIZES = (
+    ("64 KiB", (4, 64, 64, 1), 5_000),
+    ("1 MiB", (16, 128, 128, 1), 400),
+    ("19.3 MB", (32, 224, 224, 3), 40),
+    ("96 MB", (160, 224, 224, 3), 6),
+)
+QUICK_SIZES = (
+    ("64 KiB", (4, 64, 64, 1), 200),
+    ("1 MiB", (16, 128, 128, 1), 20),
+    ("19.3 MB (quick: 1.6 MB)", (8, 128, 128, 3), 4),
+    ("96 MB (quick: 3.1 MB)", (16, 128, 128, 3), 2),
+)
 
 
 def _pool(make, size=POOL):
     return [make(i) for i in range(size)]
+
+
+def _distinct(shape, size):
+    """``size`` distinct float32 arrays of ``shape``: one random array, then cheap copies."""
+    first = np.random.default_rng(0).random(shape, dtype=np.float32)
+    pool = [first]
+    for i in range(1, size):
+        other = first.copy()
+        other.flat[::4099] += i  # distinct contents, not only distinct memory
+        pool.append(other)
+    return pool
 
 
 def _cycle(pool):
@@ -55,6 +113,19 @@ def _hand_copy_pair(pool):
             yield x.copy(), y.copy()
 
 
+def _deepcopy(pool):
+    while True:
+        for batch in pool:
+            yield copy.deepcopy(batch)
+
+
+def _map_structure(pool, tf):
+    map_structure = tf.nest.map_structure
+    while True:
+        for batch in pool:
+            yield map_structure(np.copy, batch)
+
+
 def _time_next(it, count):
     advance = it.__next__
     start = time.perf_counter()
@@ -66,8 +137,18 @@ def _time_next(it, count):
 def _time_np_copy(pool, count):
     start = time.perf_counter()
     for i in range(count):
-        np.copy(pool[i % len(pool)])
+        batch = pool[i % len(pool)]
+        if isinstance(batch, tuple):
+            for array in batch:
+                np.copy(array)
+        else:
+            np.copy(batch)
     return (time.perf_counter() - start) / count
+
+
+def _variant(make):
+    it = make()
+    return lambda n: _time_next(it, n)
 
 
 def measure(variants, count, rounds, progress):
@@ -103,32 +184,68 @@ def summarize(samples, baseline=None):
     return out
 
 
+def _spread(values, scale=1.0):
+    return {
+        "median": statistics.median(values) * scale,
+        "min": min(values) * scale,
+        "max": max(values) * scale,
+    }
+
+
 def _ratio(numerators, denominators):
-    ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
-    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+    return _spread([n / d for n, d in zip(numerators, denominators, strict=True)])
 
 
 def _minus(values, base):
     return [v - b for v, b in zip(values, base, strict=True)]
 
 
-def seed_batch(count, rounds, progress):
+def _target(value, limit):
+    value = dict(value)
+    value["target"] = limit
+    value["met"] = value["median"] <= limit
+    return value
+
+
+def _copy_baselines(pool, tf, pair=False):
+    variants = {
+        "hand copy": _variant(lambda: (_hand_copy_pair if pair else _hand_copy)(pool)),
+        "copy.deepcopy": _variant(lambda: _deepcopy(pool)),
+        "np.copy (no generator)": lambda n: _time_np_copy(pool, n),
+    }
+    if tf is not None:
+        variants[TF_VARIANT] = _variant(lambda: _map_structure(pool, tf))
+    return variants
+
+
+def _modes(pool):
+    return {
+        mode: _variant(lambda mode=mode: safegen.guard(_cycle(pool), mode=mode))
+        for mode in ("check", "copy", "freeze")
+    }
+
+
+def _np_copy_ratios(samples):
+    """Each variant's overhead as a multiple of ``np.copy`` of the same bytes, per round."""
+    bare = samples["bare"]
+    np_copy = samples["np.copy (no generator)"]
+    return {
+        name: _ratio(_minus(values, bare), np_copy)
+        for name, values in samples.items()
+        if name not in ("bare", "np.copy (no generator)")
+    }
+
+
+def seed_batch(count, rounds, progress, tf):
     rng = np.random.default_rng(0)
     pool = _pool(lambda i: (rng.random((64, 2)), rng.random((64, 1))))
     same = pool[0]
-
-    def variant(make):
-        it = make()
-        return lambda n: _time_next(it, n)
-
     variants = {
-        "bare": variant(lambda: _cycle(pool)),
-        "hand copy": variant(lambda: _hand_copy_pair(pool)),
-        "check": variant(lambda: safegen.guard(_cycle(pool), mode="check")),
-        "copy": variant(lambda: safegen.guard(_cycle(pool), mode="copy")),
-        "freeze": variant(lambda: safegen.guard(_cycle(pool), mode="freeze")),
-        "check, same arrays": variant(lambda: safegen.guard(_cycle([same]), mode="check")),
-        "check, window 48": variant(
+        "bare": _variant(lambda: _cycle(pool)),
+        **_modes(pool),
+        **_copy_baselines(pool, tf, pair=True),
+        "check, same arrays": _variant(lambda: safegen.guard(_cycle([same]), mode="check")),
+        "check, window 48": _variant(
             lambda: safegen.guard(_cycle(_pool(lambda i: pool[i % POOL], 64)), window=48)
         ),
     }
@@ -137,112 +254,254 @@ def seed_batch(count, rounds, progress):
     bare = samples["bare"]
     hand = _minus(samples["hand copy"], bare)
     targets = {
-        "check overhead per yield, us (target <= 3)": table["check"]["overhead_median_us"],
-        "copy overhead / hand-copy overhead (target <= 2)": _ratio(
-            _minus(samples["copy"], bare), hand
+        "check overhead per yield, us (target <= 3)": _target(
+            _spread(_minus(samples["check"], bare), 1e6), 3.0
+        ),
+        "copy overhead / hand-copy overhead (target <= 2)": _target(
+            _ratio(_minus(samples["copy"], bare), hand), 2.0
         ),
         "copy per yield / hand-copy per yield": _ratio(samples["copy"], samples["hand copy"]),
     }
     return {
         "batch": "x (64, 2) + y (64, 1) float64, 1.5 KiB",
+        "name": "seed",
+        "nbytes": sum(a.nbytes for a in same),
         "variants": table,
+        "overhead_vs_np_copy": _np_copy_ratios(samples),
         "targets": targets,
     }
 
 
-def large_batch(count, rounds, progress, shape):
-    rng = np.random.default_rng(0)
-    pool = _pool(lambda i: rng.random(shape, dtype=np.float32), size=POOL)
+def image_batch(name, shape, count, rounds, progress, tf, hot=False):
+    pool = _distinct(shape, POOL)
     nbytes = pool[0].nbytes
-
-    def variant(make):
-        it = make()
-        return lambda n: _time_next(it, n)
-
     variants = {
-        "bare": variant(lambda: _cycle(pool)),
-        "np.copy (no generator)": lambda n: _time_np_copy(pool, n),
-        "np.copy, one hot array": lambda n: _time_np_copy(pool[:1], n),
-        "check, one hot array": variant(lambda: safegen.guard(_cycle(pool[:1]), mode="check")),
-        "hand copy": variant(lambda: _hand_copy(pool)),
-        "check": variant(lambda: safegen.guard(_cycle(pool), mode="check")),
-        "copy": variant(lambda: safegen.guard(_cycle(pool), mode="copy")),
-        "freeze": variant(lambda: safegen.guard(_cycle(pool), mode="freeze")),
+        "bare": _variant(lambda: _cycle(pool)),
+        **_modes(pool),
+        **_copy_baselines(pool, tf),
     }
+    if hot:
+        variants["np.copy, one hot array"] = lambda n: _time_np_copy(pool[:1], n)
+        variants["check, one hot array"] = _variant(
+            lambda: safegen.guard(_cycle(pool[:1]), mode="check")
+        )
     samples = measure(variants, count, rounds, progress)
     table = summarize(samples, baseline="bare")
     bare = samples["bare"]
     np_copy = samples["np.copy (no generator)"]
-    targets = {
-        "check overhead / np.copy (target <= 0.6)": _ratio(_minus(samples["check"], bare), np_copy),
-        "check / np.copy, one array hot in cache": _ratio(
-            samples["check, one hot array"], samples["np.copy, one hot array"]
-        ),
-        "copy overhead / np.copy (target <= 1.10)": _ratio(_minus(samples["copy"], bare), np_copy),
-        "np.copy bandwidth GB/s": nbytes / statistics.median(np_copy) / 1e9,
-    }
+    targets = {"np.copy bandwidth GB/s": nbytes / statistics.median(np_copy) / 1e9}
+    if hot:
+        targets = {
+            "check overhead / np.copy (target <= 0.6)": _target(
+                _ratio(_minus(samples["check"], bare), np_copy), 0.6
+            ),
+            "check / np.copy, one array hot in cache": _ratio(
+                samples["check, one hot array"], samples["np.copy, one hot array"]
+            ),
+            "copy overhead / np.copy (target <= 1.10)": _target(
+                _ratio(_minus(samples["copy"], bare), np_copy), 1.10
+            ),
+            **targets,
+        }
     return {
-        "batch": f"{shape} float32, {nbytes / 1e6:.1f} MB",
+        "batch": f"{name}: {shape} float32, {nbytes / 1e6:.3g} MB",
+        "name": name,
+        "nbytes": nbytes,
         "variants": table,
+        "overhead_vs_np_copy": _np_copy_ratios(samples),
         "targets": targets,
     }
 
 
+def window_sweep(shape, count, rounds, progress):
+    pool = _distinct(shape, max(WINDOWS) + POOL)
+    nbytes = pool[0].nbytes
+    variants = {"bare": _variant(lambda: _cycle(pool))}
+    for window in WINDOWS:
+        variants[f"check, window {window}"] = _variant(
+            lambda window=window: safegen.guard(_cycle(pool), mode="check", window=window)
+        )
+    variants["np.copy (no generator)"] = lambda n: _time_np_copy(pool, n)
+    samples = measure(variants, count, rounds, progress)
+    table = summarize(samples, baseline="bare")
+    base = samples["check, window 12"]
+    targets = {
+        f"check, window {w} / window 12": _ratio(samples[f"check, window {w}"], base)
+        for w in WINDOWS
+        if w != 12
+    }
+    return {
+        "batch": f"window sweep: {shape} float32, {nbytes / 1e6:.3g} MB, "
+        f"pool of {len(pool)} distinct batches",
+        "name": "window sweep",
+        "nbytes": nbytes,
+        "windows": list(WINDOWS),
+        "variants": table,
+        "overhead_vs_np_copy": _np_copy_ratios(samples),
+        "targets": targets,
+    }
+
+
+def _fmt(value):
+    if isinstance(value, dict):
+        met = "" if "met" not in value else (" yes" if value["met"] else " **no**")
+        return f"{value['median']:.2f} | {value['min']:.2f} | {value['max']:.2f} |{met}"
+    return f"{value:.2f} | | |"
+
+
 def _markdown(report):
     lines = [f"# Per-yield cost ({report['machine']})", ""]
+    lines += [
+        f"{report['rounds']} interleaved rounds{' (quick run)' if report['quick'] else ''}. "
+        "Overhead = the variant's time per `next()` minus the bare generator's, same round.",
+        "",
+        "## Overhead per `next()` by batch size (median µs)",
+        "",
+    ]
+    sizes = [s for s in report["sections"] if s["name"] != "window sweep"]
+    names = [name for name, _ in PLOTTED if name in sizes[0]["variants"]]
+    lines += [
+        "| batch | bytes | " + " | ".join(names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for section in sizes:
+        cells = [f"{section['variants'][n]['overhead_median_us']:.3g}" for n in names]
+        lines.append(f"| {section['name']} | {section['nbytes']:,} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Overhead as a multiple of `np.copy` of the same bytes (per-round median)",
+        "",
+        "| batch | " + " | ".join(n for n in names if n != "np.copy (no generator)") + " |",
+        "|---|" + "---:|" * (len(names) - 1),
+    ]
+    for section in sizes:
+        ratios = section["overhead_vs_np_copy"]
+        cells = [f"{ratios[n]['median']:.3g}" for n in names if n != "np.copy (no generator)"]
+        lines.append(f"| {section['name']} | " + " | ".join(cells) + " |")
+    lines.append("")
     for section in report["sections"]:
         lines += [
             f"## {section['batch']}",
             "",
-            "| variant | median µs | min µs | max µs | overhead vs bare, median µs |",
+            "| variant | median µs | min µs | max µs | overhead vs bare, median µs [min, max] |",
             "|---|---:|---:|---:|---:|",
         ]
         for name, row in section["variants"].items():
             lines.append(
                 f"| {name} | {row['median_us']:.3f} | {row['min_us']:.3f} | "
-                f"{row['max_us']:.3f} | {row.get('overhead_median_us', 0):.3f} |"
+                f"{row['max_us']:.3f} | {row['overhead_median_us']:.3f} "
+                f"[{row['overhead_min_us']:.3f}, {row['overhead_max_us']:.3f}] |"
             )
-        lines += ["", "| target | median | min | max |", "|---|---:|---:|---:|"]
+        lines += ["", "| target | median | min | max | met? |", "|---|---:|---:|---:|---|"]
         for name, value in section["targets"].items():
-            if isinstance(value, dict):
-                lines.append(
-                    f"| {name} | {value['median']:.2f} | {value['min']:.2f} | {value['max']:.2f} |"
-                )
-            else:
-                lines.append(f"| {name} | {value:.2f} | | |")
+            lines.append(f"| {name} | {_fmt(value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def plot(report, path):
+    """Overhead against batch size (log-log) and check overhead against the window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [s for s in report["sections"] if s["name"] != "window sweep"]
+    sweep = [s for s in report["sections"] if s["name"] == "window sweep"]
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [2, 1]}, constrained_layout=True
+    )
+    for name, label in PLOTTED:
+        points = [
+            (s["nbytes"], s["variants"][name]["overhead_median_us"])
+            for s in sizes
+            if name in s["variants"] and s["variants"][name]["overhead_median_us"] > 0
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            style = "-o" if name in ("check", "copy", "freeze") else "--s"
+            left.plot(xs, ys, style, label=label, markersize=4)
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("batch size, bytes")
+    left.set_ylabel("overhead per next() over the bare generator, µs (median)")
+    left.set_title("Cost per yield against batch size")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    if sweep:
+        section = sweep[0]
+        windows = section["windows"]
+        rows = [section["variants"][f"check, window {w}"] for w in windows]
+        med = [r["overhead_median_us"] for r in rows]
+        lo = [m - r["overhead_min_us"] for m, r in zip(med, rows, strict=True)]
+        hi = [r["overhead_max_us"] - m for m, r in zip(med, rows, strict=True)]
+        right.errorbar(windows, med, yerr=[lo, hi], fmt="-o", capsize=3, label="check")
+        copy_us = section["variants"]["np.copy (no generator)"]["median_us"]
+        right.axhline(copy_us, color="grey", linestyle="--", label="np.copy, same bytes")
+        right.set_xscale("log")
+        right.set_xticks(windows, [str(w) for w in windows])
+        right.set_ylim(bottom=0)
+        right.set_xlabel("check window (yields)")
+        right.set_ylabel("overhead per next(), µs (median, min-max bars)")
+        right.set_title(f"Check mode vs window, {section['nbytes'] / 2**20:.3g} MiB batch")
+        right.grid(True, alpha=0.3)
+        right.legend(fontsize=8)
+    fig.suptitle(f"safegen per-yield cost ({report['rounds']} rounds, {report['machine']})")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _tensorflow(quick):
+    """TensorFlow for the map_structure baseline: full runs only, if installed."""
+    if quick:
+        return None
+    try:
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+    except ImportError:
+        return None
+    return tf
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
     from tqdm import tqdm
 
-    rounds = 3 if args.quick else args.rounds
-    small_count = 2_000 if args.quick else 50_000
-    large_count = 2 if args.quick else 20
-    shape = (4, 64, 64, 3) if args.quick else (32, 224, 224, 3)
-    with tqdm(total=rounds * 15, desc="per_yield", file=sys.stderr) as progress:
-        sections = [
-            seed_batch(small_count, rounds, progress),
-            large_batch(large_count, rounds, progress, shape),
-        ]
+    rounds = args.rounds or (3 if args.quick else 21)
+    tf = _tensorflow(args.quick)
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    seed_count = 1_000 if args.quick else 20_000
+    sweep_count = 20 if args.quick else 300
+    extra = 0 if tf is None else 1
+    total = rounds * (
+        (9 + extra) + sum(7 + extra + (2 if "19.3" in s[0] else 0) for s in sizes) + 6
+    )
+    with tqdm(total=total, desc="per_yield", unit="timing", file=sys.stderr) as progress:
+        sections = [seed_batch(seed_count, rounds, progress, tf)]
+        for name, shape, count in sizes:
+            hot = name.startswith("19.3")
+            sections.append(image_batch(name, shape, count, rounds, progress, tf, hot=hot))
+        sections.append(window_sweep(sizes[1][1], sweep_count, rounds, progress))
     report = {
         "machine": f"{platform.node()}, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}, NumPy {np.__version__}",
         "quick": args.quick,
         "rounds": rounds,
+        "tensorflow": None if tf is None else tf.__version__,
         "sections": sections,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
-    (args.out / f"per_yield{suffix}.json").write_text(json.dumps(report, indent=2))
+    (args.out / f"per_yield{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = _markdown(report)
     (args.out / f"per_yield{suffix}.md").write_text(markdown)
+    plot(report, args.out / f"per_yield{suffix}.png")
     print(markdown)
     return 0
 

@@ -39,10 +39,23 @@ class TestBenchmarks:
         pytest.importorskip("tqdm")
         _run("per_yield.py", tmp_path)
         report = json.loads((tmp_path / "per_yield_quick.json").read_text())
-        seed, large = report["sections"]
+        sections = {section["name"]: section for section in report["sections"]}
+        assert len(sections) == 6 and list(sections)[:3] == ["seed", "64 KiB", "1 MiB"]
+        assert list(sections)[-1] == "window sweep"
+        seed = sections["seed"]
         assert set(seed["variants"]) >= {"bare", "hand copy", "check", "copy", "freeze"}
-        assert "np.copy (no generator)" in large["variants"]
+        assert "copy.deepcopy" in seed["variants"]
+        for section in report["sections"][1:5]:
+            assert "np.copy (no generator)" in section["variants"]
+            assert section["nbytes"] > 0
+        large = report["sections"][3]
+        assert "check, one hot array" in large["variants"]
+        assert any("np.copy" in name for name in large["targets"])
+        assert set(sections["window sweep"]["variants"]) >= {
+            f"check, window {w}" for w in (1, 12, 48, 192)
+        }
         assert (tmp_path / "per_yield_quick.md").read_text().startswith("# Per-yield cost")
+        assert (tmp_path / "per_yield_quick.png").stat().st_size > 0
 
     @pytest.mark.keras
     def test_shape_checked(self, tmp_path):
@@ -51,3 +64,38 @@ class TestBenchmarks:
         pytest.importorskip("tqdm")
         _run("shape_checked.py", tmp_path)
         assert list(tmp_path.glob("*.json")) and list(tmp_path.glob("*.md"))
+
+    @pytest.mark.keras
+    def test_mean_training(self, tmp_path):
+        """mean_training.py --quick reports steps/s, ratios and safegen's own time."""
+        pytest.importorskip("keras")
+        pytest.importorskip("tqdm")
+        _run("mean_training.py", tmp_path)
+        report = json.loads((tmp_path / "mean_training_quick.json").read_text())
+        variants = {"bare", "check", "copy", "freeze", "hand copy"}
+        assert set(report["steps_per_second"]) == variants
+        assert set(report["ratio_vs_bare"]) == variants - {"bare"}
+        assert set(report["safegen_time"]) == {"check", "copy", "freeze"}
+        for ratio in report["ratio_vs_bare"].values():
+            assert set(ratio) >= {"median", "min", "max"}
+        assert len(report["targets"]) == 2
+        assert (tmp_path / "mean_training_quick.md").exists()
+
+    @pytest.mark.keras
+    def test_tf_data(self, tmp_path):
+        """tf_data.py --quick reports throughput, ratios and what TensorFlow copied."""
+        pytest.importorskip("tensorflow")
+        pytest.importorskip("tqdm")
+        _run("tf_data.py", tmp_path)
+        report = json.loads((tmp_path / "tf_data_quick.json").read_text())
+        assert len(report["sections"]) == 2
+        for section in report["sections"]:
+            assert set(section["batches_per_second"]) == {"bare", "copy", "check", "hand copy"}
+            assert set(section["ratio_vs_bare"]) == {"copy", "check", "hand copy"}
+            assert set(section["zero_copy"]) == {"bare", "copy", "check"}
+            for leaves in section["zero_copy"].values():
+                assert set(leaves["x"]) == {"nbytes", "address_mod_64", "tensor_shares_memory"}
+            assert len(section["pool_alignment_mod_64"]["x"]) == 16
+        assert report["targets"]
+        assert (tmp_path / "tf_data_quick.md").exists()
+        assert (tmp_path / "tf_data_quick.png").stat().st_size > 0
