@@ -40,7 +40,7 @@ _ndarray = np.ndarray
 
 # Above this size, the re-check when a yield leaves the window hashes SAMPLE_BLOCKS
 # evenly spaced blocks instead of the whole array (the full hash is taken at yield time).
-SAMPLE_ABOVE = 1 << 20
+SAMPLE_ABOVE = 128 * 1024
 SAMPLE_BLOCKS = 16
 SAMPLE_BLOCK_BYTES = 4096
 

@@ -211,16 +211,33 @@ def _guard_result(result: Any, settings: Settings, source: Source, totals: list[
     )
 
 
+class _BoundGuardedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
+    """A guarded method bound to an instance or class; pickles like a bound method."""
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        owner = self._self_instance if self._self_instance is not None else self._self_owner
+        return (getattr, (owner, self.__name__))
+
+
+class _GuardedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
+    """A guarded function: pickles by reference to its module-level name, as functions do
+    (worker processes started with ``spawn`` need that)."""
+
+    __bound_function_wrapper__ = _BoundGuardedFunction
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self.__qualname__
+
+
 def _wrap_callable(function: Any, overrides: dict[str, Any]) -> Any:
     """A wrapt wrapper around ``function`` that guards what each call returns."""
     source = _source_of(None, function)
     totals: list[Stats] = []
 
-    @wrapt.decorator
     def guarded(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return _guard_result(wrapped(*args, **kwargs), resolve(overrides), source, totals)
 
-    wrapper: Any = guarded(function)
+    wrapper: Any = _GuardedFunction(function, guarded)
     wrapper._self_safegen_stats = functools.partial(sum, totals, Stats())
     return wrapper
 
@@ -290,7 +307,7 @@ def guard(
           array that changes after it was yielded, while one of the last ``window``
           yields. A reused buffer is found by the 2nd yield.
         * ``"copy"``: yields copies, in memory of their own (64-byte aligned above
-          64 KiB, so TensorFlow wraps them without a second copy).
+          256 KiB, so TensorFlow wraps them without a second copy).
         * ``"freeze"``: makes each yielded array read-only, so the generator's next write
           into it fails at that line, with a note from safegen.
         * ``"off"``: given here, hands ``obj`` back untouched; from

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from safegen._config import Settings
+from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array
 from safegen._errors import AliasingError, AliasingWarning
 from safegen._fingerprint import (
+    SAMPLE_ABOVE,
     bounds,
     fingerprint,
     hash_buffer,
@@ -31,7 +33,7 @@ from safegen._report import DATASET_FIX, FIX, AliasingReport
 from safegen._stats import Stats
 from safegen._structure import Path, format_path, leaves, map_arrays
 
-__all__ = ["ALIGN_ABOVE", "Source", "aligned_copy", "copy_array", "make_state"]
+__all__ = ["Source", "make_state"]
 
 _ndarray = np.ndarray
 _SAFEGEN_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -39,11 +41,6 @@ _SAFEGEN_DIR = os.path.dirname(os.path.abspath(__file__))
 _MACHINERY = frozenset(
     os.path.join(_SAFEGEN_DIR, name) for name in ("_guard.py", "_modes.py", "_config.py")
 )
-
-# Copies of arrays at least this large are 64-byte aligned, so that TensorFlow wraps them
-# without copying them again. Below it the alignment costs more than TensorFlow's copy it
-# saves (see benchmarks/per_yield.py).
-ALIGN_ABOVE = 64 * 1024
 
 
 class Source:
@@ -125,7 +122,7 @@ class Watch(_State):
     earlier array is re-hashed at once if the new yield's arrays may share its memory
     (same owner of the memory, overlapping byte ranges): that is how a reused buffer
     shows itself, by the 2nd yield. Every other array is re-verified once more when its
-    yield leaves the window (in full, or by sampled blocks above 1 MiB), and all of them
+    yield leaves the window (in full, or by sampled blocks above 128 KiB), and all of them
     when the generator is exhausted. So the cost per yield is one hash of the new bytes
     plus a bounded re-check, whatever the window; ``verify_all=True`` re-hashes every
     watched array on every yield instead.
@@ -159,7 +156,7 @@ class Watch(_State):
                 hashed += size
             root = array if array.base is None else root_of(array)
             record = [array, id(root), path, digest, count, count, None, None, False]
-            if array.nbytes > 1 << 20:
+            if array.nbytes > SAMPLE_ABOVE:
                 record[_SAMPLE] = sample(array)
             same_root = by_root.get(id(root))
             if same_root is None:
@@ -300,46 +297,12 @@ class Watch(_State):
                 handler(report)
 
 
-def aligned_copy(array: np.ndarray) -> np.ndarray:
-    """A copy of ``array`` in fresh memory that starts at a 64-byte boundary.
-
-    Fortran-ordered arrays stay Fortran-ordered; everything else comes back
-    C-contiguous. Object dtypes are copied by reference (a shallow copy), unaligned.
-
-    Example:
-        >>> import numpy as np
-        >>> aligned_copy(np.arange(10.0)).ctypes.data % 64
-        0
-    """
-    if array.dtype.hasobject or array.nbytes == 0:
-        return np.array(array, copy=True, order="K", subok=False)
-    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
-    buffer = np.empty(array.nbytes + 64, np.uint8)
-    offset = -buffer.ctypes.data % 64
-    flat = buffer[offset : offset + array.nbytes].view(array.dtype)
-    out: np.ndarray = flat.reshape(tuple(array.shape), order=order)  # type: ignore[call-overload]
-    np.copyto(out, array, casting="no")
-    return out
-
-
-def copy_array(array: np.ndarray) -> np.ndarray:
-    """Copy mode's copy of one array: new memory, equal values, same dtype and shape.
-
-    Plain arrays and memmaps become plain arrays (64-byte aligned from ``ALIGN_ABOVE``
-    bytes on); other ndarray subclasses (masked arrays, ...) use their own ``copy()`` so
-    that nothing they carry is lost.
-    """
-    if type(array) is _ndarray:
-        if array.nbytes < ALIGN_ABOVE:
-            return array.copy(order="K")
-        return aligned_copy(array)
-    if isinstance(array, np.memmap):
-        return copy_array(np.asarray(array))
-    return array.copy()
-
-
 class Copy(_State):
     """Copy mode: the consumer gets copies of every array, in memory of their own."""
+
+    def __init__(self, settings: Settings, source: Source) -> None:
+        super().__init__(settings, source)
+        self.pool = BufferPool()
 
     def process(self, value: Any) -> Any:
         start = perf_counter()
@@ -365,8 +328,9 @@ class Copy(_State):
             nonlocal copied, arrays
             arrays += 1
             copied += array.nbytes
-            return copy_array(array)
+            return copy_array(array, pool)
 
+        pool = self.pool
         out = map_arrays(value, copy_one)
         stats = self.stats
         stats.yields += 1

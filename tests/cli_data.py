@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import safegen
+
 NOT_ITERABLE = 3
 
 
@@ -37,3 +39,22 @@ def returns_number():
 def broken():
     yield np.zeros(2)
     raise KeyError("the data source itself fails")
+
+
+@safegen.guard(mode="copy")
+def guarded_batches(batch_size=4):
+    """A guarded generator function at module level (picklable by reference)."""
+    yield from reused(batch_size)
+
+
+class Holder:
+    """A class with a guarded generator method (picklable through its instance)."""
+
+    def __init__(self):
+        self.x = np.zeros(2)
+
+    @safegen.guard
+    def batches(self):
+        while True:
+            self.x += 1
+            yield self.x

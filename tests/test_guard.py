@@ -240,7 +240,7 @@ class TestCheckMode:
                 next(it)
 
     def test_large_arrays_are_sampled_on_eviction(self):
-        """Above 1 MiB the eviction re-check samples blocks and still sees a full rewrite."""
+        """Above 128 KiB the eviction re-check samples blocks and still sees a full rewrite."""
         kept = []
 
         def big():
@@ -387,12 +387,32 @@ class TestCopyMode:
         assert np.array_equal(a["both"][1], x[:, 0])
 
     def test_large_copies_are_64_byte_aligned(self):
-        """Copies from 64 KiB on start at a 64-byte boundary, in C or Fortran order."""
-        big = np.random.default_rng(0).random((300, 100))
+        """Copies from 256 KiB on start at a 64-byte boundary, in C or Fortran order."""
+        big = np.random.default_rng(0).random((800, 100))
         it = safegen.guard(iter([(big, np.asfortranarray(big), big[::2])]), mode="copy")
         for array in next(it):
             assert array.ctypes.data % 64 == 0
         assert np.asfortranarray(big).flags.f_contiguous
+
+    def test_buffers_are_recycled_only_when_free(self):
+        """Large copies reuse a buffer only once nothing holds the earlier copy."""
+        big = np.random.default_rng(0).random((600, 100))
+
+        def repeat():
+            while True:
+                yield big
+
+        it = safegen.guard(repeat, mode="copy")()
+        held = [next(it) for _ in range(20)]
+        for i, left in enumerate(held):
+            assert np.array_equal(left, big)
+            assert not any(np.shares_memory(left, right) for right in held[i + 1 :])
+        view = held[0][::2]
+        address = held[1].ctypes.data
+        del held
+        again = [next(it) for _ in range(3)]
+        assert not any(np.shares_memory(a, view) for a in again)
+        assert address in [a.ctypes.data for a in again]
 
     def test_subclasses_keep_what_they_carry(self, tmp_path):
         """Masked arrays keep their mask; memmaps become plain arrays."""
@@ -689,6 +709,35 @@ class TestForms:
         out = next(safegen.guard(iter([value]), mode=any_mode))
         assert out[:7] == value[:7] and out[5] is thing
         assert isinstance(out[7], Point) and out[7].b == "z"
+
+
+class TestPickling:
+    """Guarded functions and methods pickle (worker processes need that)."""
+
+    def test_module_level_function(self):
+        """A decorated module-level generator function pickles by reference."""
+        import pickle
+
+        from tests import cli_data
+
+        clone = pickle.loads(pickle.dumps(cli_data.guarded_batches))
+        assert clone is cli_data.guarded_batches
+        first, second = next(clone()), None
+        gen = clone()
+        first, second = next(gen), next(gen)
+        assert not np.shares_memory(first[0], second[0])
+
+    def test_bound_method(self):
+        """A guarded method bound to an instance pickles with its instance."""
+        import pickle
+
+        from tests import cli_data
+
+        method = pickle.loads(pickle.dumps(cli_data.Holder().batches))
+        gen = method()
+        next(gen)
+        with pytest.raises(safegen.AliasingError):
+            next(gen)
 
 
 class TestModesAndConfiguration:

@@ -94,7 +94,7 @@ class TestFromGenerator:
         handed = []
 
         def source():
-            x = np.zeros((256, 64), np.float32)
+            x = np.zeros((512, 128), np.float32)
             while True:
                 x += 1
                 yield x
@@ -106,7 +106,7 @@ class TestFromGenerator:
 
         ds = tf.data.Dataset.from_generator(
             lambda: record(safegen.guard(source(), mode="copy")),
-            output_signature=tf.TensorSpec((256, 64), tf.float32),
+            output_signature=tf.TensorSpec((512, 128), tf.float32),
         )
         tensor = next(iter(ds))
         copy = handed[0]
@@ -114,6 +114,25 @@ class TestFromGenerator:
         assert float(tensor[0, 0]) == 1.0
         copy[0, 0] = 1234.0  # only to observe aliasing: TensorFlow holds our copy itself
         assert float(tensor[0, 0]) == 1234.0
+
+    def test_recycled_buffers_never_change_live_tensors(self):
+        """A tensor that wraps a copy keeps it: its buffer is not recycled under it."""
+
+        def source():
+            x = np.zeros((512, 128), np.float32)
+            while True:
+                x += 1
+                yield x
+
+        ds = tf.data.Dataset.from_generator(
+            lambda: safegen.guard(source(), mode="copy"),
+            output_signature=tf.TensorSpec((512, 128), tf.float32),
+        ).prefetch(4)
+        iterator = iter(ds)
+        kept = [next(iterator) for _ in range(3)]
+        for expected, tensor in enumerate([next(iterator) for _ in range(40)], start=4):
+            assert float(tensor[0, 0]) == expected  # each batch as it was produced
+        assert [float(t[5, 5]) for t in kept] == [1.0, 2.0, 3.0]
 
     def test_copy_mode_keeps_prefetched_batches_intact(self):
         """With prefetch, copy mode gives batches whose inputs match their targets."""

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import safegen
+from safegen._copying import copy_array
 from safegen._fingerprint import fingerprint
-from safegen._modes import copy_array
 from safegen._structure import format_path, leaves, map_arrays
 from tests.strategies import STRUCTURES, arrays
 
