@@ -99,3 +99,11 @@ class TestBenchmarks:
         assert report["targets"]
         assert (tmp_path / "tf_data_quick.md").exists()
         assert (tmp_path / "tf_data_quick.png").stat().st_size > 0
+
+    def test_import_time(self, tmp_path):
+        """import_time.py --quick times import safegen against import numpy."""
+        pytest.importorskip("tqdm")
+        _run("import_time.py", tmp_path)
+        report = json.loads((tmp_path / "import_time_quick.json").read_text())
+        assert set(report["ms"]) == {"python -I -c pass", "import numpy", "import safegen"}
+        assert report["safegen / numpy"]["median"] > 0
