@@ -15,7 +15,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from safegen._config import Settings, configure, mode, settings
-from safegen._errors import AliasingError, AliasingWarning, SafegenError, ShapeError
+from safegen._errors import (
+    AliasingError,
+    AliasingWarning,
+    SafegenError,
+    SafegenWarning,
+    ShapeError,
+)
 from safegen._guard import guard, stats
 from safegen._report import AliasingReport
 from safegen._stats import Stats
@@ -35,6 +41,7 @@ __all__ = [
     "AliasingReport",
     "AliasingWarning",
     "SafegenError",
+    "SafegenWarning",
     "Settings",
     "ShapeChecked",
     "ShapeCheckedLambda",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import operator
 import os
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -64,6 +65,11 @@ def validate_mode(value: object, source: str) -> Mode:
     """Return ``value`` if it is a valid mode, else raise a ``ValueError`` naming ``source``."""
     if isinstance(value, str) and value in MODES:
         return value  # type: ignore[return-value]
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{source}: mode must be a string, one of {', '.join(map(repr, MODES))}; "
+            f"got {type(value).__name__} {value!r}"
+        )
     raise ValueError(
         f"{source}: invalid mode {value!r}; expected one of {', '.join(map(repr, MODES))}"
     )
@@ -83,11 +89,15 @@ def validate_on_violation(value: object, source: str) -> OnViolation:
 
 def validate_window(value: object, source: str) -> int:
     """Return ``value`` if it is a positive int, else raise naming ``source``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool):
         raise TypeError(f"{source}: window must be an int >= 1, got {value!r}")
-    if value < 1:
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]  # NumPy integers too
+    except TypeError:
+        raise TypeError(f"{source}: window must be an int >= 1, got {value!r}") from None
+    if number < 1:
         raise ValueError(f"{source}: window must be an int >= 1, got {value!r}")
-    return value
+    return number
 
 
 def validate_verify_all(value: object, source: str) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 
 from safegen._config import Settings, resolve
 from safegen._modes import Copy, Source, _State, make_state
-from safegen._stats import Stats
+from safegen._stats import Stats, Totals
 
 __all__ = ["guard_dataset", "guard_dataset_class", "is_dataset", "is_dataset_class"]
 
@@ -98,7 +98,7 @@ def _guard_of(dataset: Any) -> _Guard | None:
             _GUARDS[dataset] = guard
             totals = getattr(cls, "_safegen_totals", None)
             if totals is not None:
-                totals.append(guard.state.stats)
+                totals.track(guard.state, guard.state.stats)
     return guard
 
 
@@ -134,9 +134,10 @@ def _stats_of(obj: Any) -> Stats | None:
     guard = _GUARDS.get(obj) if is_dataset(obj) else None
     if guard is not None:
         return Stats() + guard.state.stats
-    totals = getattr(obj, "_safegen_totals", None) if isinstance(obj, type) else None
+    totals = obj.__dict__.get("_safegen_totals") if isinstance(obj, type) else None
     if totals is not None:
-        return sum(totals, Stats())
+        total: Stats = totals.total()
+        return total
     return None
 
 
@@ -159,7 +160,7 @@ def guard_dataset_class(cls: Any, overrides: dict[str, Any]) -> Any:
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
-        "_safegen_totals": [],
+        "_safegen_totals": Totals(),
     }
     return type(cls)(cls.__name__, (cls,), namespace)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AliasingError", "AliasingWarning", "SafegenError", "ShapeError"]
+__all__ = ["AliasingError", "AliasingWarning", "SafegenError", "SafegenWarning", "ShapeError"]
 
 
 class SafegenError(Exception):
@@ -73,7 +73,17 @@ class ShapeError(SafegenError, ValueError):
     """
 
 
-class AliasingWarning(UserWarning):
+class SafegenWarning(UserWarning):
+    """Base class of the warnings safegen issues.
+
+    Example:
+        >>> import safegen
+        >>> issubclass(safegen.AliasingWarning, safegen.SafegenWarning)
+        True
+    """
+
+
+class AliasingWarning(SafegenWarning):
     """Issued instead of :class:`AliasingError` when ``on_violation="warn"``.
 
     Example:
@@ -83,6 +93,6 @@ class AliasingWarning(UserWarning):
     """
 
 
-for _cls in (SafegenError, AliasingError, ShapeError, AliasingWarning):
+for _cls in (SafegenError, AliasingError, ShapeError, SafegenWarning, AliasingWarning):
     _cls.__module__ = "safegen"
 del _cls

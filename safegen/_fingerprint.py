@@ -31,6 +31,7 @@ __all__ = [
     "bounds",
     "fingerprint",
     "hash_buffer",
+    "memory_key",
     "root_of",
     "sample",
     "verify_sample",
@@ -77,6 +78,10 @@ def fingerprint(a: np.ndarray) -> tuple[int, int]:
         >>> fingerprint(x) == fingerprint(x.copy())
         True
     """
+    if a.dtype.kind == "T":
+        # StringDType: the array holds pointers into a string arena; hash the strings.
+        text = "\0".join(map(str, a.ravel().tolist())).encode("utf-8", "surrogatepass")
+        return hash_buffer(text), len(text)
     if a.flags.c_contiguous:
         try:
             return hash_buffer(a), a.nbytes
@@ -86,19 +91,43 @@ def fingerprint(a: np.ndarray) -> tuple[int, int]:
     return _hash_bytes(c), c.nbytes
 
 
+def _next_base(node: Any) -> Any:
+    """What ``node`` gets its memory from: ``.base`` of arrays and of NumPy's helper
+    objects (``as_strided`` and ``sliding_window_view`` leave a ``DummyArray``), ``.obj``
+    of a memoryview, else ``None``."""
+    if isinstance(node, memoryview):
+        return node.obj
+    return getattr(node, "base", None)
+
+
 def root_of(a: np.ndarray) -> Any:
     """The object that owns the memory behind ``a`` (``a`` itself if it owns it)."""
     root: Any = a
     base = a.base
-    while base is not None:
-        root = base
-        if isinstance(base, _ndarray):
-            base = base.base
-        elif isinstance(base, memoryview):
-            base = base.obj
-        else:
+    for _ in range(256):  # a chain that long (or a cycle) is not a chain of views
+        if base is None or base is root:
             break
+        root = base
+        base = _next_base(base)
     return root
+
+
+def memory_key(a: np.ndarray) -> Any:
+    """A key that two arrays share if they may view the same memory owner.
+
+    The owner's identity when it is an array or any object exporting a buffer (bytes,
+    bytearray, mmap, ctypes arrays); for an opaque owner (a DLPack capsule, an object
+    with only ``__array_interface__``) the array's start address, which is what a
+    reused buffer keeps from one yield to the next.
+    """
+    root = root_of(a)
+    if isinstance(root, _ndarray):
+        return id(root)
+    try:
+        memoryview(root).release()
+    except TypeError:
+        return ("@", bounds(a)[0])
+    return id(root)
 
 
 def bounds(a: np.ndarray) -> tuple[int, int]:

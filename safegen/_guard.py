@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import inspect
 import weakref
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
+import numpy as np
 import wrapt
 
 from safegen._config import (
+    MODES,
     Mode,
     OnViolation,
     Settings,
@@ -28,7 +30,7 @@ from safegen._dataset import (
     is_dataset_class,
 )
 from safegen._modes import Source, _State, make_state
-from safegen._stats import Stats
+from safegen._stats import Stats, Totals
 
 __all__ = ["guard", "stats"]
 
@@ -152,7 +154,7 @@ def _source_of(obj: Any, function: Any = None) -> Source:
 
 
 def _wrap_iterator(
-    obj: Any, settings: Settings, source: Source, totals: list[Stats] | None = None
+    obj: Any, settings: Settings, source: Source, totals: Totals | None = None
 ) -> Any:
     """A guarded generator (or async generator) yielding what ``obj`` yields."""
     if settings.mode == "off":
@@ -171,7 +173,7 @@ def _wrap_iterator(
         guarded.__qualname__ = qualname
     _STATES[guarded] = state
     if totals is not None:
-        totals.append(state.stats)
+        totals.track(state, state.stats)
     return guarded
 
 
@@ -182,7 +184,7 @@ class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
         super().__init__(wrapped)
         self._self_settings = settings
         self._self_source = source
-        self._self_totals: list[Stats] = []
+        self._self_totals = Totals()
 
     def __iter__(self) -> Any:
         return _wrap_iterator(
@@ -190,13 +192,13 @@ class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
         )
 
     def _self_safegen_stats(self) -> Stats:
-        return sum(self._self_totals, Stats())
+        return self._self_totals.total()
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError(f"cannot pickle a safegen-guarded {type(self.__wrapped__).__name__}")
 
 
-def _guard_result(result: Any, settings: Settings, source: Source, totals: list[Stats]) -> Any:
+def _guard_result(result: Any, settings: Settings, source: Source, totals: Totals) -> Any:
     """Guard what a guarded function returned."""
     if settings.mode == "off":
         return result
@@ -232,13 +234,13 @@ class _GuardedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
 def _wrap_callable(function: Any, overrides: dict[str, Any]) -> Any:
     """A wrapt wrapper around ``function`` that guards what each call returns."""
     source = _source_of(None, function)
-    totals: list[Stats] = []
+    totals = Totals()
 
     def guarded(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return _guard_result(wrapped(*args, **kwargs), resolve(overrides), source, totals)
 
     wrapper: Any = _GuardedFunction(function, guarded)
-    wrapper._self_safegen_stats = functools.partial(sum, totals, Stats())
+    wrapper._self_safegen_stats = totals.total
     return wrapper
 
 
@@ -353,20 +355,85 @@ def guard(
         return functools.partial(guard, **overrides)
     if overrides.get("mode") == "off":
         return obj
+    _refuse(obj)
     if is_dataset_class(obj):
         return guard_dataset_class(obj, overrides)
     if is_dataset(obj):
         return guard_dataset(obj, overrides)
+    if isinstance(obj, type):
+        return _guard_iterable_class(obj, overrides)
     if inspect.isgenerator(obj) or inspect.isasyncgen(obj) or hasattr(obj, "__next__"):
         return _wrap_iterator(obj, resolve(overrides), _source_of(obj))
     if callable(obj) or isinstance(obj, (classmethod, staticmethod)):
         return _wrap_callable(obj, overrides)
-    if hasattr(obj, "__iter__") and not isinstance(obj, (str, bytes, bytearray)):
+    if hasattr(obj, "__iter__"):
         return _GuardedIterable(obj, resolve(overrides), _source_of(obj))
     raise TypeError(
         f"safegen.guard() needs a generator function, a function returning an iterator, "
         f"or a generator, iterator or iterable; got {type(obj).__qualname__} {obj!r:.80}"
     )
+
+
+_EXPECTED = (
+    "safegen.guard() checks what a generator (or iterator, or dataset) yields: give it the "
+    "generator function, the function that returns the iterator, or the iterator itself"
+)
+
+
+def _refuse(obj: Any) -> None:
+    """Raise a TypeError for the objects that look guardable but are mistakes."""
+    if isinstance(obj, str) and obj in MODES:
+        raise TypeError(
+            f"safegen.guard() got the string {obj!r} as the object to guard; did you mean "
+            f"@safegen.guard(mode={obj!r})?"
+        )
+    if isinstance(obj, (str, bytes, bytearray, Mapping, np.ndarray)):
+        raise TypeError(f"{_EXPECTED}; got {type(obj).__qualname__} {obj!r:.60}")
+    function = getattr(obj, "__func__", obj)
+    if inspect.iscoroutinefunction(function) or inspect.iscoroutine(obj):
+        what = "coroutine function" if inspect.iscoroutinefunction(function) else "coroutine"
+        raise TypeError(
+            f"safegen.guard() got the {what} {getattr(obj, '__qualname__', obj)}, which "
+            "returns one value; it guards async *generator* functions (async def ... with "
+            "yield), whose values it can see"
+        )
+
+
+def _guard_iterable_class(cls: Any, overrides: dict[str, Any]) -> Any:
+    """A subclass of ``cls`` whose ``__iter__`` returns guarded iterators.
+
+    It keeps ``cls``'s name, qualified name and module (so instances pickle by reference
+    to the decorated class), and subclasses of it stay guarded. Options are resolved on
+    each ``iter()``.
+    """
+    original = getattr(cls, "__iter__", None)
+    if original is None:
+        raise TypeError(
+            f"safegen.guard() got the class {cls.__qualname__}, which is neither a Keras "
+            "PyDataset nor iterable (it has no __iter__); guard the generator function or "
+            "the dataset class instead"
+        )
+    code = getattr(original, "__code__", None)
+    source = Source(f"{cls.__qualname__}.__iter__()", code)
+    totals = Totals()
+
+    def __iter__(self: Any) -> Any:
+        return _wrap_iterator(original(self), resolve(overrides), source, totals)
+
+    namespace = {
+        "__iter__": __iter__,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+        "_safegen_totals": totals,
+    }
+    try:
+        return type(cls)(cls.__name__, (cls,), namespace)
+    except TypeError as error:
+        raise TypeError(
+            f"safegen.guard() cannot guard the class {cls.__qualname__} ({error}); guard its "
+            f"instances instead, e.g. safegen.guard({cls.__name__}(...))"
+        ) from None
 
 
 def stats(obj: Any) -> Stats:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import os
-import sys
 import warnings
 from time import perf_counter
 from types import CodeType, TracebackType
@@ -25,10 +24,11 @@ from safegen._fingerprint import (
     bounds,
     fingerprint,
     hash_buffer,
-    root_of,
+    memory_key,
     sample,
     verify_sample,
 )
+from safegen._frames import MACHINERY, user_stacklevel
 from safegen._report import DATASET_FIX, FIX, AliasingReport
 from safegen._stats import Stats
 from safegen._structure import Path, format_path, leaves, map_arrays
@@ -36,11 +36,6 @@ from safegen._structure import Path, format_path, leaves, map_arrays
 __all__ = ["Source", "make_state"]
 
 _ndarray = np.ndarray
-_SAFEGEN_DIR = os.path.dirname(os.path.abspath(__file__))
-# The files whose frames stand between the user's code and the guarded generator.
-_MACHINERY = frozenset(
-    os.path.join(_SAFEGEN_DIR, name) for name in ("_guard.py", "_modes.py", "_config.py")
-)
 
 
 class Source:
@@ -82,16 +77,6 @@ def _worker_process_name() -> str:
     return "" if multiprocessing.parent_process() is None else process.name
 
 
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` that makes a warning point at the first frame outside safegen."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_code.co_filename in _MACHINERY:
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level
-
-
 class _State:
     """Shared by every mode: settings, statistics, and the generator's name."""
 
@@ -131,7 +116,7 @@ class Watch(_State):
     def __init__(self, settings: Settings, source: Source) -> None:
         super().__init__(settings, source)
         self.window: collections.deque[list[list[Any]]] = collections.deque()
-        self.by_root: dict[int, list[list[Any]]] = {}
+        self.by_root: dict[Any, list[list[Any]]] = {}
         self.size = settings.window
         self.verify_all = settings.verify_all
         self.pending: list[AliasingReport] = []
@@ -144,23 +129,23 @@ class Watch(_State):
         records = []
         hashed = 0
         for path, array in leaves(value):
-            if array.flags.c_contiguous:
-                try:
+            if array.dtype.kind == "T":
+                digest, size = fingerprint(array)
+                hashed += size
+            else:
+                try:  # C-contiguous arrays are hashed in place; the rest raise
                     digest = hash_buffer(array)
                     hashed += array.nbytes
                 except (ValueError, TypeError, BufferError):
                     digest, size = fingerprint(array)
                     hashed += size
-            else:
-                digest, size = fingerprint(array)
-                hashed += size
-            root = array if array.base is None else root_of(array)
-            record = [array, id(root), path, digest, count, count, None, None, False]
+            key = id(array) if array.base is None else memory_key(array)
+            record = [array, key, path, digest, count, count, None, None, False]
             if array.nbytes > SAMPLE_ABOVE:
                 record[_SAMPLE] = sample(array)
-            same_root = by_root.get(id(root))
+            same_root = by_root.get(key)
             if same_root is None:
-                by_root[id(root)] = [record]
+                by_root[key] = [record]
             else:
                 hashed += self._recheck(same_root, record, count)
                 same_root.append(record)
@@ -292,7 +277,7 @@ class Watch(_State):
                     )
                 raise error
             if handler in ("warn", "raise"):
-                warnings.warn(report.message, AliasingWarning, stacklevel=_user_stacklevel())
+                warnings.warn(report.message, AliasingWarning, stacklevel=user_stacklevel())
             elif callable(handler):
                 handler(report)
 
@@ -303,6 +288,9 @@ class Copy(_State):
     def __init__(self, settings: Settings, source: Source) -> None:
         super().__init__(settings, source)
         self.pool = BufferPool()
+
+    def finish(self) -> None:
+        self.pool.close()
 
     def process(self, value: Any) -> Any:
         start = perf_counter()
@@ -341,11 +329,16 @@ class Copy(_State):
 
 
 class Freeze(_State):
-    """Freeze mode: every yielded array (and the arrays it views) becomes read-only.
+    """Freeze mode: every yielded array becomes read-only, and so does each array it views
+    that covers exactly the same memory (``x`` behind ``x.reshape(...)`` or ``x.T``).
 
     The generator's next write into a buffer it already yielded then raises NumPy's
     ``ValueError: assignment destination is read-only`` at that very line, and
-    ``annotate`` adds a note (PEP 678) saying what safegen froze and the fixes.
+    ``annotate`` adds a note (PEP 678) saying what safegen froze and the fixes. A larger
+    array that a yielded view is cut from stays writable, so a generator that fills the
+    next slot of a preallocated array is not stopped; and a view made before the freeze
+    keeps its own write permission (NumPy checks the flag per array). Check mode sees
+    writes through both.
     """
 
     def __init__(self, settings: Settings, source: Source) -> None:
@@ -358,15 +351,20 @@ class Freeze(_State):
         start = perf_counter()
         count = self.count = self.count + 1
         found = leaves(value)
-        frozen = []
+        frozen: list[int] = []
         for path, array in found:
-            node: Any = array
-            while isinstance(node, _ndarray):
-                if node.flags.writeable:
-                    node.flags.writeable = False
-                    self.frozen[id(node)] = (count, path, array)
-                    frozen.append(id(node))
-                node = node.base
+            self._freeze(array, array, count, path, frozen)
+            node: Any = array.base
+            if node is not None:
+                extent = bounds(array)
+                for _ in range(256):
+                    if node is None:
+                        break
+                    if isinstance(node, _ndarray):
+                        if bounds(node) != extent:
+                            break
+                        self._freeze(node, array, count, path, frozen)
+                    node = getattr(node, "base", None)
         self.recent.append(frozen)
         if len(self.recent) > self.settings.window:
             for key in self.recent.popleft():
@@ -377,6 +375,14 @@ class Freeze(_State):
         stats.seconds += perf_counter() - start
         return value
 
+    def _freeze(
+        self, node: np.ndarray, leaf: np.ndarray, count: int, path: Path, frozen: list[int]
+    ) -> None:
+        if node.flags.writeable:
+            node.flags.writeable = False
+            self.frozen[id(node)] = (count, path, leaf)
+            frozen.append(id(node))
+
     def annotate(self, exc: BaseException) -> None:
         if not (isinstance(exc, ValueError) and "read-only" in str(exc) and self.count):
             return
@@ -386,11 +392,11 @@ class Freeze(_State):
         if culprit is None:
             what = f"an array it had already {'returned' if batch else 'yielded'}"
         else:
-            name, (count, path, array) = culprit
-            leaf = f"leaf {format_path(path)} " if path else "the array "
+            name, local, (count, path, leaf) = culprit
+            where = f"leaf {format_path(path)}" if path else "the array"
             what = (
-                f"{name!r}, which is {leaf}({array.dtype}, shape {tuple(array.shape)}) "
-                f"of {item} #{count} (or the buffer behind it)"
+                f"{name!r} ({local.dtype}, shape {tuple(local.shape)}), which is {where} "
+                f"of {item} #{count} or the memory behind it"
             )
         exc.add_note(
             f"safegen: {self.source.where()} wrote into {what}. safegen made it "
@@ -399,21 +405,23 @@ class Freeze(_State):
             f"{DATASET_FIX if batch else FIX}"
         )
 
-    def _culprit(self, tb: TracebackType | None) -> tuple[str, tuple[int, Path, np.ndarray]] | None:
+    def _culprit(
+        self, tb: TracebackType | None
+    ) -> tuple[str, np.ndarray, tuple[int, Path, np.ndarray]] | None:
         """The innermost local variable that holds (a view of) a frozen array."""
         frames = []
         while tb is not None:
             frames.append(tb.tb_frame)
             tb = tb.tb_next
         for frame in reversed(frames):
-            if frame.f_code.co_filename in _MACHINERY:
+            if frame.f_code.co_filename in MACHINERY:
                 continue
             for name, local in frame.f_locals.items():
                 node = local
                 while isinstance(node, _ndarray):
                     entry = self.frozen.get(id(node))
                     if entry is not None:
-                        return name, entry
+                        return name, local, entry
                     node = node.base
         return None
 

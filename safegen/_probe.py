@@ -6,6 +6,7 @@ Shared by ``python -m safegen check`` and :func:`safegen.testing.assert_no_alias
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 from safegen._config import validate_mode, validate_window
@@ -96,6 +97,11 @@ def probe(
     if window is not None:
         options["window"] = validate_window(window, "probe")
     result = ProbeResult(name=name or _describe(obj), mode=mode)
+    if inspect.isasyncgenfunction(obj) or inspect.isasyncgen(obj):
+        raise TypeError(
+            f"{result.name} is an async generator: pulling from it needs an event loop, which "
+            "this check does not run; iterate it under asyncio with safegen.guard instead"
+        )
     options["on_violation"] = result.reports.append
     kwargs = kwargs or {}
 

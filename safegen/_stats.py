@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import weakref
+from typing import Any
 
-__all__ = ["Stats"]
+__all__ = ["Stats", "Totals"]
 
 
 @dataclasses.dataclass
@@ -49,3 +52,34 @@ class Stats:
 
 
 Stats.__module__ = "safegen"
+
+
+class Totals:
+    """The sum of the stats of every generator a guarded function (or class) has made.
+
+    Live generators are summed on demand; a finished one is folded into a running sum
+    when its state is collected, so memory does not grow with the number of generators.
+    """
+
+    def __init__(self) -> None:
+        self._done = Stats()
+        self._live: dict[int, Stats] = {}
+        self._lock = threading.Lock()
+
+    def track(self, owner: Any, stats: Stats) -> None:
+        """Count ``stats`` until ``owner`` (the generator's state) is collected."""
+        key = id(owner)
+        with self._lock:
+            self._live[key] = stats
+        weakref.finalize(owner, self._fold, key)
+
+    def _fold(self, key: int) -> None:
+        with self._lock:
+            stats = self._live.pop(key, None)
+            if stats is not None:
+                self._done = self._done + stats
+
+    def total(self) -> Stats:
+        """A snapshot of the sum."""
+        with self._lock:
+            return sum(self._live.values(), self._done)

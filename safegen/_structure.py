@@ -9,10 +9,14 @@ that contains itself is walked once (the inner reference is left alone).
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from safegen._errors import SafegenWarning
+from safegen._frames import user_stacklevel
 
 __all__ = ["Field", "format_path", "leaves", "map_arrays"]
 
@@ -93,7 +97,13 @@ def leaves(value: Any) -> list[tuple[Path, np.ndarray]]:
 
 
 def _rebuild(container: Any, children: list[Any]) -> Any:
-    """A container like ``container`` holding ``children`` instead of its own."""
+    """A container like ``container`` holding ``children`` instead of its own.
+
+    Namedtuples and list and dict subclasses keep their type (and, for list and dict
+    subclasses, their attributes). A container whose type cannot be rebuilt that way (an
+    immutable mapping, a tuple subclass with its own ``__new__``) becomes a plain tuple,
+    list or dict, with a :class:`safegen.SafegenWarning` that names the type.
+    """
     kind = type(container)
     if kind is tuple:
         return tuple(children)
@@ -101,21 +111,39 @@ def _rebuild(container: Any, children: list[Any]) -> Any:
         return children
     if kind is dict:
         return dict(zip(container.keys(), children, strict=True))
-    if isinstance(container, tuple):
-        if hasattr(kind, "_fields"):
-            return kind(*children)
-        try:
-            return kind(children)
-        except TypeError:
-            return tuple(children)
-    # list and dict subclasses: keep the subclass and its attributes.
-    new = copy.copy(container)
-    if isinstance(container, list):
-        new[:] = children
-    else:
-        for key, child in zip(container.keys(), children, strict=True):
-            new[key] = child
-    return new
+    try:
+        if isinstance(container, tuple):
+            if hasattr(kind, "_fields"):
+                return kind(*children)
+            rebuilt = kind(children)
+            if len(rebuilt) != len(children) or any(
+                a is not b for a, b in zip(rebuilt, children, strict=False)
+            ):
+                raise TypeError(f"{kind.__qualname__}(items) does not hold those items")
+            return rebuilt
+        new = copy.copy(container)
+        if isinstance(container, list):
+            new[:] = children
+        else:
+            for key, child in zip(container.keys(), children, strict=True):
+                new[key] = child
+        return new
+    except Exception as error:
+        plain: Any
+        if isinstance(container, tuple):
+            plain = tuple(children)
+        elif isinstance(container, list):
+            plain = list(children)
+        else:
+            plain = dict(zip(container.keys(), children, strict=True))
+        warnings.warn(
+            f"safegen: cannot rebuild a {kind.__qualname__} around copied arrays "
+            f"({type(error).__name__}: {error}); copy mode yields a plain "
+            f"{type(plain).__name__} in its place",
+            SafegenWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return plain
 
 
 def map_arrays(value: Any, fn: Callable[[np.ndarray], Any]) -> Any:

@@ -144,6 +144,15 @@ class TestAssertNoAliasing:
         with pytest.raises(error):
             assert_no_aliasing(seed.fresh_buffer, **kwargs)
 
+    def test_async_generator_is_refused(self):
+        """An async generator function is refused with a message saying why."""
+
+        async def batches():
+            yield np.zeros(2)
+
+        with pytest.raises(TypeError, match="async generator"):
+            assert_no_aliasing(batches)
+
     def test_not_iterable(self):
         """Something that cannot be iterated raises TypeError naming it."""
         with pytest.raises(TypeError, match="got int"):

@@ -79,7 +79,7 @@ class TestSeedGenerators:
         assert last.line == "x[i][0] = rng.integers(0, 100)"
         note = "\n".join(info.value.__notes__)
         assert note.startswith("safegen: reused_buffer() at ")
-        assert "wrote into 'x', which is leaf [0] (float64, shape (1, 2)) of yield #1" in note
+        assert "wrote into 'x' (float64, shape (1, 2)), which is leaf [0] of yield #1" in note
         assert "Allocate the array inside the loop" in note
 
     @pytest.mark.parametrize("factory", [seed.fresh_buffer, seed.copied_buffer])
@@ -256,6 +256,47 @@ class TestCheckMode:
         with pytest.warns(safegen.AliasingWarning):
             next(it)
 
+    @pytest.mark.parametrize(
+        "view",
+        [
+            lambda x: np.lib.stride_tricks.as_strided(x, (8, 4), x.strides),
+            lambda x: np.lib.stride_tricks.sliding_window_view(x, 2, axis=0),
+            lambda x: np.from_dlpack(x),
+            lambda x: np.asarray(type("W", (), {"__array_interface__": x.__array_interface__})()),
+            lambda x: np.frombuffer(memoryview(x), np.float64),
+        ],
+        ids=["as_strided", "sliding_window_view", "dlpack", "array_interface", "memoryview"],
+    )
+    def test_reused_buffer_behind_any_kind_of_view(self, view):
+        """A refilled buffer is found by the 2nd next() whatever object the view comes from."""
+
+        def refill():
+            x = np.zeros((8, 4))
+            while True:
+                x[...] += 1
+                yield view(x)
+
+        it = safegen.guard(refill)()
+        next(it)
+        with pytest.raises(safegen.AliasingError, match="while yield #2 was being produced"):
+            next(it)
+
+    def test_string_dtype_content_changes_are_found(self):
+        """StringDType arrays are fingerprinted by their strings, not the arena pointers."""
+
+        def strings():
+            x = np.array(["a" * 40, "b" * 40], dtype=np.dtypes.StringDType())
+            i = 0
+            while True:
+                i += 1
+                x[0] = str(i % 10) * 40  # same length, new content
+                yield x
+
+        it = safegen.guard(strings)()
+        next(it)
+        with pytest.raises(safegen.AliasingError, match="StringDType"):
+            next(it)
+
     def test_stats_count_bytes(self):
         """stats() counts yields, arrays and fingerprinted bytes."""
         it = safegen.guard(seed.fresh_buffer)(batch_size=8)
@@ -395,7 +436,7 @@ class TestCopyMode:
         assert np.asfortranarray(big).flags.f_contiguous
 
     def test_buffers_are_recycled_only_when_free(self):
-        """Large copies reuse a buffer only once nothing holds the earlier copy."""
+        """Large copies reuse a buffer only once no array made from the earlier copy lives."""
         big = np.random.default_rng(0).random((600, 100))
 
         def repeat():
@@ -407,12 +448,16 @@ class TestCopyMode:
         for i, left in enumerate(held):
             assert np.array_equal(left, big)
             assert not any(np.shares_memory(left, right) for right in held[i + 1 :])
-        view = held[0][::2]
-        address = held[1].ctypes.data
-        del held
-        again = [next(it) for _ in range(3)]
-        assert not any(np.shares_memory(a, view) for a in again)
-        assert address in [a.ctypes.data for a in again]
+        keepers = [held[0][::2], memoryview(held[1]), np.frombuffer(held[2], np.uint8)]
+        addresses = {a.ctypes.data for a in held[3:]}
+        del held, left
+        again = [next(it) for _ in range(17)]
+        for array in again:
+            array += 1  # writing into a recycled buffer must not reach a kept view
+        assert np.array_equal(keepers[0], big[::2])
+        assert np.array_equal(np.asarray(keepers[1]), big)
+        assert np.array_equal(keepers[2], big.view(np.uint8).ravel())
+        assert addresses & {a.ctypes.data for a in again}  # the free buffers were reused
 
     def test_subclasses_keep_what_they_carry(self, tmp_path):
         """Masked arrays keep their mask; memmaps become plain arrays."""
@@ -434,15 +479,43 @@ class TestFreezeMode:
     """Freeze mode makes yielded arrays read-only."""
 
     def test_yielded_arrays_are_read_only(self):
-        """Leaves and the buffers they view become read-only."""
+        """Leaves become read-only, and so does a base that covers the same memory."""
         base = np.zeros(10)
+        whole = np.zeros((2, 3))
 
         def views():
-            yield base[:5], [base[5:]]
+            yield base[:5], [base[5:]], whole.reshape(6)
 
-        first, (second,) = next(safegen.guard(views, mode="freeze")())
+        first, (second,), third = next(safegen.guard(views, mode="freeze")())
         assert not first.flags.writeable and not second.flags.writeable
-        assert not base.flags.writeable
+        assert not third.flags.writeable and not whole.flags.writeable
+        assert base.flags.writeable  # larger than any leaf: a generator may fill the rest
+
+    def test_filling_slots_of_a_preallocated_array_is_allowed(self):
+        """A correct generator yielding out[k] slot by slot is not stopped (no false positive)."""
+
+        def slots():
+            out = np.empty((4, 3))
+            for k in range(4):
+                out[k] = k
+                yield out[k]
+
+        batches = list(safegen.guard(slots, mode="freeze")())
+        assert [b[0] for b in batches] == [0.0, 1.0, 2.0, 3.0]
+
+    def test_write_through_strided_views_is_caught(self):
+        """sliding_window_view leaves (a DummyArray base) still freeze the buffer behind."""
+
+        def windows():
+            x = np.zeros((8, 4))
+            while True:
+                x[...] += 1
+                yield np.lib.stride_tricks.sliding_window_view(x, 2, axis=0)
+
+        it = safegen.guard(windows, mode="freeze")()
+        next(it)
+        with pytest.raises(ValueError, match="read-only"):
+            next(it)
 
     def test_unrelated_value_error_has_no_note(self):
         """Other ValueErrors from the generator pass through untouched."""
@@ -711,6 +784,48 @@ class TestForms:
         assert isinstance(out[7], Point) and out[7].b == "z"
 
 
+class TestGuardedClasses:
+    """A plain iterable class, guarded: every iterator of every instance is guarded."""
+
+    def test_iterable_class_and_its_subclasses(self):
+        """@guard on a class with __iter__ guards instances, and subclasses stay guarded."""
+
+        @safegen.guard
+        class Batches:
+            def __init__(self):
+                self.x = np.zeros(2)
+
+            def __iter__(self):
+                while True:
+                    self.x += 1
+                    yield self.x
+
+        class Sub(Batches):
+            pass
+
+        for cls in (Batches, Sub):
+            it = iter(cls())
+            next(it)
+            with pytest.raises(safegen.AliasingError, match=r"Batches.__iter__\(\) at "):
+                next(it)
+        assert safegen.stats(Batches).violations >= 1
+
+    def test_copy_mode_warns_when_a_container_cannot_be_rebuilt(self):
+        """An immutable mapping subclass comes back as a dict, with a SafegenWarning."""
+
+        class FrozenDict(dict):
+            def __setitem__(self, key, value):
+                raise TypeError("FrozenDict is immutable")
+
+        value = FrozenDict(a=np.zeros(2))
+        it = safegen.guard(iter([value]), mode="copy")
+        with pytest.warns(safegen.SafegenWarning, match="cannot rebuild a .*FrozenDict") as got:
+            line = sys._getframe().f_lineno + 1
+            out = next(it)
+        assert type(out) is dict and not np.shares_memory(out["a"], value["a"])
+        assert got[0].filename == __file__ and got[0].lineno == line
+
+
 class TestPickling:
     """Guarded functions and methods pickle (worker processes need that)."""
 
@@ -808,6 +923,38 @@ class TestModesAndConfiguration:
 
 class TestMisuse:
     """Clear errors for what cannot be guarded."""
+
+    @pytest.mark.parametrize(
+        ("obj", "message"),
+        [
+            ("copy", r"did you mean @safegen.guard\(mode='copy'\)\?"),
+            ({"x": np.zeros(2)}, "give it the generator function.*got dict"),
+            (np.zeros(3), "got ndarray"),
+            (b"bytes", "got bytes"),
+            (range, "cannot guard the class range"),
+            (int, "cannot guard the class int|neither a Keras PyDataset nor iterable"),
+        ],
+    )
+    def test_mistakes_are_refused(self, obj, message):
+        """Strings, mappings, arrays and unusable classes are refused with a hint."""
+        with pytest.raises(TypeError, match=message):
+            safegen.guard(obj)
+
+    def test_coroutine_function_is_refused(self):
+        """async def without yield is refused at decoration, not at the call."""
+
+        async def one():
+            return np.zeros(2)
+
+        with pytest.raises(TypeError, match="coroutine function .*async \\*generator\\*"):
+            safegen.guard(one)
+
+    def test_numpy_integer_window(self):
+        """window accepts NumPy integers; a non-string mode is a TypeError."""
+        it = safegen.guard(iter([np.zeros(1)]), window=np.int64(3))
+        assert len(list(it)) == 1
+        with pytest.raises(TypeError, match="mode must be a string"):
+            safegen.guard(mode=1)
 
     def test_not_callable_nor_iterable(self):
         """guard(42) raises TypeError naming the object."""
