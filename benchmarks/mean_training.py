@@ -14,6 +14,8 @@ one ``fit`` (tracing), then reused in every round:
 
 * ``bare``: the article's fixed generator, ``x`` allocated afresh each step.
 * ``check``, ``copy``, ``freeze``: that generator under ``safegen.guard(..., mode=...)``.
+* ``bare again``: the same bare generator on a model of its own, an A/A control whose
+  ratio to ``bare`` shows how far from 1.0 this machine's noise alone moves a ratio.
 * ``hand copy``: the buggy generator (one reused ``x``) fixed by hand:
   ``yield np.copy(x), y``.
 
@@ -60,7 +62,7 @@ import safegen  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 64
-VARIANTS = ("bare", "check", "copy", "freeze", "hand copy")
+VARIANTS = ("bare", "bare again", "check", "copy", "freeze", "hand copy")
 GUARDED = ("check", "copy", "freeze")
 TARGET = 0.99
 
@@ -91,7 +93,11 @@ def hand_copied_batches(batch_size: int = BATCH, seed: int = 0) -> Any:
 
 def generator_functions() -> dict[str, Any]:
     """A generator function per variant (guarded ones sum their stats over generators)."""
-    functions: dict[str, Any] = {"bare": fresh_batches, "hand copy": hand_copied_batches}
+    functions: dict[str, Any] = {
+        "bare": fresh_batches,
+        "bare again": fresh_batches,  # an A/A control: the noise floor of the ratios
+        "hand copy": hand_copied_batches,
+    }
     for mode in GUARDED:
         functions[mode] = safegen.guard(fresh_batches, mode=mode)
     return functions

@@ -1,7 +1,9 @@
 """Content fingerprints of arrays, and which arrays may share memory.
 
-A fingerprint is XXH3-64 of an array's bytes (23.7 GB/s on the reference machine, twice
-the speed of a memcpy, which is why check mode costs less than copy mode). What it covers:
+A fingerprint is XXH3-64 of an array's bytes. XXH3 reads the bytes once (it ran at 23.7
+GB/s on data in cache on the reference machine, twice the speed of a memcpy), so on large
+batches check mode costs less than a copy; on small ones safegen's fixed per-yield work
+dominates instead (see benchmarks/per_yield.py). What it covers:
 
 * any dtype, order and strides: C-contiguous arrays are hashed in place, Fortran-ordered
   ones through their (C-contiguous) transpose, zero-stride axes (broadcast views) are
@@ -10,7 +12,8 @@ the speed of a memcpy, which is why check mode costs less than copy mode). What 
 * object arrays (and structured dtypes holding objects) by the identity of their
   elements: replacing an element is a change, mutating the object it points to is not;
 * dtypes NumPy cannot export through the buffer protocol (datetime64, timedelta64) by
-  their raw bytes.
+  their raw bytes;
+* ``StringDType`` arrays by their strings (their bytes are pointers into an arena).
 """
 
 from __future__ import annotations

@@ -108,9 +108,12 @@ class Watch(_State):
     (same owner of the memory, overlapping byte ranges): that is how a reused buffer
     shows itself, by the 2nd yield. Every other array is re-verified once more when its
     yield leaves the window (in full, or by sampled blocks above 128 KiB), and all of them
-    when the generator is exhausted. So the cost per yield is one hash of the new bytes
-    plus a bounded re-check, whatever the window; ``verify_all=True`` re-hashes every
-    watched array on every yield instead.
+    when the generator is exhausted; ``verify_all=True`` re-hashes every watched array on
+    every yield instead. A change found by the immediate re-check is pinned on the
+    generator (``attributed``); one found otherwise may have another writer, and is
+    warned about rather than raised. For yields that do not overlap earlier ones, the cost
+    per yield is one hash of the new bytes plus a bounded re-check, whatever the window;
+    overlapping yields re-hash every watched array they overlap.
     """
 
     def __init__(self, settings: Settings, source: Source) -> None:
@@ -355,16 +358,20 @@ class Freeze(_State):
         for path, array in found:
             self._freeze(array, array, count, path, frozen)
             node: Any = array.base
-            if node is not None:
-                extent = bounds(array)
-                for _ in range(256):
-                    if node is None:
-                        break
-                    if isinstance(node, _ndarray):
+            extent = None
+            for _ in range(256):
+                if node is None:
+                    break
+                if isinstance(node, _ndarray):
+                    # Freeze a base only if the leaf covers all of its memory: x behind
+                    # x.reshape(...) (same bytes, no repeats: decided cheaply) or behind
+                    # a sliding window view (decided by the byte ranges).
+                    if not (node.nbytes == array.nbytes and 0 not in array.strides):
+                        extent = extent or bounds(array)
                         if bounds(node) != extent:
                             break
-                        self._freeze(node, array, count, path, frozen)
-                    node = getattr(node, "base", None)
+                    self._freeze(node, array, count, path, frozen)
+                node = getattr(node, "base", None)
         self.recent.append(frozen)
         if len(self.recent) > self.settings.window:
             for key in self.recent.popleft():

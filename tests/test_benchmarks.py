@@ -72,7 +72,7 @@ class TestBenchmarks:
         pytest.importorskip("tqdm")
         _run("mean_training.py", tmp_path)
         report = json.loads((tmp_path / "mean_training_quick.json").read_text())
-        variants = {"bare", "check", "copy", "freeze", "hand copy"}
+        variants = {"bare", "bare again", "check", "copy", "freeze", "hand copy"}
         assert set(report["steps_per_second"]) == variants
         assert set(report["ratio_vs_bare"]) == variants - {"bare"}
         assert set(report["safegen_time"]) == {"check", "copy", "freeze"}
