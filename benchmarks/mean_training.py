@@ -41,11 +41,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +51,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from _common import RESULTS, environment, epoch_timer, spread, write_results  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import safegen  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 64
 VARIANTS = ("bare", "bare again", "check", "copy", "freeze", "hand copy")
 GUARDED = ("check", "copy", "freeze")
@@ -112,25 +107,6 @@ def build() -> Any:
     return model
 
 
-class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]
-    """Records the wall time of each epoch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        self.times.append(time.perf_counter() - self._start)
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def fit(model: Any, function: Any, steps: int, seed: int, callbacks: list[Any]) -> Any:
     return model.fit(
         function(BATCH, seed),
@@ -154,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     functions = generator_functions()
     models = {v: build() for v in VARIANTS}
-    timers = {v: EpochTimer() for v in VARIANTS}
+    timers = {v: epoch_timer() for v in VARIANTS}
     for v in VARIANTS:  # warm-up: trace the train function, start tf.data
         fit(models[v], functions[v], steps, seed=1000, callbacks=[])
     before = {v: safegen.stats(functions[v]) for v in GUARDED}
@@ -212,15 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "final_loss": {v: spread(losses[v]) for v in VARIANTS},
         "targets": targets,
         "meets_target": all(t["met"] for t in targets.values()),
-        "environment": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "backend": keras.backend.backend(),
-            "cpus": os.cpu_count(),
-            "machine": platform.machine(),
-        },
+        "environment": environment(),
     }
     write(result, args.out)
     return result
@@ -228,9 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def write(result: dict[str, Any], out: Path) -> None:
     """Writes mean_training(_quick).json and .md into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
     stem = "mean_training_quick" if result["quick"] else "mean_training"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         "# Training the seed model on a guarded generator",
         "",
@@ -263,7 +229,7 @@ def write(result: dict[str, Any], out: Path) -> None:
         f"Python {env['python']}, {env['cpus']} CPUs ({env['machine']}).",
         "",
     ]
-    (out / f"{stem}.md").write_text("\n".join(lines))
+    write_results(out, stem, result, lines)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +42,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _common import RESULTS, environment, epoch_timer, write_results  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import safegen  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("plain", "checked", "checked_shape")
 
 
@@ -72,21 +68,6 @@ def build(variant: str) -> Any:
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.SGD(1e-5), "mse")
     return model
-
-
-class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]
-    """Records the wall time of each epoch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        self.times.append(time.perf_counter() - self._start)
 
 
 def op_count(model: Any) -> int:
@@ -120,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     models = {v: build(v) for v in VARIANTS}
     ops = {v: op_count(m) for v, m in models.items()}
-    timers = {v: EpochTimer() for v in VARIANTS}
+    timers = {v: epoch_timer() for v in VARIANTS}
     for m in models.values():  # warm-up: trace and compile every train function
         m.fit(x, y, batch_size=batch, epochs=1, verbose=0)
 
@@ -156,14 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "target": "checked at most 1% slower than plain (ratio <= 1.01)",
         "headline": "median of per-round ratios checked / plain",
         "meets_target": ratios["checked"]["paired_median"] <= 1.01,
-        "environment": {
-            "python": platform.python_version(),
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "backend": keras.backend.backend(),
-            "cpus": os.cpu_count(),
-            "machine": platform.machine(),
-        },
+        "environment": environment(),
     }
     write(result, args.out)
     return result
@@ -171,8 +145,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def write(result: dict[str, Any], out: Path) -> None:
     """Writes shape_checked.json and shape_checked.md into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "shape_checked.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         "# ShapeChecked train-step cost",
         "",
@@ -203,7 +175,7 @@ def write(result: dict[str, Any], out: Path) -> None:
         f"{env['cpus']} CPUs ({env['machine']}).",
         "",
     ]
-    (out / "shape_checked.md").write_text("\n".join(lines))
+    write_results(out, "shape_checked", result, lines)
 
 
 if __name__ == "__main__":

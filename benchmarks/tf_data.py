@@ -42,10 +42,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -54,12 +52,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _common import RESULTS, environment, spread, write_results  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import safegen  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 POOL = 16
 VARIANTS = ("bare", "copy", "check", "hand copy")
 TARGET = 0.95
@@ -150,10 +147,6 @@ def zero_copy_probe(pool: list[Any], mode: str | None) -> dict[str, Any]:
             "tensor_shares_memory": shared,
         }
     return out
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def run_size(
@@ -281,13 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sections": sections,
         "targets": targets,
         "meets_target": all(t["met"] for t in targets.values()),
-        "environment": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "tensorflow": tf.__version__,
-            "cpus": os.cpu_count(),
-            "machine": platform.machine(),
-        },
+        "environment": environment(),
     }
     write(result, args.out)
     return result
@@ -295,9 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def write(result: dict[str, Any], out: Path) -> None:
     """Writes tf_data(_quick).json, .md and .png into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
     stem = "tf_data_quick" if result["quick"] else "tf_data"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         "# tf.data.Dataset.from_generator throughput",
         "",
@@ -358,7 +343,7 @@ def write(result: dict[str, Any], out: Path) -> None:
         f"{env['cpus']} CPUs ({env['machine']}).",
         "",
     ]
-    (out / f"{stem}.md").write_text("\n".join(lines))
+    write_results(out, stem, result, lines)
     plot(result, out / f"{stem}.png")
 
 
