@@ -95,7 +95,7 @@ def pitfall_fit(keras: Any, steps: int) -> None:
     _say("   its loss is 0 exactly when every input batch matches its target batch)")
     _say(
         f"   plain:          loss per epoch {_fit(keras, reused_buffer(), steps)}"
-        "   <- nonzero: batches were overwritten (on some runs only)"
+        "   <- not 0: inputs drifted away from their targets"
     )
     _say(
         f"   guard(copy):    loss per epoch "
@@ -122,7 +122,9 @@ def pitfall_lambda(keras: Any) -> None:
         _say("   (safegen.ShapeChecked is not available in this version)")
         return
     inputs = keras.Input(shape=(2,))
-    layer = checker(keras.layers.Lambda(lambda t: (t[:, 0] + t[:, 1]) / 2, output_shape=(1,)))
+    layer = checker(
+        keras.layers.Lambda(lambda t: (t[:, 0] + t[:, 1]) / 2, output_shape=(1,), name="mean")
+    )
     model = keras.Model(inputs, layer(inputs))
     try:
         model.predict(x, verbose=0)
@@ -133,7 +135,7 @@ def pitfall_lambda(keras: Any) -> None:
         found = [line for line in lines if "returned rank" in line or line.startswith("hint:")]
         _say("   ShapeChecked:   ShapeError: " + (found[0] if found else lines[0]))
         for line in found[1:]:
-            _say("                   " + line[:150])
+            _say("                   " + line)
     _say()
 
 
