@@ -21,6 +21,18 @@ def _pairs(it, n):
     return [next(it) for _ in range(n)]
 
 
+def sneaky(size=3):
+    """A generator that, while producing yield #2, writes into the array of yield #1
+    through a reference it kept, and never yields that memory again."""
+    kept = []
+    while True:
+        x = np.zeros(size)
+        kept.append(x)
+        if len(kept) == 2:
+            kept[0][:] = 7
+        yield x
+
+
 class TestSeedGenerators:
     """The seed article's generators, in each mode."""
 
@@ -172,16 +184,6 @@ class TestCheckMode:
 
     def test_mutation_not_yielded_again_is_found_on_eviction(self):
         """A yielded array changed later, never re-yielded, is found when it leaves the window."""
-        kept = []
-
-        def sneaky():
-            while True:
-                x = np.zeros(3)
-                kept.append(x)
-                if len(kept) == 2:
-                    kept[0][:] = 7
-                yield x
-
         reports = []
         it = safegen.guard(sneaky, window=4, on_violation=reports.append)()
         for _ in range(5):
@@ -191,16 +193,6 @@ class TestCheckMode:
 
     def test_unattributed_change_warns_instead_of_raising(self):
         """With on_violation="raise", a change not pinned on the generator is a warning."""
-        kept = []
-
-        def sneaky():
-            while True:
-                x = np.zeros(3)
-                kept.append(x)
-                if len(kept) == 2:
-                    kept[0][:] = 7
-                yield x
-
         it = safegen.guard(sneaky, window=2)()
         next(it), next(it)
         with pytest.warns(safegen.AliasingWarning, match="yield #1 array .* cannot tell"):
@@ -210,16 +202,6 @@ class TestCheckMode:
 
     def test_verify_all_finds_it_at_once(self):
         """With verify_all=True the same change is found on the very next step."""
-        kept = []
-
-        def sneaky():
-            while True:
-                x = np.zeros(3)
-                kept.append(x)
-                if len(kept) == 2:
-                    kept[0][:] = 7
-                yield x
-
         it = safegen.guard(sneaky, window=4, verify_all=True)()
         next(it)
         with pytest.warns(safegen.AliasingWarning, match="yield #1 array"):
@@ -241,17 +223,7 @@ class TestCheckMode:
 
     def test_large_arrays_are_sampled_on_eviction(self):
         """Above 128 KiB the eviction re-check samples blocks and still sees a full rewrite."""
-        kept = []
-
-        def big():
-            while True:
-                x = np.zeros(300_000)
-                kept.append(x)
-                if len(kept) == 2:
-                    kept[0][:] = 1.0
-                yield x
-
-        it = safegen.guard(big, window=2)()
+        it = safegen.guard(sneaky, window=2)(size=300_000)
         next(it), next(it)
         with pytest.warns(safegen.AliasingWarning):
             next(it)
