@@ -31,6 +31,7 @@ hash_buffer: Callable[[Any], int] = xxhash.xxh3_64_intdigest
 
 __all__ = [
     "SAMPLE_ABOVE",
+    "SAMPLE_BLOCK_BYTES",
     "bounds",
     "fingerprint",
     "hash_buffer",

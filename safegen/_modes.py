@@ -21,6 +21,7 @@ from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array
 from safegen._errors import AliasingError, AliasingWarning
 from safegen._fingerprint import (
     SAMPLE_ABOVE,
+    SAMPLE_BLOCK_BYTES,
     bounds,
     fingerprint,
     hash_buffer,
@@ -97,7 +98,7 @@ class _State:
 
 
 # Fields of a watched array's record (a list, for speed on the per-yield path).
-_ARRAY, _ROOT, _PATH, _DIGEST, _YIELD, _SEEN, _SAMPLE, _BOUNDS, _DEAD = range(9)
+_ARRAY, _KEY, _PATH, _DIGEST, _YIELD, _SEEN, _SAMPLE, _BOUNDS, _DEAD = range(9)
 
 
 class Watch(_State):
@@ -197,7 +198,7 @@ class Watch(_State):
         array = record[_ARRAY]
         if sampled and record[_SAMPLE] is not None:
             ok = verify_sample(array, record[_SAMPLE])
-            size = len(record[_SAMPLE]) * 4096
+            size = len(record[_SAMPLE]) * SAMPLE_BLOCK_BYTES
         else:
             digest, size = fingerprint(array)
             ok = digest == record[_DIGEST]
@@ -208,13 +209,13 @@ class Watch(_State):
         return size
 
     def _forget(self, record: list[Any]) -> None:
-        same_root = self.by_root[record[_ROOT]]
+        same_root = self.by_root[record[_KEY]]
         for i, other in enumerate(same_root):
             if other is record:
                 del same_root[i]
                 break
         if not same_root:
-            del self.by_root[record[_ROOT]]
+            del self.by_root[record[_KEY]]
 
     def _evict(self, records: list[list[Any]], count: int) -> int:
         hashed = 0
@@ -297,32 +298,30 @@ class Copy(_State):
 
     def process(self, value: Any) -> Any:
         start = perf_counter()
-        # Fast path: a tuple or list of small plain arrays, the usual (x, y) batch.
+        copied = arrays = 0
+        # Fast path: a tuple or list of small plain arrays, the usual (x, y) batch, copied
+        # without map_arrays' closure and walk (see benchmarks/per_yield.py).
         kind = type(value)
         if kind is tuple or kind is list:
-            copied = 0
             for array in value:
                 if type(array) is not _ndarray or array.nbytes >= ALIGN_ABOVE:
+                    copied = 0
                     break
                 copied += array.nbytes
             else:
                 copies = [array.copy("K") for array in value]
-                stats = self.stats
-                stats.yields += 1
-                stats.arrays += len(copies)
-                stats.bytes_copied += copied
-                stats.seconds += perf_counter() - start
-                return tuple(copies) if kind is tuple else copies
-        copied = arrays = 0
+                arrays = len(copies)
+                out: Any = tuple(copies) if kind is tuple else copies
+        if not arrays:
+            pool = self.pool
 
-        def copy_one(array: np.ndarray) -> np.ndarray:
-            nonlocal copied, arrays
-            arrays += 1
-            copied += array.nbytes
-            return copy_array(array, pool)
+            def copy_one(array: np.ndarray) -> np.ndarray:
+                nonlocal copied, arrays
+                arrays += 1
+                copied += array.nbytes
+                return copy_array(array, pool)
 
-        pool = self.pool
-        out = map_arrays(value, copy_one)
+            out = map_arrays(value, copy_one)
         stats = self.stats
         stats.yields += 1
         stats.arrays += arrays
