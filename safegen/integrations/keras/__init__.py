@@ -1,0 +1,1 @@
+"""Keras 3 integration (any backend). Imported only once the program uses Keras."""
