@@ -2,6 +2,9 @@
 
 * :func:`guard` checks, copies or freezes what generators, iterators and datasets yield,
   so a generator that writes into a buffer it already handed out is caught.
+* :func:`enable` (or ``python -m safegen run script.py``, or ``pytest --safegen``) does
+  both from outside the code: every data source that reaches Keras or tf.data is guarded
+  and every ``Lambda`` is checked.
 * :class:`ShapeChecked` wraps a Keras layer (a ``Lambda`` above all) and asserts that its
   real output has the rank and shape it declares.
 
@@ -15,6 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from safegen._config import Settings, configure, mode, settings
+from safegen._enable import disable, enable, enabled, is_enabled
 from safegen._errors import (
     AliasingError,
     AliasingWarning,
@@ -49,7 +53,11 @@ __all__ = [
     "Stats",
     "check_layers",
     "configure",
+    "disable",
+    "enable",
+    "enabled",
     "guard",
+    "is_enabled",
     "mode",
     "settings",
     "stats",

@@ -130,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--steps", type=_positive, default=20, help="items to pull (default 20)")
     check.add_argument("--mode", choices=("check", "freeze"), default="check")
     check.add_argument("--window", type=_positive, default=None, help="items watched (default 12)")
+    from safegen.cli.run import add_parser as add_run
+
+    add_run(commands)
     args = parser.parse_args(argv)
+    if args.command == "run":
+        return int(args.func(args))
     if args.command == "demo":
         from safegen._demo import run
 

@@ -28,7 +28,15 @@ from safegen._config import Settings, resolve
 from safegen._modes import Copy, Source, _State, make_state
 from safegen._stats import Stats, Totals
 
-__all__ = ["guard_dataset", "guard_dataset_class", "is_dataset", "is_dataset_class"]
+__all__ = [
+    "forget_dataset",
+    "guard_dataset",
+    "guard_dataset_class",
+    "is_dataset",
+    "is_dataset_class",
+]
+
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 _SETTINGS_ATTRIBUTE = "_safegen_settings"
 
@@ -210,6 +218,12 @@ def guard_dataset(dataset: Any, overrides: dict[str, Any]) -> Any:
     with _GUARDS_LOCK:
         _GUARDS.pop(dataset, None)
     return dataset
+
+
+def forget_dataset(dataset: Any) -> None:
+    """Drop this process's safegen state for ``dataset`` (it is no longer guarded)."""
+    with _GUARDS_LOCK:
+        _GUARDS.pop(dataset, None)
 
 
 def dataset_stats(obj: Any) -> Stats | None:

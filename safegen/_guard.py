@@ -23,7 +23,9 @@ from safegen._config import (
     validate_window,
 )
 from safegen._dataset import (
+    _SETTINGS_ATTRIBUTE,
     dataset_stats,
+    forget_dataset,
     guard_dataset,
     guard_dataset_class,
     is_dataset,
@@ -32,7 +34,9 @@ from safegen._dataset import (
 from safegen._modes import Source, _State, make_state
 from safegen._stats import Stats, Totals
 
-__all__ = ["guard", "stats"]
+__all__ = ["guard", "guard_for_enable", "is_guarded", "stats"]
+
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 F = TypeVar("F")
 
@@ -434,6 +438,40 @@ def _guard_iterable_class(cls: Any, overrides: dict[str, Any]) -> Any:
             f"safegen.guard() cannot guard the class {cls.__qualname__} ({error}); guard its "
             f"instances instead, e.g. safegen.guard({cls.__name__}(...))"
         ) from None
+
+
+def is_guarded(obj: Any) -> bool:
+    """Whether ``obj`` already passes through safegen (so it must not be guarded twice)."""
+    try:
+        if obj in _STATES:
+            return True
+    except TypeError:  # unhashable
+        pass
+    if getattr(obj, "_self_safegen_stats", None) is not None:
+        return True
+    if is_dataset(obj):
+        return obj.__dict__.get(_SETTINGS_ATTRIBUTE) is not None
+    return False
+
+
+def guard_for_enable(obj: Any, overrides: dict[str, Any]) -> tuple[Any, Any]:
+    """Guard a source handed to a framework under ``safegen.enable()``.
+
+    Returns ``(guarded, undo)``: a dataset instance is guarded in place, and ``undo()``
+    gives it back its class and attributes; ``undo`` is ``None`` for an iterator, which
+    is wrapped in a new generator.
+    """
+    if is_dataset(obj):
+        saved_class = obj.__class__
+        guard_dataset(obj, overrides)
+
+        def undo() -> None:
+            obj.__class__ = saved_class
+            obj.__dict__.pop(_SETTINGS_ATTRIBUTE, None)
+            forget_dataset(obj)
+
+        return obj, undo
+    return _wrap_iterator(obj, resolve(overrides), _source_of(obj)), None
 
 
 def stats(obj: Any) -> Stats:

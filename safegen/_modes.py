@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from safegen import _session
 from safegen._config import Settings
 from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array
 from safegen._errors import AliasingError, AliasingWarning
@@ -35,6 +36,8 @@ from safegen._stats import Stats
 from safegen._structure import Path, format_path, leaves, map_arrays
 
 __all__ = ["Source", "make_state"]
+
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 _ndarray = np.ndarray
 
@@ -279,6 +282,7 @@ class Watch(_State):
                             for r in others
                         )
                     )
+                _session.record_error(error)
                 raise error
             if handler in ("warn", "raise"):
                 warnings.warn(report.message, AliasingWarning, stacklevel=user_stacklevel())
@@ -435,4 +439,6 @@ class Freeze(_State):
 def make_state(settings: Settings, source: Source) -> _State:
     """The per-generator state for ``settings.mode`` (not ``"off"``)."""
     kind = {"check": Watch, "copy": Copy, "freeze": Freeze}[settings.mode]
-    return kind(settings, source)
+    state = kind(settings, source)
+    _session.record_source(source.name, source.location, settings.mode, state.stats)
+    return state

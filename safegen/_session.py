@@ -1,20 +1,54 @@
 """What safegen saw while switched on from outside the code (``safegen.enable()``).
 
 The run summary of ``python -m safegen run`` and ``pytest --safegen`` is read from here:
-the data sources that were guarded, and the layers whose output shape was checked. The
-guards and the layer checks report into it; it never imports a framework.
+the data sources that were guarded, the layers whose output shape was checked, and the
+errors safegen raised. The guards and the layer checks report into it; it never imports a
+framework.
 
-Recording is a no-op unless a session is active (``start()`` was called), so code that
-records pays one attribute read when nothing listens.
+Recording is a no-op unless a session is active (:func:`start` was called), so code that
+records pays one global read when nothing listens.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from typing import Any
 
-__all__ = ["LayerRecord", "Session", "current", "record_layer", "record_shape_error"]
+from safegen._stats import Stats
+
+__all__ = [
+    "LayerRecord",
+    "Session",
+    "SourceRecord",
+    "current",
+    "record_error",
+    "record_layer",
+    "record_shape_error",
+    "record_source",
+]
+
+
+@dataclasses.dataclass
+class SourceRecord:
+    """One data source safegen guarded: every generator one function made is one source.
+
+    Attributes:
+        name: the source's name, as in messages (``"train_iterator()"``).
+        location: ``"file.py:12"`` where it is defined, or ``""``.
+        mode: the mode it was guarded in.
+        stats: the live statistics of each generator (or dataset) it made.
+    """
+
+    name: str
+    location: str
+    mode: str
+    stats: list[Stats] = dataclasses.field(default_factory=list)
+
+    def total(self) -> Stats:
+        """The sum of the statistics of every generator of this source."""
+        return sum(self.stats, Stats())
 
 
 @dataclasses.dataclass
@@ -39,9 +73,18 @@ class Session:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.sources: dict[tuple[str, str, str], SourceRecord] = {}
         self.layers: dict[int, LayerRecord] = {}
         self.shape_errors: list[str] = []
-        self.sources: list[Any] = []  # filled by safegen._enable
+        self.errors: list[BaseException] = []
+
+    def record_source(self, name: str, location: str, mode: str, stats: Stats) -> None:
+        key = (name, location, mode)
+        with self.lock:
+            record = self.sources.get(key)
+            if record is None:
+                record = self.sources[key] = SourceRecord(name, location, mode)
+            record.stats.append(stats)
 
     def record_layer(self, layer: Any, error: str | None = None) -> None:
         key = id(layer)
@@ -56,6 +99,105 @@ class Session:
                 record.shape_errors += 1
                 self.shape_errors.append(error)
 
+    def record_error(self, error: BaseException) -> None:
+        with self.lock:
+            self.errors.append(error)
+            del self.errors[:-16]  # the latest few are all a re-raise needs
+
+    # -- Reading it -------------------------------------------------------------------
+
+    def totals(self) -> Stats:
+        """The sum over every source."""
+        with self.lock:
+            records = list(self.sources.values())
+        return sum((r.total() for r in records), Stats())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything in plain JSON-able types (what ``--report`` writes)."""
+        with self.lock:
+            sources = list(self.sources.values())
+            layers = list(self.layers.values())
+            shape_errors = list(self.shape_errors)
+        rows = []
+        for record in sources:
+            total = record.total()
+            rows.append(
+                {
+                    "name": record.name,
+                    "location": record.location,
+                    "mode": record.mode,
+                    "generators": len(record.stats),
+                    **dataclasses.asdict(total),
+                }
+            )
+        total = sum((r.total() for r in sources), Stats())
+        return {
+            "sources": rows,
+            "layers": [dataclasses.asdict(layer) for layer in layers],
+            "totals": {
+                "sources": len(rows),
+                "batches": total.yields,
+                "arrays": total.arrays,
+                "bytes_fingerprinted": total.bytes_fingerprinted,
+                "bytes_copied": total.bytes_copied,
+                "violations": total.violations,
+                "unattributed": total.unattributed,
+                "layers_checked": len(layers),
+                "shape_errors": len(shape_errors),
+                "seconds": total.seconds,
+            },
+            "shape_errors": shape_errors,
+        }
+
+    def summary(self, outcome: str = "") -> str:
+        """A short human-readable summary, one line per source and per checked layer."""
+        data = self.as_dict()
+        totals = data["totals"]
+        lines = [
+            f"safegen: {totals['sources']} data source(s) guarded, {totals['batches']} "
+            f"batch(es), {_bytes(totals['bytes_fingerprinted'])} checked, "
+            f"{_bytes(totals['bytes_copied'])} copied, {totals['violations']} violation(s); "
+            f"{totals['layers_checked']} layer(s) checked, {totals['shape_errors']} shape "
+            f"error(s); {totals['seconds'] * 1e3:.1f} ms in safegen"
+            + (f" ({outcome})" if outcome else "")
+        ]
+        for row in data["sources"]:
+            where = f" at {row['location']}" if row["location"] else ""
+            made = f", {row['generators']} generators" if row["generators"] > 1 else ""
+            lines.append(
+                f"  source {row['name']}{where} [{row['mode']}{made}]: {row['yields']} batch(es), "
+                f"{_bytes(row['bytes_fingerprinted'] + row['bytes_copied'])} "
+                f"{'copied' if row['mode'] == 'copy' else 'checked'}, "
+                f"{row['violations']} violation(s)"
+                + (f" ({row['unattributed']} unattributed)" if row["unattributed"] else "")
+            )
+        for layer in data["layers"]:
+            lines.append(
+                f"  layer {layer['name']!r} ({layer['kind']}): output checked "
+                f"{layer['checks']} time(s), {layer['shape_errors']} shape error(s)"
+            )
+        if not data["sources"] and not data["layers"]:
+            lines.append(
+                "  nothing was guarded: no generator, PyDataset or from_generator source "
+                "reached Keras or tf.data, and no Lambda layer ran"
+            )
+        return "\n".join(lines)
+
+    def to_json(self, outcome: str = "", exit_status: int | None = None) -> str:
+        data = self.as_dict()
+        data["outcome"] = outcome
+        data["exit_status"] = exit_status
+        return json.dumps(data, indent=2)
+
+
+def _bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"  # pragma: no cover
+
 
 _current: Session | None = None
 
@@ -66,9 +208,10 @@ def current() -> Session | None:
 
 
 def start() -> Session:
-    """Begin a new session (called by ``safegen.enable()``)."""
+    """Begin a new session (called by ``safegen.enable()``), or return the active one."""
     global _current
-    _current = Session()
+    if _current is None:
+        _current = Session()
     return _current
 
 
@@ -77,6 +220,13 @@ def stop() -> Session | None:
     global _current
     session, _current = _current, None
     return session
+
+
+def record_source(name: str, location: str, mode: str, stats: Stats) -> None:
+    """Note a newly guarded generator or dataset (a no-op outside a session)."""
+    session = _current
+    if session is not None:
+        session.record_source(name, location, mode, stats)
 
 
 def record_layer(layer: Any) -> None:
@@ -91,3 +241,11 @@ def record_shape_error(layer: Any, message: str) -> None:
     session = _current
     if session is not None:
         session.record_layer(layer, error=message)
+
+
+def record_error(error: BaseException) -> None:
+    """Note an error safegen raised, so that an integration can re-raise it from
+    wherever a framework wrapped it (a no-op outside a session)."""
+    session = _current
+    if session is not None:
+        session.record_error(error)

@@ -1,0 +1,353 @@
+"""``safegen.enable()``: guard every data source and check every Lambda, from outside the code.
+
+While enabled, the framework integrations patch the places where data and layers meet the
+framework (``Model.fit``/``evaluate``/``predict``, ``tf.data.Dataset.from_generator``,
+``keras.layers.Lambda``). This module is the switch; it never imports a framework. An
+integration is installed at once when its framework is already imported, and otherwise
+the moment the program imports it (a finder on ``sys.meta_path`` runs the installer after
+the framework's module has finished executing). ``disable()`` undoes exactly what was
+installed, and removes the finder.
+
+Thread safety: ``enable``, ``disable`` and the installers run under one lock, so they are
+safe to call from any thread; a call into Keras already running on another thread keeps
+the function it started with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
+from typing import Any
+
+from safegen import _session
+from safegen._config import (
+    Mode,
+    OnViolation,
+    Settings,
+    resolve,
+    validate_mode,
+    validate_on_violation,
+    validate_window,
+)
+
+__all__ = ["disable", "enable", "enabled", "is_enabled"]
+
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
+Undo = Callable[[], None]
+
+# Framework module -> the installers to run once it is imported: "module:function", each
+# called with the Options and returning a function that undoes what it did.
+_INTEGRATIONS: dict[str, tuple[str, ...]] = {
+    "keras": ("safegen.integrations.keras.training:install",),
+    "tf_keras": ("safegen.integrations.tf_keras.training:install",),
+    "tensorflow": ("safegen.integrations.tf_data:install",),
+}
+_SHAPE_INTEGRATIONS: dict[str, tuple[str, ...]] = {
+    "keras": ("safegen.integrations.keras.layers:install_lambda_checks",),
+    "tf_keras": ("safegen.integrations.tf_keras.layers:install_lambda_checks",),
+}
+
+
+class Options:
+    """What ``enable()`` was given: the guard options and whether to check layers."""
+
+    __slots__ = ("overrides", "shapes")
+
+    def __init__(self, overrides: dict[str, Any], shapes: bool) -> None:
+        self.overrides = overrides
+        self.shapes = shapes
+
+    def settings(self) -> Settings:
+        """The settings for a source guarded here and now."""
+        return resolve(self.overrides)
+
+
+_lock = threading.RLock()
+_options: Options | None = None
+_undo: dict[str, list[Undo]] = {}  # framework -> undo functions, in install order
+_finder: _PostImportFinder | None = None
+
+
+def options() -> Options | None:
+    """The active options, or ``None`` when safegen is not enabled."""
+    return _options
+
+
+def is_enabled() -> bool:
+    """Whether :func:`safegen.enable` is in force.
+
+    Example:
+        >>> import safegen
+        >>> safegen.is_enabled()
+        False
+    """
+    return _options is not None
+
+
+def enable(
+    mode: Mode | None = None,
+    *,
+    shapes: bool = True,
+    on_violation: OnViolation | None = None,
+    window: int | None = None,
+) -> None:
+    """Guard every data source that reaches Keras or tf.data, and check every Lambda.
+
+    While enabled:
+
+    * every generator and Keras ``PyDataset``/``Sequence`` instance given to
+      ``Model.fit`` (``validation_data`` too), ``evaluate`` or ``predict`` is guarded
+      (Keras 3 on any backend, and ``tf_keras``, whose ``fit_generator`` and iterators
+      too); a source already guarded with :func:`safegen.guard` keeps its own options;
+    * every callable given to ``tf.data.Dataset.from_generator`` is guarded;
+    * with ``shapes=True``, every ``keras.layers.Lambda`` checks its real output against
+      its declared ``output_shape`` (rank only, as ``ShapeChecked(check="rank")``),
+      whether built before or after this call, without changing its weights, variable
+      paths, name or what ``model.save`` writes;
+    * an ``AliasingError`` that TensorFlow wrapped in one of its own errors (raised in a
+      data thread) is re-raised as itself, chained from TensorFlow's error.
+
+    It may be called before or after Keras or TensorFlow is imported, and imports
+    neither: an integration is installed when its framework is imported. Calling it
+    again changes the options; :func:`safegen.disable` undoes everything.
+
+    Args:
+        mode: ``"check"``, ``"copy"``, ``"freeze"`` or ``"off"``; ``None`` takes it from
+            :func:`safegen.mode`, :func:`safegen.configure` or ``SAFEGEN_MODE`` when each
+            source is guarded.
+        shapes: check Lambda layers' output ranks.
+        on_violation: ``"raise"``, ``"warn"`` or a callable given each report.
+        window: how many recent batches check mode watches.
+
+    Raises:
+        ValueError: an option has an invalid value (the valid ones are listed).
+        TypeError: an option has the wrong type.
+
+    Example:
+        >>> import safegen
+        >>> safegen.enable(mode="copy")
+        >>> safegen.is_enabled()
+        True
+        >>> safegen.disable()
+    """
+    overrides: dict[str, Any] = {}
+    if mode is not None:
+        overrides["mode"] = validate_mode(mode, "safegen.enable()")
+    if on_violation is not None:
+        overrides["on_violation"] = validate_on_violation(on_violation, "safegen.enable()")
+    if window is not None:
+        overrides["window"] = validate_window(window, "safegen.enable()")
+    if not isinstance(shapes, bool):
+        raise TypeError(f"safegen.enable(): shapes must be True or False, got {shapes!r}")
+    global _options, _finder
+    with _lock:
+        previous = _options
+        _options = Options(overrides, shapes)
+        _session.start()
+        if previous is not None and previous.shapes != shapes:
+            _uninstall_all()  # the set of installers changed: start over
+        if _finder is None:
+            _finder = _PostImportFinder()
+            sys.meta_path.insert(0, _finder)
+        for framework in _frameworks():
+            if _imported(framework):
+                _install(framework)
+
+
+def disable() -> None:
+    """Undo :func:`safegen.enable`: put back exactly what it patched.
+
+    Sources guarded while enabled stay guarded until they are exhausted or collected;
+    nothing new is guarded. Calling it when not enabled does nothing.
+
+    Example:
+        >>> import safegen
+        >>> safegen.disable()
+        >>> safegen.is_enabled()
+        False
+    """
+    global _options, _finder
+    with _lock:
+        if _finder is not None:
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(_finder)
+            _finder = None
+        _uninstall_all()
+        _options = None
+        _session.stop()
+
+
+@contextlib.contextmanager
+def enabled(
+    mode: Mode | None = None,
+    *,
+    shapes: bool = True,
+    on_violation: OnViolation | None = None,
+    window: int | None = None,
+) -> Iterator[_session.Session]:
+    """:func:`safegen.enable` for the duration of a ``with`` block.
+
+    Yields the session, whose ``summary()`` says what was guarded and checked. On exit,
+    the state before the block comes back: disabled, or enabled with the options it had.
+    Blocks nest; the setting is process-wide, not per thread.
+
+    Example:
+        >>> import safegen
+        >>> with safegen.enabled(mode="check") as session:
+        ...     safegen.is_enabled()
+        True
+        >>> safegen.is_enabled()
+        False
+    """
+    with _lock:
+        before = _options
+        session_before = _session.current()
+        enable(mode, shapes=shapes, on_violation=on_violation, window=window)
+        session = _session.current()
+        assert session is not None
+    try:
+        yield session
+    finally:
+        with _lock:
+            if before is None:
+                disable()
+            else:
+                enable(
+                    before.overrides.get("mode"),
+                    shapes=before.shapes,
+                    on_violation=before.overrides.get("on_violation"),
+                    window=before.overrides.get("window"),
+                )
+                if session_before is not None:
+                    _session._current = session_before
+
+
+# -- Installing integrations --------------------------------------------------------------
+
+
+def _frameworks() -> list[str]:
+    return list(_INTEGRATIONS)
+
+
+def _installers(framework: str) -> Sequence[str]:
+    options = _options
+    shapes = _SHAPE_INTEGRATIONS.get(framework, ()) if options and options.shapes else ()
+    return (*_INTEGRATIONS.get(framework, ()), *shapes)
+
+
+def _imported(framework: str) -> bool:
+    """Whether ``framework`` has finished importing (not merely started)."""
+    module = sys.modules.get(framework)
+    if module is None:
+        return False
+    spec = getattr(module, "__spec__", None)
+    return not getattr(spec, "_initializing", False)
+
+
+def _install(framework: str) -> None:
+    """Run ``framework``'s installers, once while enabled."""
+    with _lock:
+        if _options is None or framework in _undo:
+            return
+        undo: list[Undo] = []
+        _undo[framework] = undo
+        for target in _installers(framework):
+            module_name, _, function = target.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as error:
+                if error.name == module_name:  # that integration is not shipped
+                    continue
+                raise
+            undo.append(getattr(module, function)(_options))
+
+
+def _uninstall_all() -> None:
+    for framework in list(_undo):
+        for undo in reversed(_undo.pop(framework)):
+            undo()
+
+
+class _PostImportFinder(importlib.abc.MetaPathFinder):
+    """Runs a framework's installers right after the framework's module is imported."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in _INTEGRATIONS or fullname in _undo:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec: importlib.machinery.ModuleSpec | None = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return None
+        exec_module = loader.exec_module
+
+        def exec_then_install(module: ModuleType) -> None:
+            exec_module(module)
+            # The module is complete now (its import statement has not returned yet).
+            if _options is not None:
+                _install(fullname)
+
+        spec.loader = _LoaderProxy(loader, exec_then_install)
+        return spec
+
+
+class _LoaderProxy(importlib.abc.Loader):
+    """The framework's own loader, whose ``exec_module`` also runs our installers."""
+
+    def __init__(self, loader: Any, exec_module: Callable[[ModuleType], None]) -> None:
+        self._loader = loader
+        self._exec_module = exec_module
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        module: ModuleType | None = self._loader.create_module(spec)
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._exec_module(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+def guard_source(obj: Any, *, accept_iterators: bool = False) -> tuple[Any, Undo | None]:
+    """Guard one data source given to a framework while enabled.
+
+    Generators are guarded (a new generator is returned); Keras ``PyDataset``/``Sequence``
+    instances are guarded in place until the returned undo function is called; with
+    ``accept_iterators``, other iterators too (``tf_keras`` accepts them). Anything else,
+    and anything already guarded, is returned as it is.
+
+    Returns:
+        ``(source, undo)``: what to hand to the framework, and a function that puts a
+        dataset instance back as it was (``None`` when there is nothing to undo).
+    """
+    from safegen._dataset import is_dataset
+    from safegen._guard import guard_for_enable, is_guarded
+
+    options = _options
+    if options is None or is_guarded(obj):
+        return obj, None
+    import inspect
+
+    if is_dataset(obj):
+        return guard_for_enable(obj, options.overrides)
+    if inspect.isgenerator(obj) or (
+        accept_iterators and hasattr(obj, "__next__") and hasattr(obj, "__iter__")
+    ):
+        return guard_for_enable(obj, options.overrides)
+    return obj, None

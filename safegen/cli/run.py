@@ -1,0 +1,235 @@
+"""``python -m safegen run``: run a program unmodified, with :func:`safegen.enable` on.
+
+The program runs as ``python script.py args`` (or ``python -m module args``) would run it:
+``__name__ == "__main__"``, ``sys.argv`` and ``sys.path[0]`` are what Python would set,
+through :mod:`runpy`, as ``coverage run`` does. At exit, a summary of what safegen
+guarded and checked goes to stderr (and, with ``--report``, to a JSON file).
+
+Exit status: the program's own; 1 for an uncaught exception (``AliasingError`` and
+``ShapeError`` included), whose traceback is printed as Python prints it; 2 for a usage
+error of ``safegen run`` itself (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+import traceback
+from types import TracebackType
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+USAGE_ERROR = 2
+_USAGE = "%(prog)s [--mode MODE] [--no-shapes] [--window N] [--report FILE.json] " + (
+    "(script.py | -m module) [args ...]"
+)
+_OUR_FILES = frozenset(
+    {os.path.abspath(__file__), os.path.abspath(runpy.__file__), os.path.abspath("<frozen runpy>")}
+)
+
+
+class _UsageError(Exception):
+    """A bad ``safegen run`` argument: one line on stderr, exit status 2."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add the ``run`` subcommand to the ``safegen`` command line."""
+    from safegen._config import MODES
+
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "run",
+        usage=_USAGE,
+        help="run a Python program unmodified with safegen switched on, and summarize",
+        description=(
+            "Run a Python program as `python script.py args` (or `python -m module args`) "
+            "would, with safegen.enable() on: every generator and PyDataset given to Keras "
+            "fit/evaluate/predict and every callable given to tf.data.Dataset."
+            "from_generator is guarded, and every Lambda layer's output rank is checked. "
+            "A summary goes to stderr at exit. Exit status: the program's own; 1 when it "
+            "raised (AliasingError and ShapeError included); 2 for a usage error."
+        ),
+    )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="guard mode (default: SAFEGEN_MODE, else check)",
+    )
+    parser.add_argument(
+        "--no-shapes", action="store_true", help="do not check Lambda layers' output ranks"
+    )
+    parser.add_argument(
+        "--window", type=_positive, default=None, help="batches check mode watches (default 12)"
+    )
+    parser.add_argument(
+        "--report", metavar="FILE.json", default=None, help="also write the summary as JSON"
+    )
+    parser.add_argument(
+        "-m",
+        dest="module",
+        nargs=argparse.REMAINDER,
+        metavar="module",
+        help="run a module as `python -m module` does; what follows goes to it",
+    )
+    parser.add_argument(
+        "program",
+        nargs=argparse.REMAINDER,
+        metavar="script.py [args ...]",
+        help="the program and its arguments",
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the program named by ``args`` with safegen enabled; returns the exit status."""
+    try:
+        kind, target, argv = _target(args)
+        _check_report(args.report)
+    except _UsageError as error:
+        print(f"safegen run: {error}", file=sys.stderr)
+        return USAGE_ERROR
+
+    import safegen
+
+    safegen.enable(args.mode, shapes=not args.no_shapes, window=args.window)
+    session = safegen._session.current()
+    status, outcome = _execute(kind, target, argv)
+    safegen.disable()
+    if session is not None:
+        print(session.summary(outcome), file=sys.stderr)
+        if args.report:
+            try:
+                with open(args.report, "w", encoding="utf-8") as file:
+                    file.write(session.to_json(outcome, status))
+            except OSError as error:
+                print(f"safegen run: cannot write --report: {error}", file=sys.stderr)
+                return status or USAGE_ERROR
+    return status
+
+
+def _target(args: argparse.Namespace) -> tuple[str, str, list[str]]:
+    if args.module is not None:
+        if args.program:
+            raise _UsageError("give either script.py or -m module, not both")
+        if not args.module or args.module[0].startswith("-"):
+            raise _UsageError("-m needs a module name (usage: safegen run -m module [args ...])")
+        return "module", args.module[0], list(args.module[1:])
+    program = list(args.program)
+    if program and program[0] == "--":
+        program.pop(0)
+    if not program:
+        raise _UsageError("no program given (usage: safegen run script.py [args ...])")
+    script = program[0]
+    if not os.path.exists(script):
+        raise _UsageError(f"can't open file {os.path.abspath(script)!r}: no such file")
+    return "script", script, program[1:]
+
+
+def _check_report(path: str | None) -> None:
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise _UsageError(f"--report {path}: the folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        raise _UsageError(f"--report {path}: is a folder; expected a file name such as out.json")
+
+
+def _execute(kind: str, target: str, argv: list[str]) -> tuple[int, str]:
+    """Run the program as Python would; returns its exit status and a word on how it ended."""
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
+    if kind == "script":
+        sys.argv = [target, *argv]
+        directory = os.path.dirname(os.path.abspath(target))
+    else:
+        sys.argv = [target, *argv]  # runpy puts the module's file name in sys.argv[0]
+        directory = os.getcwd()
+    if sys.path:
+        sys.path[0] = directory
+    else:
+        sys.path.insert(0, directory)
+    try:
+        if kind == "script":
+            runpy.run_path(os.path.abspath(target), run_name="__main__")
+        else:
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        return _exit_status(exit_.code), "the program exited"
+    except KeyboardInterrupt as error:
+        _print_traceback(error)
+        return 130, "interrupted"
+    except BaseException as error:  # noqa: BLE001 - printed as Python would, then status 1
+        if kind == "module" and isinstance(error, ImportError) and _is_missing(error, target):
+            print(f"safegen run: no module named {target!r}", file=sys.stderr)
+            return USAGE_ERROR, "no such module"
+        _print_traceback(error)
+        return 1, f"the program raised {type(error).__name__}"
+    finally:
+        sys.argv = saved_argv
+        if saved_path0 is not None and sys.path:
+            sys.path[0] = saved_path0
+        sys.stdout.flush()
+    return 0, "the program finished"
+
+
+def _is_missing(error: ImportError, target: str) -> bool:
+    """Whether the module to run itself is missing (not something it imports)."""
+    tb = error.__traceback__
+    while tb is not None:
+        if os.path.abspath(tb.tb_frame.f_code.co_filename) not in _OUR_FILES:
+            return False
+        tb = tb.tb_next
+    return True
+
+
+def _exit_status(code: object) -> int:
+    """What Python's own exit would make of ``sys.exit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF if code >= 0 else code % 256
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _print_traceback(error: BaseException) -> None:
+    """Print ``error`` as Python would, without runpy's frames on top and without
+    safegen's own frames (as pytest hides them), which are not where the bug is."""
+    tb: TracebackType | None = error.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in _OUR_FILES:
+        tb = tb.tb_next
+    report = traceback.TracebackException(type(error), error, tb)
+    seen: set[int] = set()
+    pending = [report]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        kept = [frame for frame in current.stack if not _is_safegen_file(frame.filename)]
+        if kept:  # never hide every frame
+            current.stack = traceback.StackSummary.from_list(kept)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    sys.stderr.write("".join(report.format()))
+    sys.stderr.flush()
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _is_safegen_file(filename: str) -> bool:
+    return os.path.abspath(filename).startswith(_PACKAGE)

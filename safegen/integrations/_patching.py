@@ -1,0 +1,164 @@
+"""What every framework integration of ``safegen.enable()`` does the same way.
+
+Patching a method so that ``disable()`` can put back exactly what was there, guarding
+the data arguments of a training call, and re-raising safegen's own error when a
+framework wrapped it in one of its own. Framework-free: each integration passes in its
+classes and argument names.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from safegen import _session
+from safegen._enable import guard_source
+from safegen._errors import AliasingError, SafegenError, ShapeError
+
+__all__ = ["patch", "reraise_safegen_error", "training_method"]
+
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
+_MISSING = object()
+_PATCHED = "__safegen_original__"
+
+
+def patch(owner: Any, name: str, replacement: Any) -> Callable[[], None]:
+    """Set ``owner.name`` to ``replacement``; the returned function restores it exactly.
+
+    If ``owner`` only inherited the attribute, restoring deletes it again, so the
+    inherited one shows through as before.
+    """
+    saved = owner.__dict__.get(name, _MISSING)
+    setattr(owner, name, replacement)
+
+    def undo() -> None:
+        if owner.__dict__.get(name) is not replacement:
+            return  # someone patched over us; leave theirs in place
+        if saved is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, saved)
+
+    return undo
+
+
+def original_of(function: Any) -> Any:
+    """The function safegen patched over, or ``function`` itself."""
+    return getattr(function, _PATCHED, function)
+
+
+def training_method(
+    original: Callable[..., Any],
+    data_arguments: Iterable[str],
+    *,
+    accept_iterators: bool = False,
+) -> Callable[..., Any]:
+    """Wrap a ``fit``/``evaluate``/``predict``-like method so that its data sources are
+    guarded for the duration of the call, and safegen's errors come out as themselves.
+
+    Args:
+        original: the framework's method.
+        data_arguments: the names of the parameters that may hold a data source (``x``,
+            ``validation_data``, ``generator``). A ``validation_data`` tuple is left alone
+            (arrays); a generator or dataset in it is guarded.
+        accept_iterators: also guard plain iterators (the framework accepts them).
+    """
+    signature = inspect.signature(original)
+    names = tuple(n for n in data_arguments if n in signature.parameters)
+
+    @functools.wraps(original)
+    def method(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            return original(*args, **kwargs)  # let the framework word the error
+        undos = []
+        for name in names:
+            value = bound.arguments.get(name)
+            if value is None:
+                continue
+            guarded, undo = guard_source(value, accept_iterators=accept_iterators)
+            if guarded is not value:
+                bound.arguments[name] = guarded
+            if undo is not None:
+                undos.append(undo)
+        try:
+            return original(*bound.args, **bound.kwargs)
+        except SafegenError:
+            raise
+        except Exception as error:
+            reraise_safegen_error(error)
+            raise
+        finally:
+            for undo in undos:
+                undo()
+
+    setattr(method, _PATCHED, original)
+    return method
+
+
+# "AliasingError: <message>" inside a framework's error text; the message ends where the
+# framework's own text starts again.
+_IN_TEXT = re.compile(
+    r"(?:safegen\.)?(?P<kind>AliasingError|ShapeError): (?P<message>.*?)"
+    r"(?=\n\s*\[\[|\n\nTraceback|\n\s*Traceback \(most recent call last\)|\Z)",
+    re.DOTALL,
+)
+_KINDS: dict[str, type[SafegenError]] = {"AliasingError": AliasingError, "ShapeError": ShapeError}
+
+
+def safegen_error_behind(error: BaseException) -> SafegenError | None:
+    """The safegen error that ``error`` (a framework's) carries, if any.
+
+    Prefer the very exception safegen raised in this process (a data thread); failing
+    that (it was raised in a worker process), rebuild it from the text.
+    """
+    if isinstance(error, SafegenError):
+        return error
+    text = str(error)
+    if "AliasingError" not in text and "ShapeError" not in text:
+        return None
+    session = _session.current()
+    if session is not None:
+        with session.lock:
+            recorded = list(session.errors)
+        for candidate in reversed(recorded):
+            first_line = str(candidate).split("\n", 1)[0]
+            if first_line and first_line in text and isinstance(candidate, SafegenError):
+                return candidate
+    found = _IN_TEXT.search(text)
+    if found is None:
+        return None
+    return _KINDS[found["kind"]](found["message"].strip())
+
+
+def reraise_safegen_error(error: Exception) -> None:
+    """If ``error`` carries a safegen error, raise that one, chained from ``error``.
+
+    The framework's error is shortened first (when its type allows), so that the
+    traceback shows safegen's message once.
+    """
+    found = safegen_error_behind(error)
+    if found is None or found is error:
+        return
+    cause = _shortened(error, type(found).__name__)
+    raise found.with_traceback(found.__traceback__) from cause
+
+
+def _shortened(error: Exception, kind: str) -> BaseException:
+    note = f"{type(error).__name__}: it carried safegen's {kind}, re-raised below"
+    node_def = getattr(error, "node_def", _MISSING)
+    op = getattr(error, "op", _MISSING)
+    try:
+        if node_def is not _MISSING and op is not _MISSING:  # tf.errors.OpError
+            short = type(error)(node_def, op, note)
+        else:
+            short = type(error)(note)
+    except Exception:  # noqa: BLE001 - a type we cannot rebuild: chain the original
+        return error
+    short.__traceback__ = error.__traceback__
+    return short

@@ -1,0 +1,40 @@
+"""``safegen.enable()`` for Keras 3: guard what reaches ``fit``, ``evaluate`` and ``predict``.
+
+Keras 3 takes Python generators and ``PyDataset`` instances (any backend); both are
+guarded for the duration of the call, ``validation_data`` included. Other iterators are
+left alone: Keras 3 refuses them, and guarding would turn them into generators it accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from safegen.integrations._patching import patch, training_method
+
+__all__ = ["install"]
+
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
+_METHODS = {
+    "fit": ("x", "validation_data"),
+    "evaluate": ("x",),
+    "predict": ("x",),
+}
+
+
+def install(options: Any) -> Callable[[], None]:
+    """Patch ``keras.Model``'s training methods; returns the function that undoes it."""
+    import keras
+
+    model = keras.Model
+    undos = [
+        patch(model, name, training_method(getattr(model, name), arguments))
+        for name, arguments in _METHODS.items()
+    ]
+
+    def undo() -> None:
+        for step in reversed(undos):
+            step()
+
+    return undo

@@ -1,0 +1,98 @@
+"""``pytest --safegen``: run a test session with :func:`safegen.enable` on.
+
+Registered through the ``pytest11`` entry point, it does nothing unless asked:
+
+* ``pytest --safegen`` enables safegen (check mode, Lambda shape checks) for the session;
+  ``--safegen=copy`` (or any mode) picks the mode, ``--safegen-no-shapes`` leaves layers
+  alone;
+* or, in the ini file, ``safegen = check`` (``copy``, ``freeze``, ``off``; ``true`` means
+  the default mode), which the command line overrides.
+
+A test whose pipeline aliases fails with the ``AliasingError`` (safegen's own frames are
+hidden from the traceback), and the terminal summary gets a "safegen" section saying
+what was guarded and checked.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safegen._config import Mode
+
+__all__ = ["pytest_addoption", "pytest_configure", "pytest_terminal_summary"]
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("", "false", "no", "0")
+
+
+def pytest_addoption(parser: Any) -> None:
+    """Add ``--safegen[=MODE]``, ``--safegen-no-shapes`` and the ``safegen`` ini option."""
+    group = parser.getgroup("safegen", "safegen: catch reused batch buffers and bad Lambdas")
+    group.addoption(
+        "--safegen",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="MODE",
+        help="guard every data source given to Keras or tf.data and check every Lambda "
+        "(MODE: check, copy, freeze or off; default: SAFEGEN_MODE, else check)",
+    )
+    group.addoption(
+        "--safegen-no-shapes",
+        action="store_true",
+        default=False,
+        help="with --safegen, do not check Lambda layers' output ranks",
+    )
+    parser.addini(
+        "safegen",
+        "switch safegen on for every test run: a mode (check, copy, freeze, off) or true",
+        default="",
+    )
+
+
+def _requested_mode(config: Any) -> tuple[bool, Mode | None]:
+    """Whether safegen is asked for, and the mode (``None``: the default)."""
+    from safegen._config import MODES, validate_mode
+
+    value = config.getoption("safegen")
+    source = "--safegen"
+    if value is None:
+        value = str(config.getini("safegen")).strip().lower()
+        source = "the ini option safegen"
+        if value in _FALSE:
+            return False, None
+        if value in _TRUE:
+            return True, None
+    if value == "default":
+        return True, None
+    if value not in MODES:
+        import pytest
+
+        raise pytest.UsageError(
+            f"{source}: invalid mode {value!r}; expected one of "
+            f"{', '.join(map(repr, MODES))}" + ("" if source == "--safegen" else " or true")
+        )
+    return True, validate_mode(value, source)
+
+
+def pytest_configure(config: Any) -> None:
+    """Enable safegen for the session when asked."""
+    wanted, mode = _requested_mode(config)
+    if not wanted:
+        return
+    import safegen
+
+    safegen.enable(mode, shapes=not config.getoption("safegen_no_shapes"))
+    config._safegen_session = safegen._session.current()
+    config.add_cleanup(safegen.disable)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    """Say what safegen guarded and checked."""
+    session = getattr(config, "_safegen_session", None)
+    if session is None:
+        return
+    terminalreporter.write_sep("=", "safegen")
+    for line in session.summary().splitlines():
+        terminalreporter.write_line(line)

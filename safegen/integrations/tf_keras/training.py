@@ -1,0 +1,44 @@
+"""``safegen.enable()`` for tf_keras (Keras 2): guard what reaches the training methods.
+
+tf_keras takes generators, other iterators and ``tf_keras.utils.Sequence`` instances in
+``fit``, ``evaluate`` and ``predict``, and in their deprecated ``*_generator`` forms; all
+are guarded for the duration of the call, ``validation_data`` included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from safegen.integrations._patching import patch, training_method
+
+__all__ = ["install"]
+
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
+_METHODS = {
+    "fit": ("x", "validation_data"),
+    "evaluate": ("x",),
+    "predict": ("x",),
+    "fit_generator": ("generator", "validation_data"),
+    "evaluate_generator": ("generator",),
+    "predict_generator": ("generator",),
+}
+
+
+def install(options: Any) -> Callable[[], None]:
+    """Patch ``tf_keras.Model``'s training methods; returns the function that undoes it."""
+    import tf_keras
+
+    model = tf_keras.Model
+    undos = [
+        patch(model, name, training_method(getattr(model, name), arguments, accept_iterators=True))
+        for name, arguments in _METHODS.items()
+        if hasattr(model, name)
+    ]
+
+    def undo() -> None:
+        for step in reversed(undos):
+            step()
+
+    return undo

@@ -1,0 +1,123 @@
+"""`pytest --safegen`: the plugin does nothing unless asked, then guards the whole session."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+import pytest
+
+import safegen
+
+# Imported here, before pytester snapshots sys.modules: TensorFlow aborts the process if a
+# test's cleanup drops it from sys.modules and the next test imports it again.
+keras = pytest.importorskip("keras")
+
+pytest_plugins = ["pytester"]
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.keras
+
+# Load the plugin by module name in the inner runs, whether or not the package's entry
+# point is installed (`-p no:safegen` keeps the entry point from loading it twice). The
+# inner runs share this process (Keras stays imported); each ends with safegen disabled.
+PLUGIN = ("-p", "no:safegen", "-p", "safegen.integrations.pytest_plugin")
+
+PIPELINE_TESTS = """
+import numpy as np
+import keras
+
+
+def reused(batch_size=8):
+    x = np.zeros((batch_size, 2), np.float32)
+    for step in range(1000):
+        x[:] = step
+        yield x, x[:, :1].copy()
+
+
+def fresh(batch_size=8):
+    for step in range(1000):
+        x = np.full((batch_size, 2), step, np.float32)
+        yield x, x[:, :1].copy()
+
+
+def _model():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(loss="mse")
+    return model
+
+
+def test_buggy_pipeline():
+    _model().fit(reused(), steps_per_epoch=3, epochs=1, verbose=0)
+
+
+def test_clean_pipeline():
+    _model().fit(fresh(), steps_per_epoch=3, epochs=1, verbose=0)
+"""
+
+
+@pytest.fixture
+def pipelines(pytester):
+    """A test module with one buggy and one clean Keras pipeline."""
+    pytester.makepyfile(test_pipelines=PIPELINE_TESTS)
+    pytester.makeini(
+        "[pytest]\nfilterwarnings =\n    ignore::UserWarning\n    ignore::DeprecationWarning\n"
+    )
+    pytester.syspathinsert(str(ROOT))  # the safegen under test, in the subprocess too
+    return pytester
+
+
+class TestPlugin:
+    """The plugin's switch, its failures and its summary."""
+
+    def test_entry_point_is_registered(self):
+        """The package registers the plugin under pytest11, as pytest-cov does."""
+        points = importlib.metadata.entry_points(group="pytest11", name="safegen")
+        assert [point.value for point in points] == ["safegen.integrations.pytest_plugin"]
+
+    def test_does_nothing_unless_asked(self, pipelines):
+        """Without --safegen, the buggy pipeline passes unnoticed and no section is added."""
+        result = pipelines.runpytest(*PLUGIN)
+        result.assert_outcomes(passed=2)
+        assert "= safegen =" not in result.stdout.str()
+
+    def test_safegen_fails_the_aliasing_test_without_safegen_frames(self, pipelines):
+        """--safegen fails the buggy test with AliasingError; safegen's frames are hidden."""
+        result = pipelines.runpytest(*PLUGIN, "--safegen")
+        result.assert_outcomes(passed=1, failed=1)
+        output = result.stdout.str()
+        result.stdout.fnmatch_lines(["E * safegen.AliasingError: reused() at test_pipelines.py:*"])
+        assert "safegen/_modes.py" not in output and "safegen/_guard.py" not in output
+        result.stdout.fnmatch_lines(
+            [
+                "*= safegen =*",
+                "safegen: 2 data source(s) guarded*1 violation(s)*",
+                "  source reused() at test_pipelines.py:* [[]check[]]*1 violation(s)",
+                "  source fresh() at test_pipelines.py:* [[]check[]]*0 violation(s)",
+            ]
+        )
+        assert not safegen.is_enabled()  # the inner session switched it off again
+
+    def test_mode_option(self, pipelines):
+        """--safegen=copy guards in copy mode (over the ini file's mode): both pipelines pass."""
+        pipelines.makeini(
+            "[pytest]\nsafegen = check\nfilterwarnings =\n    ignore::UserWarning\n"
+            "    ignore::DeprecationWarning\n"
+        )
+        result = pipelines.runpytest(*PLUGIN, "--safegen=copy")
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines(["  source reused() at test_pipelines.py:* [[]copy[]]*"])
+
+    def test_ini_option(self, pipelines):
+        """`safegen = true` in the ini file switches it on, in the default mode."""
+        pipelines.makeini(
+            "[pytest]\nsafegen = true\nfilterwarnings =\n    ignore::UserWarning\n"
+            "    ignore::DeprecationWarning\n"
+        )
+        pipelines.runpytest(*PLUGIN).assert_outcomes(passed=1, failed=1)
+
+    def test_bad_mode_is_a_usage_error(self, pipelines):
+        """--safegen=banana stops pytest with a usage error listing the modes."""
+        result = pipelines.runpytest(*PLUGIN, "--safegen=banana")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert "--safegen: invalid mode 'banana'; expected one of 'check'" in result.stderr.str()

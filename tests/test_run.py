@@ -1,0 +1,174 @@
+"""`python -m safegen run`: a program runs as Python would run it, with safegen enabled."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args, cwd=ROOT, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "safegen", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            **(env or {}),
+        },
+    )
+
+
+def _write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+class TestAsPythonWould:
+    """The program sees what `python script.py args` or `python -m module args` gives it."""
+
+    def test_script_sees_main_argv_and_path(self, tmp_path):
+        """__name__, sys.argv and sys.path[0] are Python's, and arguments pass through."""
+        script = _write(
+            tmp_path / "prog.py",
+            """
+            import sys
+            print(__name__, sys.argv, sys.path[0])
+            """,
+        )
+        result = _run(str(script), "--mode", "x", "-m", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split("\n")[0] == (
+            f"__main__ {[str(script), '--mode', 'x', '-m']} {tmp_path}"
+        )
+
+    def test_module_sees_main_argv_and_path(self, tmp_path):
+        """-m package.module runs it as __main__ with its arguments, cwd first on sys.path."""
+        package = tmp_path / "pkg"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        _write(
+            package / "tool.py",
+            """
+            import sys
+            print(__name__, sys.argv[1:], sys.argv[0].endswith("tool.py"), sys.path[0])
+            """,
+        )
+        result = _run("--mode", "copy", "-m", "pkg.tool", "a", "--window", "3", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split("\n")[0] == (f"__main__ ['a', '--window', '3'] True {tmp_path}")
+
+    @pytest.mark.parametrize(
+        ("body", "status"), [("sys.exit(3)", 3), ("sys.exit()", 0), ("sys.exit('bye')", 1)]
+    )
+    def test_exit_status_is_the_programs(self, tmp_path, body, status):
+        """sys.exit(n) gives status n, as Python would (a message gives 1)."""
+        script = _write(tmp_path / "prog.py", f"import sys\n{body}\n")
+        result = _run(str(script), cwd=tmp_path)
+        assert result.returncode == status
+        assert "safegen: 0 data source(s) guarded" in result.stderr
+
+    def test_uncaught_exception_prints_traceback_and_exits_1(self, tmp_path):
+        """An uncaught error prints its traceback (without runpy's frames) and gives 1."""
+        script = _write(
+            tmp_path / "prog.py",
+            """
+            def fail():
+                raise KeyError("boom")
+            fail()
+            """,
+        )
+        result = _run(str(script), cwd=tmp_path)
+        assert result.returncode == 1
+        assert "Traceback (most recent call last):" in result.stderr
+        assert "in fail\n    raise KeyError(\"boom\")\nKeyError: 'boom'" in result.stderr
+        assert "runpy" not in result.stderr
+        assert "(the program raised KeyError)" in result.stderr
+
+    def test_plain_generator_bug_is_caught_without_a_framework(self, tmp_path):
+        """Without Keras, nothing is guarded: the summary says so, and no framework loads."""
+        script = _write(
+            tmp_path / "prog.py",
+            """
+            import sys
+            print(sorted(m for m in ("keras", "tensorflow") if m in sys.modules))
+            """,
+        )
+        result = _run(str(script), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "[]"
+        assert "nothing was guarded" in result.stderr
+
+
+class TestUsageErrors:
+    """Mistakes in the command line: one line on stderr, status 2."""
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["missing.py"], "safegen run: can't open file"),
+            ([], "safegen run: no program given"),
+            (["-m"], "safegen run: -m needs a module name"),
+            (["-m", "no_such_module_here"], "safegen run: no module named 'no_such_module_here'"),
+            (["--mode", "banana", "x.py"], "invalid choice: 'banana'"),
+            (["--window", "0", "x.py"], "expected a whole number >= 1"),
+            (["--report", "/no/such/dir/r.json", "x.py"], "does not exist"),
+        ],
+    )
+    def test_usage_error(self, tmp_path, args, message):
+        """Each bad command line exits 2 with a message saying what is wrong."""
+        (tmp_path / "x.py").write_text("")
+        result = _run(*args, cwd=tmp_path)
+        assert result.returncode == 2
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.keras
+class TestUnmodifiedPrograms:
+    """The article's programs, with no `import safegen`, run under `safegen run`."""
+
+    def test_reused_buffer_program_stops_with_aliasing_error(self, tmp_path):
+        """The reused-buffer program exits 1 with the AliasingError naming train_iterator."""
+        pytest.importorskip("keras")
+        report = tmp_path / "report.json"
+        result = _run("--report", str(report), "examples/unmodified/mean_generator.py")
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert (
+            "safegen.AliasingError: train_iterator() at "
+            "examples/unmodified/mean_generator.py:" in result.stderr
+        )
+        assert "safegen/_modes.py" not in result.stderr  # safegen's own frames are hidden
+        assert "1 violation(s)" in result.stderr
+        data = json.loads(report.read_text())
+        assert data["exit_status"] == 1
+        assert data["totals"]["violations"] == 1
+        assert data["sources"][0]["name"] == "train_iterator()"
+        assert data["sources"][0]["location"].startswith("examples/unmodified/mean_generator.py:")
+
+    def test_fixed_program_exits_0_with_no_violations(self):
+        """The fixed program runs to the end: exit 0 and a summary with no violations."""
+        pytest.importorskip("keras")
+        result = _run("examples/unmodified/mean_fixed.py")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "0 violation(s);" in result.stderr
+        assert "source train_iterator() at examples/unmodified/mean_fixed.py:" in result.stderr
+
+    def test_copy_mode_from_the_environment(self):
+        """SAFEGEN_MODE=copy applies: the buggy program runs through, its source in copy mode."""
+        pytest.importorskip("keras")
+        result = _run("examples/unmodified/mean_generator.py", env={"SAFEGEN_MODE": "copy"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "source train_iterator() at examples/unmodified/mean_generator.py:" in result.stderr
+        assert "[copy]" in result.stderr
