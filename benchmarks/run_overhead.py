@@ -31,9 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from _common import RESULTS, environment, spread, write_results
+from tqdm import tqdm
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     total = rounds * 2 + start_rounds * 2 * len(scripts)
     with tqdm(total=total, desc="run_overhead", file=sys.stderr) as bar:
-        for name, script in scripts.items():  # warm the file cache
+        for script in scripts.values():  # warm the file cache
             _start(False, script)
             _start(True, script)
         for _ in range(start_rounds):

@@ -1,8 +1,10 @@
 """``safegen.enable()`` for tf_keras (Keras 2): guard what reaches the training methods.
 
 tf_keras takes generators, other iterators and ``tf_keras.utils.Sequence`` instances in
-``fit``, ``evaluate`` and ``predict``, and in their deprecated ``*_generator`` forms; all
-are guarded for the duration of the call, ``validation_data`` included.
+``fit``, ``evaluate`` and ``predict``; all are guarded for the duration of the call,
+``validation_data`` included. The deprecated ``fit_generator``, ``evaluate_generator`` and
+``predict_generator`` call those three, so they are covered without being patched (and
+their deprecation warnings still point at the caller's line).
 """
 
 from __future__ import annotations
@@ -20,9 +22,6 @@ _METHODS = {
     "fit": ("x", "validation_data"),
     "evaluate": ("x",),
     "predict": ("x",),
-    "fit_generator": ("generator", "validation_data"),
-    "evaluate_generator": ("generator",),
-    "predict_generator": ("generator",),
 }
 
 
