@@ -340,7 +340,7 @@ class TestEnableBeforeImport:
         code = (
             "import os\n"
             "os.environ['KERAS_BACKEND'] = 'tensorflow'\n"
-            "import safegen\n"
+            "import sys, safegen\n"
             "safegen.enable()\n"
             "import keras\n"
             "from tests.test_enable import reused\n"
@@ -355,3 +355,32 @@ class TestEnableBeforeImport:
         result = _python(code, env={"PYTHONPATH": str(ROOT)})
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.strip() == "caught reused() at tests/test_enable.py"
+
+
+class TestJaxBackend:
+    """enable() with Keras 3 on JAX: the patches sit on keras.Model, whatever the backend."""
+
+    def test_generator_and_pydataset_on_jax(self):
+        """On JAX, fit raises AliasingError for a reused generator and a shared-buffer PyDataset."""
+        pytest.importorskip("jax")
+        code = (
+            "import safegen\n"
+            "safegen.enable()\n"
+            "import keras\n"
+            "from tests.test_enable import reused, SharedBuffer\n"
+            "assert keras.backend.backend() == 'jax'\n"
+            "inputs = keras.Input((2,))\n"
+            "model = keras.Model(inputs, keras.layers.Dense(1)(inputs))\n"
+            "model.compile(loss='mse')\n"
+            "for source in (reused(), SharedBuffer(workers=2)):\n"
+            "    try:\n"
+            "        model.fit(source, steps_per_epoch=3, verbose=0)\n"
+            "    except safegen.AliasingError as error:\n"
+            "        print('caught', str(error).split(':')[0])\n"
+        )
+        result = _python(code, env={"PYTHONPATH": str(ROOT), "KERAS_BACKEND": "jax"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.splitlines() == [
+            "caught reused() at tests/test_enable.py",
+            "caught SharedBuffer.__getitem__() at tests/test_enable.py",
+        ]

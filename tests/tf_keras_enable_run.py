@@ -55,7 +55,7 @@ calls = {
     "fit": lambda: model.fit(train_iterator(), steps_per_epoch=5, verbose=0),
     "evaluate": lambda: model.evaluate(train_iterator(), steps=5, verbose=0),
     "predict": lambda: model.predict(iter([np.zeros((4, 2))] * 3), verbose=0),
-    "sequence": lambda: model.fit(SharedBuffer(), epochs=1, verbose=0),
+    "sequence": lambda: model.fit(SharedBuffer(), epochs=1, verbose=0, workers=2),
 }
 for name, call in calls.items():
     try:
