@@ -8,8 +8,8 @@
 * :class:`ShapeChecked` wraps a Keras layer (a ``Lambda`` above all) and asserts that its
   real output has the rank and shape it declares.
 
-``import safegen`` never imports TensorFlow, Keras, JAX or PyTorch: the Keras-facing names
-are imported on first use.
+``import safegen`` never imports TensorFlow, Keras, JAX or PyTorch, nor NumPy: the names
+that need them are imported on first use.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from safegen._errors import (
     SafegenWarning,
     ShapeError,
 )
-from safegen._guard import guard, stats
 from safegen._report import AliasingReport
 from safegen._stats import Stats
 
 if TYPE_CHECKING:  # pragma: no cover
+    from safegen._guard import guard, stats
     from safegen._shape import (
         ShapeChecked,
         ShapeCheckedLambda,
@@ -64,8 +64,11 @@ __all__ = [
     "unwrap",
 ]
 
-# Names served on first use, so that `import safegen` stays free of Keras.
+# Names served on first use, so that `import safegen` stays free of Keras, and of NumPy
+# until a guard is made (`python -m safegen run` starts in a few milliseconds).
 _LAZY = {
+    "guard": "safegen._guard",
+    "stats": "safegen._guard",
     "ShapeChecked": "safegen._shape",
     "ShapeCheckedLambda": "safegen._shape",
     "check_layers": "safegen._shape",

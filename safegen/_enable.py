@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.abc
-import importlib.machinery
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safegen import _session
 from safegen._config import (
@@ -35,6 +33,9 @@ from safegen._config import (
     validate_on_violation,
     validate_window,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from importlib.machinery import ModuleSpec
 
 __all__ = ["disable", "enable", "enabled", "is_enabled"]
 
@@ -275,18 +276,21 @@ def _uninstall_all() -> None:
             undo()
 
 
-class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """Runs a framework's installers right after the framework's module is imported."""
+class _PostImportFinder:
+    """Runs a framework's installers right after the framework's module is imported.
+
+    A meta path finder by protocol (``find_spec``); not derived from ``importlib.abc``,
+    whose import would cost ``import safegen`` several milliseconds."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
+    ) -> ModuleSpec | None:
         if fullname not in _INTEGRATIONS or fullname in _undo:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
-            spec: importlib.machinery.ModuleSpec | None = finder.find_spec(fullname, path, target)
+            spec: ModuleSpec | None = finder.find_spec(fullname, path, target)
             if spec is not None:
                 break
         else:
@@ -302,18 +306,18 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
             if _options is not None:
                 _install(fullname)
 
-        spec.loader = _LoaderProxy(loader, exec_then_install)
+        spec.loader = _LoaderProxy(loader, exec_then_install)  # type: ignore[assignment]
         return spec
 
 
-class _LoaderProxy(importlib.abc.Loader):
+class _LoaderProxy:
     """The framework's own loader, whose ``exec_module`` also runs our installers."""
 
     def __init__(self, loader: Any, exec_module: Callable[[ModuleType], None]) -> None:
         self._loader = loader
         self._exec_module = exec_module
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         module: ModuleType | None = self._loader.create_module(spec)
         return module
 
