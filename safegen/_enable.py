@@ -44,7 +44,8 @@ __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 Undo = Callable[[], None]
 
 # Framework module -> the installers to run once it is imported: "module:function", each
-# called with the Options and returning a function that undoes what it did.
+# called with no argument (the patches read the options in force when they run) and
+# returning a function that undoes what it did.
 _INTEGRATIONS: dict[str, tuple[str, ...]] = {
     "keras": ("safegen.integrations.keras.training:install",),
     "tf_keras": ("safegen.integrations.tf_keras.training:install",),
@@ -267,7 +268,7 @@ def _install(framework: str) -> None:
                 if error.name == module_name:  # that integration is not shipped
                     continue
                 raise
-            undo.append(getattr(module, function)(_options))
+            undo.append(getattr(module, function)())
 
 
 def _uninstall_all() -> None:

@@ -31,7 +31,7 @@ def _guarded(generator: Any) -> Any:
     return guard(generator, **options.overrides)
 
 
-def install(options: Any) -> Callable[[], None]:
+def install() -> Callable[[], None]:
     """Patch ``tf.data.Dataset.from_generator``, and the dataset iterator so that an
     error safegen raised in a data thread comes out as itself; returns the undo."""
     from tensorflow.python.data.ops import dataset_ops, iterator_ops

@@ -23,7 +23,7 @@ _METHODS = {
 }
 
 
-def install(options: Any) -> Callable[[], None]:
+def install() -> Callable[[], None]:
     """Patch ``keras.Model``'s training methods; returns the function that undoes it."""
     import keras
 

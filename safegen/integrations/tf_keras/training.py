@@ -25,7 +25,7 @@ _METHODS = {
 }
 
 
-def install(options: Any) -> Callable[[], None]:
+def install() -> Callable[[], None]:
     """Patch ``tf_keras.Model``'s training methods; returns the function that undoes it."""
     import tf_keras
 
