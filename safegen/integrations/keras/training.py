@@ -8,7 +8,6 @@ left alone: Keras 3 refuses them, and guarding would turn them into generators i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from safegen.integrations._patching import patch, training_method
 

@@ -10,7 +10,6 @@ their deprecation warnings still point at the caller's line).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from safegen.integrations._patching import patch, training_method
 
