@@ -17,6 +17,7 @@ from safegen._config import (
     OnViolation,
     Settings,
     resolve,
+    validate_environment,
     validate_mode,
     validate_on_violation,
     validate_verify_all,
@@ -43,6 +44,7 @@ _STATES: weakref.WeakKeyDictionary[Any, _State] = weakref.WeakKeyDictionary()
 
 def _run(gen: Generator[Any, Any, Any], state: _State) -> Generator[Any, Any, Any]:
     """Drive ``gen`` as ``yield from`` would, passing each value through ``state``."""
+    __tracebackhide__ = True  # pytest shows the generator's frame, not this one
     process = state.process
     try:
         value = gen.send(None)
@@ -85,6 +87,7 @@ def _run(gen: Generator[Any, Any, Any], state: _State) -> Generator[Any, Any, An
 
 def _run_iterator(it: Iterator[Any], state: _State) -> Generator[Any, None, None]:
     """Iterate a plain iterator, passing each value through ``state``."""
+    __tracebackhide__ = True  # pytest shows the generator's frame, not this one
     process = state.process
     advance = it.__next__
     while True:
@@ -101,6 +104,7 @@ def _run_iterator(it: Iterator[Any], state: _State) -> Generator[Any, None, None
 
 async def _run_async(agen: AsyncGenerator[Any, Any], state: _State) -> AsyncGenerator[Any, Any]:
     """Drive an async generator as ``_run`` drives a generator."""
+    __tracebackhide__ = True  # pytest shows the generator's frame, not this one
     process = state.process
     try:
         value = await agen.asend(None)
@@ -198,8 +202,10 @@ class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
         raise TypeError(f"cannot pickle a safegen-guarded {type(self.__wrapped__).__name__}")
 
 
-def _guard_result(result: Any, settings: Settings, source: Source, totals: Totals) -> Any:
-    """Guard what a guarded function returned."""
+def _guard_result(
+    result: Any, settings: Settings, source: Source, totals: Totals, role: str
+) -> Any:
+    """Guard what a guarded function returned; ``role`` says why it had to be iterable."""
     if settings.mode == "off":
         return result
     if inspect.isgenerator(result) or inspect.isasyncgen(result) or hasattr(result, "__next__"):
@@ -207,7 +213,7 @@ def _guard_result(result: Any, settings: Settings, source: Source, totals: Total
     if hasattr(result, "__iter__") and not isinstance(result, (str, bytes, bytearray)):
         return _GuardedIterable(result, settings, source)
     raise TypeError(
-        f"{source.where()} is guarded by safegen.guard, so it must return a generator, "
+        f"{source.where()} {role}, so it must return a generator, "
         f"an iterator or an iterable; it returned {type(result).__qualname__} "
         f"{result!r:.80}"
     )
@@ -231,13 +237,19 @@ class _GuardedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
         return self.__qualname__
 
 
-def _wrap_callable(function: Any, overrides: dict[str, Any]) -> Any:
-    """A wrapt wrapper around ``function`` that guards what each call returns."""
+def _wrap_callable(
+    function: Any, overrides: dict[str, Any], role: str = "is guarded by safegen.guard"
+) -> Any:
+    """A wrapt wrapper around ``function`` that guards what each call returns.
+
+    ``role`` completes the error message when a call returns something not iterable:
+    ``"<function> at <file>:<line> {role}, so it must return ..."``.
+    """
     source = _source_of(None, function)
     totals = Totals()
 
     def guarded(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        return _guard_result(wrapped(*args, **kwargs), resolve(overrides), source, totals)
+        return _guard_result(wrapped(*args, **kwargs), resolve(overrides), source, totals, role)
 
     wrapper: Any = _GuardedFunction(function, guarded)
     wrapper._self_safegen_stats = totals.total
@@ -351,6 +363,7 @@ def guard(
         (array([0., 0.]), array([1., 1.]))
     """
     overrides = _check_options(mode, on_violation, window, verify_all)
+    validate_environment()
     if obj is None:
         return functools.partial(guard, **overrides)
     if overrides.get("mode") == "off":

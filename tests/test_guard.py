@@ -872,8 +872,11 @@ class TestModesAndConfiguration:
         _config.reset()
         assert safegen.settings().mode == "copy"
         monkeypatch.setenv("SAFEGEN_MODE", "sometimes")
+        _config.reset()  # read on first use, not here
         with pytest.raises(ValueError, match="SAFEGEN_MODE.*'check', 'copy', 'freeze', 'off'"):
-            _config.reset()
+            safegen.settings()
+        with pytest.raises(ValueError, match="SAFEGEN_MODE"):
+            safegen.guard(seed.reused_buffer)
 
     @pytest.mark.parametrize(
         ("call", "error", "match"),

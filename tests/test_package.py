@@ -41,11 +41,25 @@ class TestImport:
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == ""
 
-    def test_bad_environment_variable_is_refused_at_import(self):
-        """SAFEGEN_MODE=bogus makes import fail, listing the valid values."""
-        result = _python("-c", "import safegen", env={"SAFEGEN_MODE": "bogus"})
-        assert result.returncode != 0
-        assert "SAFEGEN_MODE: invalid mode 'bogus'; expected one of 'check'" in result.stderr
+    @pytest.mark.parametrize("value", ["banana", "0"])
+    def test_bad_environment_variable_is_refused_where_used(self, value):
+        """A bad SAFEGEN_MODE lets `import safegen` pass, then the first guard refuses it."""
+        code = (
+            "import safegen\n"
+            "print('imported')\n"
+            "try:\n"
+            "    safegen.guard(lambda: iter(()))\n"
+            "except ValueError as error:\n"
+            "    print(error)\n"
+        )
+        result = _python("-c", code, env={"SAFEGEN_MODE": value})
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0] == "imported"
+        assert lines[1] == (
+            f"environment variable SAFEGEN_MODE: invalid mode {value!r}; "
+            "expected one of 'check', 'copy', 'freeze', 'off'"
+        )
 
     def test_environment_variable_sets_the_mode(self):
         """SAFEGEN_MODE=copy makes copy the default mode."""
