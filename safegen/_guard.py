@@ -330,6 +330,8 @@ def guard(
 
     Options left as ``None`` come from :func:`safegen.mode`, :func:`safegen.configure`
     and the ``SAFEGEN_MODE`` environment variable, when each generator is created.
+    ``SAFEGEN_DISABLE=1`` in the environment wins over all of them, ``mode`` included:
+    modes ``"check"`` and ``"freeze"`` then guard nothing (``"copy"`` still copies).
 
     Args:
         obj: what to guard; omit it to get a decorator.
@@ -348,7 +350,8 @@ def guard(
     Raises:
         TypeError: ``obj`` is neither callable nor iterable; or, when a guarded function
             is called, it returned something that is not iterable.
-        ValueError: an option has an invalid value (the valid ones are listed).
+        ValueError: an option, or the ``SAFEGEN_MODE`` or ``SAFEGEN_DISABLE``
+            environment variable, has an invalid value (the valid ones are listed).
 
     Example:
         >>> import numpy as np, safegen
