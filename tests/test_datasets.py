@@ -120,15 +120,16 @@ class TestForms:
             dataset = Guarded(batches=4)
         dataset[0], dataset[1]  # no error: created with mode off
 
-    @pytest.mark.parametrize("mode", ["check", "copy", "off"])
+    @pytest.mark.parametrize("mode", ["check", "copy", "freeze"])
     def test_stats_before_any_batch(self, mode):
         """stats() of a fresh guarded instance, before any ds[i], is all zeros."""
-        for dataset in (
-            safegen.guard(mode=mode)(SharedBuffer)(batches=4),
-            safegen.guard(SharedBuffer(batches=4), mode=mode if mode != "off" else "check"),
-        ):
+        Guarded = safegen.guard(mode=mode)(SharedBuffer)
+        with safegen.mode("off"):
+            made_off = safegen.guard(SharedBuffer)(batches=4)
+        for dataset in (Guarded(batches=4), safegen.guard(SharedBuffer(batches=4), mode=mode)):
             assert safegen.stats(dataset) == safegen.Stats()
-        dataset = safegen.guard(mode="copy")(SharedBuffer)(batches=4)
+        assert safegen.stats(made_off) == safegen.Stats()
+        dataset = Guarded(batches=4)
         dataset[0]
         assert safegen.stats(dataset).yields == 1
 
