@@ -113,6 +113,7 @@ class TestPublicNames:
             "_report",
             "_stats",
             "_structure",
+            "cli",
             "testing",
         ],
     )

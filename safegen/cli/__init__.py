@@ -54,6 +54,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     Returns:
         The parser; subcommands set ``func`` in the namespace it returns.
+
+    Example:
+        >>> from safegen.cli import build_parser
+        >>> args = build_parser("safegen").parse_args(["check", "mypkg.data:batches"])
+        >>> args.command, args.target, args.steps
+        ('check', 'mypkg.data:batches', 20)
     """
     parser = argparse.ArgumentParser(
         prog=prog,
