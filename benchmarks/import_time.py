@@ -1,15 +1,21 @@
 """How long ``import safegen`` takes in a fresh interpreter, against ``import numpy``.
 
-safegen's core needs NumPy, wrapt and xxhash, and never imports TensorFlow or Keras, so
+safegen's core needs NumPy and xxhash, and never imports TensorFlow or Keras, so
 importing it should cost little more than importing NumPy. Each round starts
 ``python -I -c "import numpy"`` and ``python -I -c "import safegen"`` (in random order)
 and times each process from start to exit; figures are medians over rounds with min and
-max, and the ratio is computed per round.
+max, and the ratio is computed per round. ``import wrapt`` is timed too, for what it
+would add (safegen used it until it was replaced by a small wrapper of its own).
+
+The safegen imported is the one of ``--root`` (default: the checkout this script is in),
+put first on ``sys.path``: ``-I`` ignores ``PYTHONPATH``, so without it the run would
+time whichever safegen is installed.
 
 Usage::
 
     python benchmarks/import_time.py           # 30 rounds, about 15 seconds
     python benchmarks/import_time.py --quick   # 3 rounds
+    python benchmarks/import_time.py --root /path/to/other/checkout --out /tmp/before
 
 Writes ``import_time.json`` and ``.md`` into ``--out`` (default ``benchmarks/results/``;
 quick runs write ``import_time_quick.*``).
@@ -30,17 +36,28 @@ from pathlib import Path
 from tqdm import tqdm
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {
     "python -I -c pass": "pass",
     "import numpy": "import numpy",
+    "import wrapt": "import wrapt",
     "import safegen": "import safegen",
 }
 
 
-def _time(code: str) -> float:
+def _time(code: str, root: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-I", "-c", code], check=True)
+    subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(root)!r}); {code}"],
+        check=True,
+    )
     return time.perf_counter() - start
+
+
+def _where(root: Path) -> str:
+    code = f"import sys; sys.path.insert(0, {str(root)!r}); import safegen; print(safegen.__file__)"
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    return result.stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,17 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 rounds")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--root", type=Path, default=ROOT, help="checkout to import safegen from")
     args = parser.parse_args(argv)
     rounds = 3 if args.quick else args.rounds
     samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
     for name in names:
-        _time(VARIANTS[name])  # warm the file cache
+        _time(VARIANTS[name], args.root)  # warm the file cache
     with tqdm(total=rounds * len(names), desc="import_time", file=sys.stderr) as bar:
         for _ in range(rounds):
             random.shuffle(names)
             for name in names:
-                samples[name].append(_time(VARIANTS[name]))
+                samples[name].append(_time(VARIANTS[name], args.root))
                 bar.update(1)
     ratios = [
         s / n for s, n in zip(samples["import safegen"], samples["import numpy"], strict=True)
@@ -66,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": f"{platform.machine()}, {platform.python_version()}, {sys.executable}",
         "rounds": rounds,
+        "safegen": _where(args.root),
         "ms": {
             name: {
                 "median": statistics.median(values) * 1e3,
@@ -83,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Import time (`python -I -c ...`, whole process)",
         "",
-        f"{rounds} interleaved rounds.",
+        f"{rounds} interleaved rounds; safegen from `{report['safegen']}`.",
         "",
         "| command | median ms | min ms | max ms |",
         "|---|---:|---:|---:|",

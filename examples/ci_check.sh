@@ -2,7 +2,7 @@
 # A CI step that checks a project's data pipeline with safegen (run from the repository
 # root). In GitHub Actions, for example:
 #
-#   - run: pip install safegen
+#   - run: pip install -e "path/to/safegen-checkout"   # safegen is not on PyPI
 #   - run: python -m safegen check mypkg.data:train_batches --steps 50
 #
 # Exit status: 0 clean, 1 an array changed after it was handed out, 2 usage error,

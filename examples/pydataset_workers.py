@@ -2,7 +2,8 @@
 
 Workers run ahead of training and share the instance: a batch is overwritten by another
 worker, sometimes before `__getitem__` even returns. safegen's copy mode serializes the
-calls and copies each batch; check mode reports the race.
+calls and copies each batch; check mode reports the race. Every guard below pins its
+mode, so the SAFEGEN_MODE environment variable does not change what this shows.
 
 Run: python examples/pydataset_workers.py
 """
@@ -63,7 +64,8 @@ def main():
     copied = mismatched_fraction(safegen.guard(MeanBatches(workers=4), mode="copy"))
     print(f"guard(copy), workers=4:  {copied:.0%} of batches mismatched")
     try:
-        mismatched_fraction(safegen.guard(MeanBatches(workers=4)))
+        mismatched_fraction(safegen.guard(MeanBatches(workers=4), mode="check"))
+        print("guard(check), workers=4: found nothing")
     except Exception as error:  # AliasingError, or TensorFlow's error carrying its message
         text = str(error)
         print("guard(check), workers=4:", text[text.find("MeanBatches") :].split(". ")[0] + ".")

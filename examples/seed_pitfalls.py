@@ -1,7 +1,9 @@
-"""The seed article's pitfalls, ported to Keras 3, without and with safegen.
+"""Pitfalls 1 and 2 of the README, ported to Keras 3, without and with safegen.
 
-A network learns the mean of two numbers. Its generator refills one buffer on every step,
-so batches that Keras still holds are overwritten: inputs drift from their targets.
+They come from a short article about training a Keras network to predict the mean of two
+numbers. Its generator refills one buffer on every step, so batches that Keras still
+holds are overwritten: inputs drift from their targets. Every guard below pins its mode,
+so the SAFEGEN_MODE environment variable does not change what this shows.
 
 Run: python examples/seed_pitfalls.py
 """
@@ -51,19 +53,22 @@ def fit(batches):
 
 def main():
     np.random.seed(0)
+    print("Pitfall 1, model.fit on the generator:")
+    plain = fit(train_iterator())
+    verdict = "(not 0: inputs drifted from their targets)" if any(plain) else "(0 only by luck)"
+    print("  plain loss per epoch:       ", plain, verdict)
+    print("  guard(copy) loss per epoch: ", fit(safegen.guard(train_iterator, mode="copy")()))
+    try:
+        fit(safegen.guard(train_iterator, mode="check")())
+        print("  guard(check): found nothing")
+    except safegen.AliasingError as error:
+        print("  guard(check): AliasingError:", str(error).split(". ")[0] + ".")
+
     print("Pitfall 2, print(next(it), next(it)):")
     it = train_iterator(batch_size=1)
     print("  plain:      ", next(it), next(it), " <- first mean does not match its x")
     it = safegen.guard(train_iterator, mode="copy")(batch_size=1)
     print("  guard(copy):", next(it), next(it))
-
-    print("Pitfall 1, model.fit on the generator:")
-    print("  plain loss per epoch:       ", fit(train_iterator()), "(0 only by luck)")
-    print("  guard(copy) loss per epoch: ", fit(safegen.guard(train_iterator, mode="copy")()))
-    try:
-        fit(safegen.guard(train_iterator)())
-    except safegen.AliasingError as error:
-        print("  guard(check): AliasingError:", str(error).split(". ")[0] + ".")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,22 @@
 
 From strongest to weakest: the arguments given to :func:`safegen.guard`, the innermost
 :func:`safegen.mode` context of the current thread, :func:`safegen.configure`, the
-``SAFEGEN_MODE`` environment variable (read once, when safegen is imported), and the
-defaults (``mode="check"``, ``on_violation="raise"``, ``window=12``).
+``SAFEGEN_MODE`` environment variable, and the defaults (``mode="check"``,
+``on_violation="raise"``, ``window=12``).
+
+Above all of them sits the off switch for production, ``SAFEGEN_DISABLE=1`` (like
+jaxtyping's ``JAXTYPING_DISABLE``): every guard in mode ``"check"`` or ``"freeze"``
+becomes a pass-through, even one written ``guard(mode="check")``. Guards in mode
+``"copy"`` keep copying: copy mode is the fix for a reused buffer, not a check, and
+switching it off would bring the bug back. ``SAFEGEN_MODE=off`` is weaker: it is only
+the default, so it turns off the guards that do not pin a mode of their own.
+``safegen check`` and :func:`safegen.testing.assert_no_aliasing` check even under
+``SAFEGEN_DISABLE=1``: they were asked to.
+
+Both variables are read once, the first time a setting is needed (the first
+:func:`safegen.guard`, :func:`safegen.settings`, ...), not at import: an invalid value
+raises ``ValueError`` there, listing the valid ones, and ``import safegen`` itself
+never fails because of them.
 
 Options are resolved when a generator (or iterator) is created, not when it is
 decorated, so ``with safegen.mode("off"): model.fit(batches())`` switches a decorated
@@ -28,6 +42,9 @@ OnViolation = Literal["raise", "warn"] | Callable[[Any], object]
 MODES: tuple[str, ...] = ("check", "copy", "freeze", "off")
 ON_VIOLATION: tuple[str, ...] = ("raise", "warn")
 ENV_VAR = "SAFEGEN_MODE"
+DISABLE_VAR = "SAFEGEN_DISABLE"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
 
 # Keras peeks 2 batches to infer the dataset's spec, and tf.data's prefetch queue commonly
 # holds up to 10: a batch can still be in use 12 yields after it was produced.
@@ -107,17 +124,67 @@ def validate_verify_all(value: object, source: str) -> bool:
     return value
 
 
-def _from_environment() -> Settings:
+def _mode_from_environment() -> Settings:
     raw = os.environ.get(ENV_VAR)
     if raw is None or raw.strip() == "":
         return Settings()
     return Settings(mode=validate_mode(raw.strip().lower(), f"environment variable {ENV_VAR}"))
 
 
-_global: Settings = _from_environment()
+def _disabled_from_environment() -> bool:
+    raw = os.environ.get(DISABLE_VAR, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(
+        f"environment variable {DISABLE_VAR}: invalid value {os.environ[DISABLE_VAR]!r}; "
+        f"expected 1, true, yes or on (checks off), or 0, false, no, off or empty"
+    )
+
+
+# Read from the environment on first use (see the module docstring), then kept.
+_global: Settings | None = None
+_disabled: bool | None = None
 _context_mode: contextvars.ContextVar[Mode | None] = contextvars.ContextVar(
     "safegen_mode", default=None
 )
+# Set by `safegen check` and assert_no_aliasing, which check even under SAFEGEN_DISABLE.
+_checking_anyway: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "safegen_checking_anyway", default=False
+)
+
+
+def _base() -> Settings:
+    """The process-wide settings, reading ``SAFEGEN_MODE`` the first time."""
+    global _global
+    if _global is None:
+        _global = _mode_from_environment()
+    return _global
+
+
+def disabled() -> bool:
+    """Whether ``SAFEGEN_DISABLE`` turns check and freeze guards into pass-throughs here."""
+    global _disabled
+    if _disabled is None:
+        _disabled = _disabled_from_environment()
+    return _disabled and not _checking_anyway.get()
+
+
+def validate_environment() -> None:
+    """Read ``SAFEGEN_MODE`` and ``SAFEGEN_DISABLE`` now; raise ``ValueError`` if invalid."""
+    _base()
+    disabled()
+
+
+@contextlib.contextmanager
+def checking_anyway() -> Iterator[None]:
+    """Check inside the block even under ``SAFEGEN_DISABLE=1`` (for explicit checks)."""
+    token = _checking_anyway.set(True)
+    try:
+        yield
+    finally:
+        _checking_anyway.reset(token)
 
 
 def configure(
@@ -158,14 +225,15 @@ def configure(
         changes["window"] = validate_window(window, "safegen.configure()")
     if verify_all is not None:
         changes["verify_all"] = validate_verify_all(verify_all, "safegen.configure()")
-    _global = dataclasses.replace(_global, **changes)
+    _global = dataclasses.replace(_base(), **changes)
     return settings()
 
 
 def reset() -> None:
-    """Restore the defaults and re-read ``SAFEGEN_MODE`` (for tests)."""
-    global _global
-    _global = _from_environment()
+    """Restore the defaults; the environment is read again on next use (for tests)."""
+    global _global, _disabled
+    _global = None
+    _disabled = None
 
 
 @contextlib.contextmanager
@@ -196,21 +264,32 @@ def mode(value: Mode) -> Iterator[None]:
 def settings() -> Settings:
     """The settings a generator created here and now would get, before its own arguments.
 
+    ``SAFEGEN_DISABLE=1`` is not folded in: under it, a generator that gets mode
+    ``"check"`` or ``"freeze"`` runs unguarded all the same.
+
     Returns:
         A frozen :class:`Settings`.
+
+    Raises:
+        ValueError: the ``SAFEGEN_MODE`` or ``SAFEGEN_DISABLE`` environment variable has
+            an invalid value (the valid ones are listed).
 
     Example:
         >>> import safegen
         >>> safegen.settings().on_violation
         'raise'
     """
+    base = _base()
     context = _context_mode.get()
     if context is None:
-        return _global
-    return dataclasses.replace(_global, mode=context)
+        return base
+    return dataclasses.replace(base, mode=context)
 
 
 def resolve(overrides: dict[str, Any]) -> Settings:
     """Settings for a new generator: ``overrides`` (already validated) over the defaults."""
     base = settings()
-    return dataclasses.replace(base, **overrides) if overrides else base
+    result = dataclasses.replace(base, **overrides) if overrides else base
+    if result.mode in ("check", "freeze") and disabled():
+        return dataclasses.replace(result, mode="off")
+    return result

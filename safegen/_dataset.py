@@ -142,6 +142,8 @@ def _stats_of(obj: Any) -> Stats | None:
     guard = _GUARDS.get(obj) if is_dataset(obj) else None
     if guard is not None:
         return Stats() + guard.state.stats
+    if is_dataset(obj) and _SETTINGS_ATTRIBUTE in obj.__dict__:
+        return Stats()  # guarded, but no batch read yet (or mode "off")
     totals = obj.__dict__.get("_safegen_totals") if isinstance(obj, type) else None
     if totals is not None:
         total: Stats = totals.total()

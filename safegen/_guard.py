@@ -9,7 +9,6 @@ from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mappi
 from typing import Any, TypeVar, overload
 
 import numpy as np
-import wrapt
 
 from safegen._config import (
     MODES,
@@ -17,6 +16,7 @@ from safegen._config import (
     OnViolation,
     Settings,
     resolve,
+    validate_environment,
     validate_mode,
     validate_on_violation,
     validate_verify_all,
@@ -47,6 +47,7 @@ _STATES: weakref.WeakKeyDictionary[Any, _State] = weakref.WeakKeyDictionary()
 
 def _run(gen: Generator[Any, Any, Any], state: _State) -> Generator[Any, Any, Any]:
     """Drive ``gen`` as ``yield from`` would, passing each value through ``state``."""
+    __tracebackhide__ = True  # pytest shows the generator's frame, not this one
     process = state.process
     try:
         value = gen.send(None)
@@ -89,6 +90,7 @@ def _run(gen: Generator[Any, Any, Any], state: _State) -> Generator[Any, Any, An
 
 def _run_iterator(it: Iterator[Any], state: _State) -> Generator[Any, None, None]:
     """Iterate a plain iterator, passing each value through ``state``."""
+    __tracebackhide__ = True  # pytest shows the generator's frame, not this one
     process = state.process
     advance = it.__next__
     while True:
@@ -105,6 +107,7 @@ def _run_iterator(it: Iterator[Any], state: _State) -> Generator[Any, None, None
 
 async def _run_async(agen: AsyncGenerator[Any, Any], state: _State) -> AsyncGenerator[Any, Any]:
     """Drive an async generator as ``_run`` drives a generator."""
+    __tracebackhide__ = True  # pytest shows the generator's frame, not this one
     process = state.process
     try:
         value = await agen.asend(None)
@@ -181,19 +184,48 @@ def _wrap_iterator(
     return guarded
 
 
-class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
-    """An iterable whose every iterator is guarded; everything else passes through."""
+class _GuardedIterable:
+    """An iterable whose every iterator is guarded; everything else goes to the iterable.
+
+    A small proxy: attributes, ``len``, indexing, ``in``, truth and ``isinstance`` see the
+    wrapped object (``isinstance(proxy, list)`` holds for a guarded list); ``iter`` gives
+    guarded iterators.
+    """
 
     def __init__(self, wrapped: Any, settings: Settings, source: Source) -> None:
-        super().__init__(wrapped)
+        self.__wrapped__ = wrapped
         self._self_settings = settings
         self._self_source = source
         self._self_totals = Totals()
+
+    @property  # type: ignore[misc]  # what isinstance() looks at after type()
+    def __class__(self) -> type:
+        return type(self.__wrapped__)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_self_") or name == "__wrapped__":
+            raise AttributeError(name)
+        return getattr(self.__wrapped__, name)
 
     def __iter__(self) -> Any:
         return _wrap_iterator(
             iter(self.__wrapped__), self._self_settings, self._self_source, self._self_totals
         )
+
+    def __len__(self) -> int:
+        return len(self.__wrapped__)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.__wrapped__[key]
+
+    def __contains__(self, value: Any) -> bool:
+        return value in self.__wrapped__
+
+    def __bool__(self) -> bool:
+        return bool(self.__wrapped__)
+
+    def __repr__(self) -> str:
+        return f"<safegen-guarded {self.__wrapped__!r}>"
 
     def _self_safegen_stats(self) -> Stats:
         return self._self_totals.total()
@@ -202,8 +234,10 @@ class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
         raise TypeError(f"cannot pickle a safegen-guarded {type(self.__wrapped__).__name__}")
 
 
-def _guard_result(result: Any, settings: Settings, source: Source, totals: Totals) -> Any:
-    """Guard what a guarded function returned."""
+def _guard_result(
+    result: Any, settings: Settings, source: Source, totals: Totals, role: str
+) -> Any:
+    """Guard what a guarded function returned; ``role`` says why it had to be iterable."""
     if settings.mode == "off":
         return result
     if inspect.isgenerator(result) or inspect.isasyncgen(result) or hasattr(result, "__next__"):
@@ -211,41 +245,128 @@ def _guard_result(result: Any, settings: Settings, source: Source, totals: Total
     if hasattr(result, "__iter__") and not isinstance(result, (str, bytes, bytearray)):
         return _GuardedIterable(result, settings, source)
     raise TypeError(
-        f"{source.where()} is guarded by safegen.guard, so it must return a generator, "
+        f"{source.where()} {role}, so it must return a generator, "
         f"an iterator or an iterable; it returned {type(result).__qualname__} "
         f"{result!r:.80}"
     )
 
 
-class _BoundGuardedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
-    """A guarded method bound to an instance or class; pickles like a bound method."""
+# What inspect needs to see a guarded function as the function it wraps
+# (``inspect.isgeneratorfunction``, ``inspect.signature``), and what functools.wraps copies.
+_FUNCTION_ATTRIBUTES = (
+    "__module__",
+    "__name__",
+    "__qualname__",
+    "__doc__",
+    "__code__",
+    "__defaults__",
+    "__kwdefaults__",
+    "__annotations__",
+)
 
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        owner = self._self_instance if self._self_instance is not None else self._self_owner
-        return (getattr, (owner, self.__name__))
 
+class _GuardedFunction:
+    """A guarded function: calls it, then guards what it returned.
 
-class _GuardedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
-    """A guarded function: pickles by reference to its module-level name, as functions do
-    (worker processes started with ``spawn`` need that)."""
+    A descriptor, as functions are, so it works on instance methods, and over or under
+    ``classmethod`` and ``staticmethod``. It carries the wrapped function's name, doc,
+    code and defaults (``inspect.isgeneratorfunction`` and ``inspect.signature`` see the
+    function), and pickles by reference to its module-level name, as functions do
+    (worker processes started with ``spawn`` need that).
+    """
 
-    __bound_function_wrapper__ = _BoundGuardedFunction
+    __name__: str
+    __qualname__: str
+
+    def __init__(self, function: Any, overrides: dict[str, Any], role: str) -> None:
+        inner = getattr(function, "__func__", function)  # inside classmethod/staticmethod
+        self.__dict__.update(getattr(inner, "__dict__", {}))
+        for name in _FUNCTION_ATTRIBUTES:
+            try:
+                setattr(self, name, getattr(inner, name))
+            except AttributeError:
+                pass
+        self.__wrapped__ = function
+        self._self_overrides = overrides
+        self._self_role = role
+        self._self_source = _source_of(None, function)
+        self._self_totals = Totals()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._self_call(self.__wrapped__, args, kwargs)
+
+    def _self_call(self, function: Any, args: Any, kwargs: Any) -> Any:
+        return _guard_result(
+            function(*args, **kwargs),
+            resolve(self._self_overrides),
+            self._self_source,
+            self._self_totals,
+            self._self_role,
+        )
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        function = self.__wrapped__
+        if isinstance(function, (classmethod, staticmethod)) or (
+            instance is not None and hasattr(function, "__get__")
+        ):
+            return _BoundGuardedFunction(self, function.__get__(instance, owner), instance, owner)
+        return self  # Class.method: the plain function, as Python gives it
+
+    def _self_safegen_stats(self) -> Stats:
+        return self._self_totals.total()
+
+    def __repr__(self) -> str:
+        return f"<safegen-guarded function {self.__qualname__}>"
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         return self.__qualname__
 
 
-def _wrap_callable(function: Any, overrides: dict[str, Any]) -> Any:
-    """A wrapt wrapper around ``function`` that guards what each call returns."""
-    source = _source_of(None, function)
-    totals = Totals()
+class _BoundGuardedFunction:
+    """A guarded method bound to an instance or class; pickles like a bound method."""
 
-    def guarded(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        return _guard_result(wrapped(*args, **kwargs), resolve(overrides), source, totals)
+    def __init__(self, parent: _GuardedFunction, bound: Any, instance: Any, owner: Any) -> None:
+        self._self_parent = parent
+        self._self_instance = instance
+        self._self_owner = owner
+        self.__wrapped__ = bound
+        self.__doc__ = parent.__doc__
+        self.__module__ = parent.__module__
 
-    wrapper: Any = _GuardedFunction(function, guarded)
-    wrapper._self_safegen_stats = totals.total
-    return wrapper
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._self_parent._self_call(self.__wrapped__, args, kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # __name__, __self__, __func__, __code__ ...
+        if name.startswith("_self_") or name == "__wrapped__":
+            raise AttributeError(name)
+        return getattr(self.__wrapped__, name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _BoundGuardedFunction) and (
+            (self._self_parent, self._self_instance, self._self_owner)
+            == (other._self_parent, other._self_instance, other._self_owner)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._self_parent, id(self._self_instance), self._self_owner))
+
+    def __repr__(self) -> str:
+        return f"<safegen-guarded bound method {self._self_parent.__qualname__}>"
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        owner = self._self_instance if self._self_instance is not None else self._self_owner
+        return (getattr, (owner, self._self_parent.__name__))
+
+
+def _wrap_callable(
+    function: Any, overrides: dict[str, Any], role: str = "is guarded by safegen.guard"
+) -> Any:
+    """A wrapper around ``function`` that guards what each call returns.
+
+    ``role`` completes the error message when a call returns something not iterable:
+    ``"<function> at <file>:<line> {role}, so it must return ..."``.
+    """
+    return _GuardedFunction(function, overrides, role)
 
 
 def _check_options(mode: Any, on_violation: Any, window: Any, verify_all: Any) -> dict[str, Any]:
@@ -322,6 +443,8 @@ def guard(
 
     Options left as ``None`` come from :func:`safegen.mode`, :func:`safegen.configure`
     and the ``SAFEGEN_MODE`` environment variable, when each generator is created.
+    ``SAFEGEN_DISABLE=1`` in the environment wins over all of them, ``mode`` included:
+    modes ``"check"`` and ``"freeze"`` then guard nothing (``"copy"`` still copies).
 
     Args:
         obj: what to guard; omit it to get a decorator.
@@ -340,7 +463,8 @@ def guard(
     Raises:
         TypeError: ``obj`` is neither callable nor iterable; or, when a guarded function
             is called, it returned something that is not iterable.
-        ValueError: an option has an invalid value (the valid ones are listed).
+        ValueError: an option, or the ``SAFEGEN_MODE`` or ``SAFEGEN_DISABLE``
+            environment variable, has an invalid value (the valid ones are listed).
 
     Example:
         >>> import numpy as np, safegen
@@ -355,6 +479,7 @@ def guard(
         (array([0., 0.]), array([1., 1.]))
     """
     overrides = _check_options(mode, on_violation, window, verify_all)
+    validate_environment()
     if obj is None:
         return functools.partial(guard, **overrides)
     if overrides.get("mode") == "off":

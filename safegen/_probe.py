@@ -11,7 +11,7 @@ from typing import Any
 
 from safegen._config import validate_mode, validate_window
 from safegen._dataset import is_dataset, is_dataset_class
-from safegen._guard import guard
+from safegen._guard import _refuse, _wrap_callable, guard
 from safegen._report import AliasingReport
 
 __all__ = ["ProbeResult", "probe"]
@@ -46,7 +46,9 @@ class ProbeResult:
     def summary(self) -> str:
         """A short, readable report; the first line says clean or not."""
         pulled = f"{self.items} item(s) pulled in mode {self.mode!r}"
-        if self.exhausted:
+        if self.frozen_write:
+            pulled += " (stopped by a write into a frozen array)"
+        elif self.exhausted:
             pulled += " (the source ended)"
         if self.clean:
             return f"{self.name}: clean, {pulled}."
@@ -77,8 +79,12 @@ def probe(
     args: tuple[Any, ...] = (),
     kwargs: dict[str, Any] | None = None,
     name: str | None = None,
+    caller: str = "safegen.testing.assert_no_aliasing()",
 ) -> ProbeResult:
     """Pull ``steps`` items from ``obj`` under ``mode`` and return what safegen found.
+
+    ``caller`` names who asked, in the error raised when calling ``obj`` gives nothing
+    iterable.
 
     ``obj`` may be a generator function or a function returning an iterable (called with
     ``args`` and ``kwargs``), a ``PyDataset`` class (instantiated with them), a
@@ -89,6 +95,7 @@ def probe(
         TypeError: ``obj`` is none of those, or calling it gave nothing iterable.
         ValueError: ``steps``, ``mode`` or ``window`` is invalid.
     """
+    __tracebackhide__ = True  # pytest: safegen's frames are not the user's problem
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if validate_mode(mode, "probe") not in ("check", "freeze"):
@@ -116,7 +123,12 @@ def probe(
             obj.__dict__.clear()
             obj.__dict__.update(saved)
     elif callable(obj) and not hasattr(obj, "__next__"):
-        return _pull_iterator(guard(obj, **options)(*args, **kwargs), steps, result)
+        if isinstance(obj, type):
+            made = guard(obj, **options)
+        else:
+            _refuse(obj)
+            made = _wrap_callable(obj, options, f"was given to {caller} as the data source")
+        return _pull_iterator(made(*args, **kwargs), steps, result)
     if is_dataset(obj):
         return _pull_dataset(obj, steps, result)
     if hasattr(obj, "__next__") or hasattr(obj, "__iter__"):
@@ -128,6 +140,7 @@ def probe(
 
 
 def _pull_iterator(made: Any, steps: int, result: ProbeResult) -> ProbeResult:
+    __tracebackhide__ = True
     iterator = iter(made)
     try:
         for _ in range(steps):
@@ -149,12 +162,12 @@ def _pull_iterator(made: Any, steps: int, result: ProbeResult) -> ProbeResult:
 
 
 def _pull_dataset(dataset: Any, steps: int, result: ProbeResult) -> ProbeResult:
+    __tracebackhide__ = True
     try:
         length = len(dataset)
     except TypeError:
         length = None
     count = steps if length is None else min(steps, length)
-    result.exhausted = length is not None and length < steps
     try:
         for index in range(count):
             dataset[index]
@@ -163,6 +176,8 @@ def _pull_dataset(dataset: Any, steps: int, result: ProbeResult) -> ProbeResult:
         if not _is_frozen_write(error):
             raise
         result.frozen_write = _with_notes(error)
+        return result
+    result.exhausted = length is not None and length < steps
     return result
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from safegen._config import checking_anyway
 from safegen._probe import ProbeResult, probe
 
 __all__ = ["ProbeResult", "assert_no_aliasing"]
@@ -43,6 +44,10 @@ def assert_no_aliasing(
         args: positional arguments for calling ``obj``.
         kwargs: keyword arguments for calling ``obj``.
 
+    It checks even under ``SAFEGEN_DISABLE=1``, the production switch: a test that asks
+    for the check gets it. In a pytest failure, safegen's own frames are hidden
+    (``__tracebackhide__``): the traceback ends at your call.
+
     Returns:
         The :class:`ProbeResult`, when nothing was found.
 
@@ -64,7 +69,9 @@ def assert_no_aliasing(
         ...
         AssertionError: ...reused: NOT clean, 3 item(s) pulled in mode 'check'...
     """
-    result = probe(obj, steps=steps, mode=mode, window=window, args=args, kwargs=kwargs)
+    __tracebackhide__ = True
+    with checking_anyway():
+        result = probe(obj, steps=steps, mode=mode, window=window, args=args, kwargs=kwargs)
     if not result.clean:
         raise AssertionError(result.summary())
     return result

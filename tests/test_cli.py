@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +16,21 @@ from tests import cli_data, seed
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _check(*args):
+def _safegen(*args, env=None, command=(sys.executable, "-m", "safegen"), stdout=None):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SAFEGEN_")}
     return subprocess.run(
-        [sys.executable, "-m", "safegen", "check", *args],
-        capture_output=True,
+        [*command, *args],
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
         text=True,
         timeout=300,
         cwd=ROOT,
+        env={**environment, "PYTHONPATH": str(ROOT), **(env or {})},
     )
+
+
+def _check(*args, env=None):
+    return _safegen("check", *args, env=env)
 
 
 class TestCheckCommand:
@@ -95,6 +103,137 @@ class TestCheckCommand:
         assert result.returncode == 3
         assert "KeyError: 'the data source itself fails'" in result.stderr
         assert "tests/cli_data.py" in result.stderr
+
+
+class TestCommandLine:
+    """The rough edges a new user met: program name, version, arguments, paths, pipes."""
+
+    def test_console_script_names_itself(self, tmp_path):
+        """The console script says `usage: safegen`; `python -m safegen` says so instead."""
+        script = tmp_path / "safegen"
+        script.write_text(  # what pip writes for [project.scripts] safegen = "safegen.cli:main"
+            "import sys\nfrom safegen.cli import main\nsys.exit(main())\n"
+        )
+        result = _safegen("--help", command=(sys.executable, str(script)))
+        assert result.returncode == 0 and result.stdout.startswith("usage: safegen [-h]")
+        result = _safegen("check", "--help")
+        assert result.stdout.startswith("usage: python -m safegen check [-h]")
+
+    def test_version(self):
+        """--version prints the version and where safegen was imported from."""
+        import safegen
+
+        result = _safegen("--version")
+        assert result.returncode == 0
+        assert result.stdout.startswith(f"safegen {safegen.__version__} from ")
+
+    def test_keyword_arguments(self):
+        """KEY=VALUE words (anywhere) and --kwargs reach the factory; JSON values are typed."""
+        result = _check("tests.cli_data:reused", "--steps", "2", "batch_size=3")
+        assert result.returncode == 1 and "shape (3, 2)" in result.stdout, result.stderr
+        result = _check("tests.cli_data:reused", "--kwargs", '{"batch_size": 5}', "--steps", "2")
+        assert result.returncode == 1 and "shape (5, 2)" in result.stdout, result.stderr
+        result = _check("tests.cli_data:reused", "--kwargs", '{"batch_size": 5}', "batch_size=6")
+        assert "shape (6, 2)" in result.stdout, result.stderr
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["batch_size"], "unexpected argument 'batch_size'"),
+            (["--stepz", "3"], "unexpected argument '--stepz'"),
+            (["--kwargs", "{batch_size: 8}"], "--kwargs is not valid JSON"),
+            (["--kwargs", "[8]"], "--kwargs must be a JSON object"),
+        ],
+    )
+    def test_bad_keyword_arguments(self, args, message):
+        """Arguments that are not KEY=VALUE, or bad JSON: exit 2 and one line saying why."""
+        result = _check("tests.cli_data:fresh", *args)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith(f"safegen check: {message}"), result.stderr
+        assert len(result.stderr.splitlines()) == 1
+
+    def test_file_path_target(self):
+        """path/to/file.py:factory works as the dotted module path does."""
+        result = _check("examples/pipeline.py:train_batches", "--steps", "3")
+        assert result.returncode == 1
+        assert result.stdout.startswith("examples/pipeline.py:train_batches: NOT clean")
+        assert "train_batches() at examples/pipeline.py:" in result.stdout
+        assert _check("tests/cli_data.py:fresh", "--steps", "3").returncode == 0
+
+    def test_missing_file_hints_at_the_module_path(self):
+        """A path that is no file: exit 2, with the dotted module path to use instead."""
+        result = _check("examples/pipelin.py:train_batches")
+        assert result.returncode == 2
+        assert "no such Python file 'examples/pipelin.py'" in result.stderr
+        assert "dotted module path such as examples.pipelin:factory" in result.stderr
+
+    def test_not_a_generator_does_not_blame_guard(self):
+        """A factory returning no iterable: the message names check, not safegen.guard."""
+        result = _check("tests.cli_data:returns_number")
+        assert result.returncode == 2
+        assert "was given to safegen check as the data source" in result.stderr
+        assert "guarded by safegen.guard" not in result.stderr
+
+    def test_closed_stdout_is_not_a_traceback(self):
+        """stdout closed by the reader (`| head -1`): no traceback, status 141 as SIGPIPE."""
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            result = _safegen("check", "tests.cli_data:reused", stdout=write)
+        finally:
+            os.close(write)
+        assert result.returncode == 141
+        assert result.stderr == ""
+
+    @pytest.mark.parametrize(
+        ("value", "mode"), [("check", "check"), ("freeze", "freeze"), ("FREEZE", "freeze")]
+    )
+    def test_safegen_mode_chooses_the_mode(self, value, mode):
+        """SAFEGEN_MODE=check or freeze is the default mode of check; --mode wins over it."""
+        result = _check("tests.cli_data:reused", "--steps", "3", env={"SAFEGEN_MODE": value})
+        assert f"pulled in mode {mode!r}" in result.stdout and result.stderr == ""
+        result = _check("tests.cli_data:reused", "--mode", "check", env={"SAFEGEN_MODE": value})
+        assert "pulled in mode 'check'" in result.stdout
+
+    @pytest.mark.parametrize("value", ["copy", "off"])
+    def test_safegen_mode_that_cannot_check(self, value):
+        """SAFEGEN_MODE=copy or off: check says why it is not used and checks."""
+        result = _check("tests.cli_data:reused", "--steps", "3", env={"SAFEGEN_MODE": value})
+        assert result.returncode == 1 and "pulled in mode 'check'" in result.stdout
+        assert f"SAFEGEN_MODE={value} is not used here" in result.stderr
+
+    def test_disable_does_not_stop_an_explicit_check(self):
+        """SAFEGEN_DISABLE=1 turns guards off in programs, not the check you asked for."""
+        result = _check("tests.cli_data:reused", "--steps", "3", env={"SAFEGEN_DISABLE": "1"})
+        assert result.returncode == 1, result.stdout + result.stderr
+
+    @pytest.mark.parametrize(
+        ("env", "message"),
+        [
+            ({"SAFEGEN_MODE": "banana"}, "SAFEGEN_MODE: invalid mode 'banana'"),
+            ({"SAFEGEN_MODE": "0"}, "SAFEGEN_MODE: invalid mode '0'"),
+            ({"SAFEGEN_DISABLE": "maybe"}, "SAFEGEN_DISABLE: invalid value 'maybe'"),
+        ],
+    )
+    def test_bad_environment_is_a_usage_error(self, env, message):
+        """A bad SAFEGEN_MODE/SAFEGEN_DISABLE: one line on stderr and status 2, even for --help."""
+        for args in (["--help"], ["check", "tests.cli_data:fresh"]):
+            result = _safegen(*args, env=env)
+            assert result.returncode == 2 and result.stdout == ""
+            assert result.stderr.splitlines() == [
+                result.stderr.strip()
+            ] and result.stderr.startswith(f"python -m safegen: environment variable {message}")
+
+    @pytest.mark.keras
+    def test_freeze_stop_is_not_the_source_ending(self):
+        """A dataset shorter than --steps stopped by freeze says so, not 'the source ended'."""
+        pytest.importorskip("keras")
+        result = _check("tests.datasets:SharedBuffer", "batches=5", "--mode", "freeze")
+        assert result.returncode == 1
+        assert "1 item(s) pulled in mode 'freeze' (stopped by a write into a frozen array)" in (
+            result.stdout
+        )
+        assert "(the source ended)" not in result.stdout
 
 
 class TestAssertNoAliasing:

@@ -120,6 +120,31 @@ class TestForms:
             dataset = Guarded(batches=4)
         dataset[0], dataset[1]  # no error: created with mode off
 
+    @pytest.mark.parametrize("mode", ["check", "copy", "freeze"])
+    def test_stats_before_any_batch(self, mode):
+        """stats() of a fresh guarded instance, before any ds[i], is all zeros."""
+        Guarded = safegen.guard(mode=mode)(SharedBuffer)
+        with safegen.mode("off"):
+            made_off = safegen.guard(SharedBuffer)(batches=4)
+        for dataset in (Guarded(batches=4), safegen.guard(SharedBuffer(batches=4), mode=mode)):
+            assert safegen.stats(dataset) == safegen.Stats()
+        assert safegen.stats(made_off) == safegen.Stats()
+        dataset = Guarded(batches=4)
+        dataset[0]
+        assert safegen.stats(dataset).yields == 1
+
+    def test_disable_switch_wins_over_an_explicit_mode(self, monkeypatch):
+        """SAFEGEN_DISABLE=1: a class guarded in check mode gives unguarded instances."""
+        from safegen import _config
+
+        monkeypatch.setenv("SAFEGEN_DISABLE", "1")
+        _config.reset()
+        dataset = safegen.guard(mode="check")(SharedBuffer)(batches=4)
+        dataset[0], dataset[1]  # no error: the switch turned the check off
+        copied = safegen.guard(mode="copy")(SharedBuffer)(batches=4)
+        first, second = copied[0], copied[1]
+        assert not np.shares_memory(first[0], second[0])  # copy mode still copies
+
     def test_legacy_sequence_alias(self):
         """keras.utils.Sequence (Keras 3's alias of PyDataset) subclasses are guarded."""
 

@@ -14,25 +14,38 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.keras
 
 
-def _run(*command):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+# The examples pin the modes they show: the environment must not change their story.
+ENVIRONMENTS = [{}, *({"SAFEGEN_MODE": mode} for mode in ("check", "copy", "freeze", "off"))]
+
+
+def _run(*command, extra_env=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEGEN_")}
+    env = {
+        **env,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        **(extra_env or {}),
+    }
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result.stdout
 
 
-def test_seed_pitfalls():
-    """The seed's pitfalls: copy mode trains to 0, check mode names the generator."""
+@pytest.mark.parametrize("env", ENVIRONMENTS, ids=lambda env: str(env or "unset"))
+def test_seed_pitfalls(env):
+    """Pitfalls 1 and 2, under any SAFEGEN_MODE: copy trains to 0, check names the generator."""
     pytest.importorskip("keras")
-    out = _run(sys.executable, "examples/seed_pitfalls.py")
+    out = _run(sys.executable, "examples/seed_pitfalls.py", extra_env=env)
+    assert out.index("Pitfall 1, model.fit") < out.index("Pitfall 2, print(next(it), next(it))")
     assert "guard(copy) loss per epoch:  [0.0, 0.0]" in out
     assert "guard(check): AliasingError: train_iterator() at examples/seed_pitfalls.py:" in out
 
 
-def test_pydataset_workers():
-    """PyDataset with workers: copy mode gives 0% mismatched, check mode reports."""
+@pytest.mark.parametrize("env", ENVIRONMENTS, ids=lambda env: str(env or "unset"))
+def test_pydataset_workers(env):
+    """PyDataset with workers, under any SAFEGEN_MODE: copy 0% mismatched, check reports."""
     pytest.importorskip("keras")
-    out = _run(sys.executable, "examples/pydataset_workers.py")
+    out = _run(sys.executable, "examples/pydataset_workers.py", extra_env=env)
     assert "guard(copy), workers=4:  0% of batches mismatched" in out
     assert "guard(check), workers=4: MeanBatches.__getitem__()" in out
 

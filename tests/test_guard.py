@@ -872,8 +872,11 @@ class TestModesAndConfiguration:
         _config.reset()
         assert safegen.settings().mode == "copy"
         monkeypatch.setenv("SAFEGEN_MODE", "sometimes")
+        _config.reset()  # read on first use, not here
         with pytest.raises(ValueError, match="SAFEGEN_MODE.*'check', 'copy', 'freeze', 'off'"):
-            _config.reset()
+            safegen.settings()
+        with pytest.raises(ValueError, match="SAFEGEN_MODE"):
+            safegen.guard(seed.reused_buffer)
 
     @pytest.mark.parametrize(
         ("call", "error", "match"),
@@ -947,3 +950,55 @@ class TestMisuse:
         """stats() on something unguarded raises TypeError."""
         with pytest.raises(TypeError, match="guarded by safegen.guard"):
             safegen.stats(seed.fresh_buffer())
+
+
+class TestWrapperLooksLikeWhatItWraps:
+    """safegen's own wrapper (no wrapt) passes for the function or iterable it wraps."""
+
+    def test_function_metadata_and_signature(self):
+        """Name, doc, module, signature and generator-ness are the function's."""
+
+        @safegen.guard
+        def batches(batch_size: int = 4, *, seed: int = 0):
+            """Doc."""
+            yield np.zeros(batch_size)
+
+        assert (batches.__name__, batches.__doc__, batches.__module__) == (
+            "batches",
+            "Doc.",
+            __name__,
+        )
+        signature = inspect.signature(batches)
+        assert signature == inspect.signature(batches.__wrapped__)
+        assert list(signature.parameters) == ["batch_size", "seed"]
+        assert inspect.isgeneratorfunction(batches) and batches.__wrapped__.__name__ == "batches"
+
+    def test_methods_bind_like_functions(self):
+        """An instance method binds (equal per instance, signature without self) and works
+        called on the class with the instance given."""
+        holder = TestForms.Holder()
+        assert holder.instance == holder.instance and hash(holder.instance) == hash(holder.instance)
+        assert holder.instance != TestForms.Holder().instance
+        assert str(inspect.signature(holder.instance)) == "()"
+        assert inspect.isgeneratorfunction(holder.instance)
+        gen = TestForms.Holder.instance(holder)
+        next(gen)
+        with pytest.raises(safegen.AliasingError):
+            next(gen)
+
+    def test_iterable_proxy(self):
+        """A guarded function's list result: isinstance, len, indexing and `in` see the list."""
+        x = np.zeros(2)
+
+        @safegen.guard(mode="copy")
+        def make():
+            return [x, x]
+
+        batches = make()
+        assert isinstance(batches, list) and len(batches) == 2 and batches[0] is x
+        assert x in batches and bool(batches) and batches.count(x) == 2
+        assert repr(batches).startswith("<safegen-guarded [array(")
+        with pytest.raises(TypeError, match="cannot pickle a safegen-guarded list"):
+            import pickle
+
+            pickle.dumps(batches)

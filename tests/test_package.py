@@ -41,11 +41,25 @@ class TestImport:
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == ""
 
-    def test_bad_environment_variable_is_refused_at_import(self):
-        """SAFEGEN_MODE=bogus makes import fail, listing the valid values."""
-        result = _python("-c", "import safegen", env={"SAFEGEN_MODE": "bogus"})
-        assert result.returncode != 0
-        assert "SAFEGEN_MODE: invalid mode 'bogus'; expected one of 'check'" in result.stderr
+    @pytest.mark.parametrize("value", ["banana", "0"])
+    def test_bad_environment_variable_is_refused_where_used(self, value):
+        """A bad SAFEGEN_MODE lets `import safegen` pass, then the first guard refuses it."""
+        code = (
+            "import safegen\n"
+            "print('imported')\n"
+            "try:\n"
+            "    safegen.guard(lambda: iter(()))\n"
+            "except ValueError as error:\n"
+            "    print(error)\n"
+        )
+        result = _python("-c", code, env={"SAFEGEN_MODE": value})
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0] == "imported"
+        assert lines[1] == (
+            f"environment variable SAFEGEN_MODE: invalid mode {value!r}; "
+            "expected one of 'check', 'copy', 'freeze', 'off'"
+        )
 
     def test_environment_variable_sets_the_mode(self):
         """SAFEGEN_MODE=copy makes copy the default mode."""
@@ -99,6 +113,7 @@ class TestPublicNames:
             "_report",
             "_stats",
             "_structure",
+            "cli",
             "testing",
         ],
     )
@@ -129,12 +144,41 @@ class TestCommandLine:
         assert result.returncode == 2 and "usage:" in result.stderr
 
     @pytest.mark.keras
-    def test_demo_runs(self):
-        """The demo shows the three pitfalls and safegen catching each."""
+    @pytest.mark.parametrize(
+        "env",
+        [
+            {},
+            *({"SAFEGEN_MODE": mode} for mode in ("check", "copy", "freeze", "off")),
+            {"SAFEGEN_DISABLE": "1"},
+        ],
+        ids=lambda env: str(env or "unset"),
+    )
+    def test_demo_runs(self, env):
+        """The demo shows the three pitfalls, numbered as in the README, under any setting."""
         pytest.importorskip("keras")
-        result = _python("-m", "safegen", "demo", "--steps", "10")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("SAFEGEN_")}
+        result = subprocess.run(
+            [sys.executable, "-m", "safegen", "demo", "--steps", "10"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**clean, **env},
+        )
         assert result.returncode == 0, result.stderr
         out = result.stdout
-        assert "guard(check):   AliasingError" in out
+        headings = [out.index(f"\n{n}. ") for n in (1, 2, 3)]
+        assert headings == sorted(headings)
+        assert "1. model.fit on a generator that refills one buffer" in out
+        assert "2. print(next(it), next(it))" in out
+        assert "seed" not in out
+        assert out.count("guard(check):   AliasingError") == 2
         assert "guard(copy):    loss per epoch [0.0, 0.0]" in out
+        assert "guard(freeze):  ValueError at the generator's own write" in out
         assert "ShapeError" in out
+        plain = next(line for line in out.splitlines() if "plain:          loss per epoch" in line)
+        losses = plain.split("[")[1].split("]")[0]
+        assert ("not 0" in plain) == any(float(x) for x in losses.split(","))
+        for line in out.splitlines():
+            if "AliasingError:" in line or line.strip().startswith("safegen:"):
+                assert line.endswith("."), line  # whole sentences, never cut mid-word
+        assert ("SAFEGEN_DISABLE is set" in out) == ("SAFEGEN_DISABLE" in env)

@@ -1,22 +1,55 @@
-"""``python -m safegen demo``: the seed article's three pitfalls, and safegen on each."""
+"""``safegen demo``: three silent data bugs, and safegen catching each.
+
+They come from a short article about training a Keras network to predict the mean of two
+numbers, numbered as in the README: 1. ``model.fit`` on a generator that refills one
+buffer, 2. ``print(next(it), next(it))`` on it, 3. a ``Lambda`` of the wrong rank.
+Every guard pins its mode, so ``SAFEGEN_MODE`` does not change what the demo shows;
+under ``SAFEGEN_DISABLE=1`` it says so and checks anyway.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
 import safegen
+from safegen import _config
+from safegen.cli._common import positive
+
+__all__ = ["add_parser", "run"]
 
 BATCH = 64
+INSTALL_HINT = 'pip install -e ".[keras]" in the safegen checkout'
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``demo`` subcommand to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "demo",
+        help=(
+            "show three silent data bugs from a short article about training a Keras "
+            "network to predict the mean of two numbers, and safegen catching each"
+        ),
+    )
+    parser.add_argument(
+        "--steps", type=positive, default=40, help="training steps per epoch (default 40)"
+    )
+    parser.set_defaults(func=_run_args)
+
+
+def _run_args(args: argparse.Namespace) -> int:
+    return run(steps=args.steps)
 
 
 def reused_buffer(batch_size: int = BATCH, seed: int = 0) -> Iterator[tuple[Any, Any]]:
     """The article's generator: `x` is allocated once and refilled on every step."""
+    import numpy as np  # here, so that other subcommands start without NumPy
+
     rng = np.random.default_rng(seed)
     x = np.zeros((batch_size, 2), np.float32)
     while True:
@@ -29,6 +62,11 @@ def reused_buffer(batch_size: int = BATCH, seed: int = 0) -> Iterator[tuple[Any,
 
 def _say(text: str = "") -> None:
     print(text, flush=True)
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of safegen's message (never cut inside a word)."""
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", text.strip().splitlines()[0], maxsplit=1)[0]
 
 
 def _keras() -> Any:
@@ -63,8 +101,27 @@ def _fit(keras: Any, batches: Any, steps: int) -> list[float]:
     return [round(float(loss), 1) for loss in history.history["loss"]]
 
 
+def pitfall_fit(keras: Any, steps: int) -> None:
+    _say("1. model.fit on a generator that refills one buffer (the model is one Lambda")
+    _say("   computing the mean: its loss is 0 exactly when every input matches its target)")
+    plain = _fit(keras, reused_buffer(), steps)
+    if any(plain):
+        verdict = "<- not 0: inputs drifted away from their targets in this run"
+    else:
+        verdict = "<- 0 in this run: the bug comes and goes, with where the buffer was allocated"
+    _say(f"   plain:          loss per epoch {plain}   {verdict}")
+    copied = _fit(keras, safegen.guard(reused_buffer, mode="copy")(), steps)
+    _say(f"   guard(copy):    loss per epoch {copied}")
+    try:
+        _fit(keras, safegen.guard(reused_buffer, mode="check")(), steps)
+        _say("   guard(check):   found nothing (unexpected: please report it)")
+    except safegen.AliasingError as error:
+        _say(f"   guard(check):   AliasingError: {_first_sentence(str(error))}")
+    _say()
+
+
 def pitfall_print() -> None:
-    _say("1. print(next(it), next(it)) on a generator that reuses its buffer")
+    _say("2. print(next(it), next(it)) on that generator, without any framework")
     it = reused_buffer(batch_size=1)
     first, _second = next(it), next(it)
     _say(
@@ -74,55 +131,34 @@ def pitfall_print() -> None:
     it = safegen.guard(reused_buffer, mode="copy")(batch_size=1)
     first, _second = next(it), next(it)
     _say(f"   guard(copy):    {first[0].tolist()} mean {first[1].ravel().tolist()}   <- consistent")
-    it = safegen.guard(reused_buffer)(batch_size=1)
+    it = safegen.guard(reused_buffer, mode="check")(batch_size=1)
     next(it)
     try:
         next(it)
     except safegen.AliasingError as error:
-        _say("   guard(check):   AliasingError: " + str(error).splitlines()[0][:150] + "...")
+        _say(f"   guard(check):   AliasingError: {_first_sentence(str(error))}")
     it = safegen.guard(reused_buffer, mode="freeze")(batch_size=1)
     next(it)
     try:
         next(it)
     except ValueError as error:
         _say(f"   guard(freeze):  ValueError at the generator's own write: {error}")
-        _say("                   " + error.__notes__[0][:110] + "...")
-    _say()
-
-
-def pitfall_fit(keras: Any, steps: int) -> None:
-    _say("2. model.fit on that generator (a model that is one Lambda computing the mean:")
-    _say("   its loss is 0 exactly when every input batch matches its target batch)")
-    _say(
-        f"   plain:          loss per epoch {_fit(keras, reused_buffer(), steps)}"
-        "   <- not 0: inputs drifted away from their targets"
-    )
-    _say(
-        f"   guard(copy):    loss per epoch "
-        f"{_fit(keras, safegen.guard(reused_buffer, mode='copy')(), steps)}"
-    )
-    try:
-        _fit(keras, safegen.guard(reused_buffer)(), steps)
-    except safegen.AliasingError as error:
-        _say("   guard(check):   AliasingError: " + str(error).splitlines()[0][:150] + "...")
+        _say(f"                   {_first_sentence(error.__notes__[0])}")
     _say()
 
 
 def pitfall_lambda(keras: Any) -> None:
     _say("3. a Lambda that forgot expand_dims: declares (None, 1), returns (batch,)")
+    import numpy as np
+
     x = np.array([[73.0, 57.0], [10.0, 20.0]], np.float32)
     plain = _mean_model(keras, expand=False)
     _say(
         f"   plain:          model.output_shape {plain.output_shape}, "
         f"predict shape {plain.predict(x, verbose=0).shape}   <- summary lies, no error"
     )
-    try:
-        checker = safegen.ShapeChecked
-    except (AttributeError, ImportError):
-        _say("   (safegen.ShapeChecked is not available in this version)")
-        return
     inputs = keras.Input(shape=(2,))
-    layer = checker(
+    layer = safegen.ShapeChecked(
         keras.layers.Lambda(lambda t: (t[:, 0] + t[:, 1]) / 2, output_shape=(1,), name="mean")
     )
     model = keras.Model(inputs, layer(inputs))
@@ -140,16 +176,36 @@ def pitfall_lambda(keras: Any) -> None:
 
 
 def run(steps: int = 40) -> int:
-    """Print the demo report; returns 0."""
-    _say("safegen demo: the silent data bugs of 'a network to predict the mean of two numbers'")
+    """Print the demo report; returns 0.
+
+    Args:
+        steps: training steps per epoch for pitfall 1.
+
+    Returns:
+        0.
+    """
+    _say(
+        "safegen demo: three silent data bugs from a short article about training a Keras "
+        "network to predict the mean of two numbers"
+    )
     _say()
-    pitfall_print()
-    keras = _keras()
-    if keras is None:
-        _say("Keras is not installed: pip install 'safegen[keras]' for parts 2 and 3.")
-        return 0
-    pitfall_fit(keras, steps)
-    pitfall_lambda(keras)
+    if _config.disabled():
+        _say(
+            f"({_config.DISABLE_VAR} is set, which turns safegen's checks off; the demo "
+            "checks anyway, to show them)"
+        )
+        _say()
+    with _config.checking_anyway():
+        keras = _keras()
+        if keras is None:
+            _say(f"1. (model.fit needs Keras: {INSTALL_HINT})")
+            _say()
+            pitfall_print()
+            _say(f"3. (ShapeChecked needs Keras: {INSTALL_HINT})")
+            return 0
+        pitfall_fit(keras, steps)
+        pitfall_print()
+        pitfall_lambda(keras)
     _say("Fix the generator: allocate x inside the loop, or yield np.copy(x),")
     _say('or let safegen do it: @safegen.guard(mode="copy").')
     sys.stdout.flush()
