@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from safegen._address import address_of as _address_of
+from safegen._address import extent
 from safegen._config import Settings
 from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array
 from safegen._errors import AliasingError, AliasingWarning
@@ -100,6 +102,112 @@ class _State:
 # Fields of a watched array's record (a list, for speed on the per-yield path).
 _ARRAY, _KEY, _PATH, _DIGEST, _YIELD, _SEEN, _SAMPLE, _BOUNDS, _DEAD = range(9)
 
+# Up to this many watched records of one memory owner are kept in a list and scanned for
+# overlaps; beyond it, in an _Owner index (many row views of one array, see
+# benchmarks/many_leaves.py).
+_SCAN_UP_TO = 16
+# A lookup that would visit more cells of an owner's index than this visits every record
+# instead.
+_MAX_CELLS = 64
+
+
+class _Owner:
+    """The watched records of one memory owner, indexed by address.
+
+    The owner's address space is cut into cells of ``2 ** shift`` bytes, at least the
+    widest record when the index is made. A record is filed under the cell of its first
+    byte, or among the ``wide`` ones if it is wider than a cell (the whole array next to
+    its row views). A record that overlaps a byte range ``[low, high)`` then starts in
+    one of the cells from ``low - cell + 1`` to ``high - 1``: finding them, filing a
+    record and removing one cost a few dictionary operations, whatever the number of
+    records, so a yield of N row views of one array costs O(N), where scanning every
+    record cost O(N * window).
+    """
+
+    __slots__ = ("cells", "shift", "size", "wide")
+
+    def __init__(self, records: list[list[Any]]) -> None:
+        self.cells: dict[int, list[list[Any]]] = {}
+        self.wide: list[list[Any]] = []
+        self.size = 0
+        widest = 64
+        for record in records:
+            if record[_BOUNDS] is None:
+                record[_BOUNDS] = extent(record[_ARRAY])
+            low, high = record[_BOUNDS]
+            widest = max(widest, high - low)
+        self.shift = (widest - 1).bit_length()
+        for record in records:
+            self._file(record)
+
+    def _file(self, record: list[Any]) -> None:
+        low, high = record[_BOUNDS]
+        self.size += 1
+        if high - low > 1 << self.shift:
+            self.wide.append(record)
+        else:
+            self.cells.setdefault(low >> self.shift, []).append(record)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def check_in(self, record: list[Any]) -> list[list[Any]]:
+        """File ``record``; return the records filed before it that may overlap it (a
+        superset of those that do)."""
+        array = record[_ARRAY]
+        if _address_of is not None and array.flags.c_contiguous:
+            low = _address_of(array)
+            high = low + array.nbytes
+            record[_BOUNDS] = low, high
+        else:
+            low, high = record[_BOUNDS] = extent(array)
+        shift = self.shift
+        cells = self.cells
+        wide = self.wide
+        first = (low - (1 << shift) + 1) >> shift
+        last = max(low, high - 1) >> shift
+        if last - first > _MAX_CELLS:
+            before = [other for filed in cells.values() for other in filed]
+        else:
+            before = []
+            for cell in range(first, last + 1):
+                filed = cells.get(cell)
+                if filed is not None:
+                    before += filed
+        if wide:
+            before += wide
+        self.size += 1
+        if high - low > 1 << shift:
+            wide.append(record)
+        else:
+            filed = cells.get(low >> shift)
+            if filed is None:
+                cells[low >> shift] = [record]
+            else:
+                filed.append(record)
+        return before
+
+    def remove(self, record: list[Any]) -> None:
+        low, high = record[_BOUNDS]
+        self.size -= 1
+        if high - low > 1 << self.shift:
+            _remove_identical(self.wide, record)
+            return
+        cell = low >> self.shift
+        filed = self.cells[cell]
+        if len(filed) == 1:
+            del self.cells[cell]
+        else:
+            _remove_identical(filed, record)
+
+
+def _remove_identical(records: list[list[Any]], record: list[Any]) -> None:
+    """Remove ``record`` itself (not an equal one) from ``records``."""
+    for i, other in enumerate(records):
+        if other is record:
+            del records[i]
+            return
+
 
 class Watch(_State):
     """Check mode: fingerprint each yielded array and report any that changes later.
@@ -120,7 +228,7 @@ class Watch(_State):
     def __init__(self, settings: Settings, source: Source) -> None:
         super().__init__(settings, source)
         self.window: collections.deque[list[list[Any]]] = collections.deque()
-        self.by_root: dict[Any, list[list[Any]]] = {}
+        self.by_root: dict[Any, list[list[Any]] | _Owner] = {}
         self.size = settings.window
         self.verify_all = settings.verify_all
         self.pending: list[AliasingReport] = []
@@ -143,7 +251,13 @@ class Watch(_State):
                 except (ValueError, TypeError, BufferError):
                     digest, size = fingerprint(array)
                     hashed += size
-            key = id(array) if array.base is None else memory_key(array)
+            base = array.base
+            if base is None:
+                key = id(array)
+            elif type(base) is _ndarray and base.base is None:
+                key = id(base)  # a view of an array that owns its memory
+            else:
+                key = memory_key(array)
             record = [array, key, path, digest, count, count, None, None, False]
             if array.nbytes > SAMPLE_ABOVE:
                 record[_SAMPLE] = sample(array)
@@ -151,8 +265,7 @@ class Watch(_State):
             if same_root is None:
                 by_root[key] = [record]
             else:
-                hashed += self._recheck(same_root, record, count)
-                same_root.append(record)
+                hashed += self._recheck(key, same_root, record, count)
             records.append(record)
         self.window.append(records)
         if len(self.window) > self.size:
@@ -167,20 +280,39 @@ class Watch(_State):
             self._dispatch()
         return value
 
-    def _recheck(self, same_root: list[list[Any]], new: list[Any], count: int) -> int:
-        """Re-hash the watched arrays that may share memory with ``new``."""
+    def _recheck(self, key: Any, same_root: Any, new: list[Any], count: int) -> int:
+        """Re-hash the watched arrays that may share memory with ``new``, then watch it.
+
+        ``same_root`` holds the watched records of ``new``'s memory owner: a list while
+        there are few (scanned in full), an :class:`_Owner` index by address beyond
+        ``_SCAN_UP_TO`` (which finds the overlapping ones without a scan).
+        """
+        if type(same_root) is not list:
+            candidates = same_root.check_in(new)
+            return self._rehash(candidates, new, count) if candidates else 0
+        hashed = self._rehash(same_root, new, count)
+        if len(same_root) < _SCAN_UP_TO:
+            same_root.append(new)
+        else:
+            self.by_root[key] = _Owner([*same_root, new])
+        return hashed
+
+    def _rehash(self, candidates: list[list[Any]], new: list[Any], count: int) -> int:
+        """Re-hash those of ``candidates`` that overlap ``new``; returns the bytes hashed."""
         hashed = 0
         array = new[_ARRAY]
-        for old in same_root:
-            if old[_DEAD] or old[_YIELD] == count:
+        for old in candidates:
+            # Skip records of this yield, and those already re-checked during it (the
+            # generator is suspended: nothing of its own can have changed them since).
+            if old[_DEAD] or old[_YIELD] == count or old[_SEEN] == count:
                 continue
             if old[_ARRAY] is array:
                 current = new[_DIGEST]
             else:
                 if old[_BOUNDS] is None:
-                    old[_BOUNDS] = bounds(old[_ARRAY])
+                    old[_BOUNDS] = extent(old[_ARRAY])
                 if new[_BOUNDS] is None:
-                    new[_BOUNDS] = bounds(array)
+                    new[_BOUNDS] = extent(array)
                 if old[_BOUNDS][1] <= new[_BOUNDS][0] or new[_BOUNDS][1] <= old[_BOUNDS][0]:
                     continue
                 current, size = fingerprint(old[_ARRAY])
@@ -210,10 +342,13 @@ class Watch(_State):
 
     def _forget(self, record: list[Any]) -> None:
         same_root = self.by_root[record[_KEY]]
-        for i, other in enumerate(same_root):
-            if other is record:
-                del same_root[i]
-                break
+        if type(same_root) is list:
+            for i, other in enumerate(same_root):
+                if other is record:
+                    del same_root[i]
+                    break
+        else:
+            same_root.remove(record)
         if not same_root:
             del self.by_root[record[_KEY]]
 
@@ -357,7 +492,7 @@ class Freeze(_State):
         for path, array in found:
             self._freeze(array, array, count, path, frozen)
             node: Any = array.base
-            extent = None
+            covered = None
             for _ in range(256):
                 if node is None:
                     break
@@ -366,8 +501,8 @@ class Freeze(_State):
                     # x.reshape(...) (same bytes, no repeats: decided cheaply) or behind
                     # a sliding window view (decided by the byte ranges).
                     if not (node.nbytes == array.nbytes and 0 not in array.strides):
-                        extent = extent or bounds(array)
-                        if bounds(node) != extent:
+                        covered = covered or bounds(array)
+                        if bounds(node) != covered:
                             break
                     self._freeze(node, array, count, path, frozen)
                 node = getattr(node, "base", None)
