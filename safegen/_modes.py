@@ -32,7 +32,7 @@ from safegen._fingerprint import (
     verify_sample,
 )
 from safegen._frames import MACHINERY, user_stacklevel
-from safegen._report import DATASET_FIX, FIX, AliasingReport
+from safegen._report import DATASET_FIX, EPOCH_FIX, FIX, AliasingReport, epoch_method_name
 from safegen._stats import Stats
 from safegen._structure import Path, format_path, leaves, map_arrays
 
@@ -47,29 +47,61 @@ class Source:
     ``kind`` is ``"yield"`` for generators and iterators, ``"batch"`` for datasets.
     """
 
-    __slots__ = ("code", "kind", "name")
+    __slots__ = ("code", "kind", "made_by", "name")
 
-    def __init__(self, name: str, code: CodeType | None, kind: str = "yield") -> None:
+    def __init__(
+        self, name: str, code: CodeType | None, kind: str = "yield", made_by: str = ""
+    ) -> None:
         self.name = name
         self.code = code
         self.kind = kind
+        # The factory that returned the generator, with its location, if not the same.
+        self.made_by = made_by
 
     @property
     def location(self) -> str:
         if self.code is None:
             return ""
-        filename = self.code.co_filename
-        try:
-            relative = os.path.relpath(filename)
-            if not relative.startswith(".."):
-                filename = relative
-        except ValueError:
-            pass
-        return f"{filename}:{self.code.co_firstlineno}"
+        return f"{relative_filename(self.code.co_filename)}:{self.code.co_firstlineno}"
 
     def where(self) -> str:
         location = self.location
-        return f"{self.name} at {location}" if location else self.name
+        where = f"{self.name} at {location}" if location else self.name
+        return f"{where} (returned by {self.made_by})" if self.made_by else where
+
+
+def relative_filename(filename: str) -> str:
+    """``filename`` relative to the working directory when it lies below it."""
+    try:
+        relative = os.path.relpath(filename)
+        if not relative.startswith(".."):
+            return relative
+    except ValueError:
+        pass
+    return filename
+
+
+def current_line(producer: Any) -> str:
+    """``"file.py:9"``: where a suspended generator (or async generator) stands, or ``""``."""
+    frame = getattr(producer, "gi_frame", None) or getattr(producer, "ag_frame", None)
+    if frame is None:
+        return ""
+    return f"{relative_filename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def _write_line(tb: TracebackType | None) -> str:
+    """``"file.py:44"``: the innermost line of the traceback in the user's code (not
+    safegen's, not NumPy's), where a write into a read-only array failed."""
+    found = ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename not in MACHINERY and not filename.startswith(_NUMPY_DIR):
+            found = f"{relative_filename(filename)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+_NUMPY_DIR = os.path.dirname(np.__file__)
 
 
 def _worker_process_name() -> str:
@@ -88,6 +120,8 @@ class _State:
         self.source = source
         self.stats = Stats()
         self.count = 0
+        # The guarded generator itself, to tell the line of its current yield.
+        self.producer: Any = None
 
     def process(self, value: Any) -> Any:
         raise NotImplementedError
@@ -95,8 +129,18 @@ class _State:
     def finish(self) -> None:
         """The generator is exhausted."""
 
-    def annotate(self, exc: BaseException) -> None:
-        """The generator raised ``exc``."""
+    def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
+        """The generator raised ``exc`` (or, with ``writer``, a dataset's epoch method)."""
+
+    def before_epoch_method(self) -> Any:
+        """A dataset's ``on_epoch_end`` (or ``on_epoch_begin``) is about to run."""
+        return None
+
+    def undo_epoch_method(self, token: Any) -> None:
+        """The method returned or raised: undo what ``before_epoch_method`` did."""
+
+    def after_epoch_method(self, writer: Source) -> None:
+        """The method ``writer`` returned."""
 
 
 # Fields of a watched array's record (a list, for speed on the per-yield path).
@@ -374,8 +418,41 @@ class Watch(_State):
         if self.pending:
             self._dispatch()
 
-    def _violation(self, record: list[Any], count: int, attributed: bool) -> None:
-        """Record a changed array. ``attributed``: the generator handed out its memory again."""
+    def before_epoch_method(self) -> Any:
+        # A change found now happened before the method ran: its writer is unknown.
+        self._verify_epoch(None)
+        return None
+
+    def after_epoch_method(self, writer: Source) -> None:
+        self._verify_epoch(writer)
+
+    def _verify_epoch(self, writer: Source | None) -> None:
+        """Re-hash every watched array at an epoch boundary; a change is pinned on
+        ``writer`` (the epoch method that just ran) if given."""
+        start = perf_counter()
+        hashed = 0
+        for records in self.window:
+            for record in records:
+                if record[_DEAD]:
+                    continue
+                digest, size = fingerprint(record[_ARRAY])
+                hashed += size
+                if digest == record[_DIGEST]:
+                    record[_SEEN] = self.count
+                else:
+                    self._violation(
+                        record, self.count + 1, attributed=writer is not None, writer=writer
+                    )
+        self.stats.bytes_fingerprinted += hashed
+        self.stats.seconds += perf_counter() - start
+        if self.pending:
+            self._dispatch()
+
+    def _violation(
+        self, record: list[Any], count: int, attributed: bool, writer: Source | None = None
+    ) -> None:
+        """Record a changed array. ``attributed``: the generator handed out its memory
+        again, or the change happened while ``writer`` (an epoch method) ran."""
         record[_DEAD] = True
         self.stats.violations += 1
         if not attributed:
@@ -394,6 +471,9 @@ class Watch(_State):
                 kind=self.source.kind,
                 process=_worker_process_name(),
                 attributed=attributed,
+                writer="" if writer is None else writer.where(),
+                yield_location=current_line(self.producer) if attributed else "",
+                made_by=self.source.made_by,
             )
         )
 
@@ -524,21 +604,62 @@ class Freeze(_State):
             self.frozen[id(node)] = (count, path, leaf)
             frozen.append(id(node))
 
-    def annotate(self, exc: BaseException) -> None:
+    def before_epoch_method(self) -> Any:
+        """Make the arrays behind the batches still held read-only while the method runs.
+
+        A batch that is a view of ``self.x`` leaves ``self.x`` writable (only the view is
+        frozen), so shuffling ``self.x`` in place would go through; for the length of
+        the method, every array a recent batch views is read-only too. Returns what was
+        frozen, for ``undo_epoch_method``.
+        """
+        frozen: list[np.ndarray] = []
+        for count, path, leaf in list(self.frozen.values()):
+            node: Any = leaf.base
+            for _ in range(256):
+                if node is None:
+                    break
+                if isinstance(node, _ndarray) and node.flags.writeable:
+                    node.flags.writeable = False
+                    frozen.append(node)
+                    self.frozen[id(node)] = (count, path, leaf)
+                node = getattr(node, "base", None)
+        return frozen
+
+    def undo_epoch_method(self, token: Any) -> None:
+        for node in reversed(token):  # the memory owner first: its views need it writable
+            self.frozen.pop(id(node), None)
+            try:
+                node.flags.writeable = True
+            except ValueError:  # pragma: no cover - a base made read-only meanwhile
+                pass
+
+    def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
         if not (isinstance(exc, ValueError) and "read-only" in str(exc) and self.count):
             return
         batch = self.source.kind == "batch"
         item = "batch" if batch else "yield"
         culprit = self._culprit(exc.__traceback__)
+        line = _write_line(exc.__traceback__)
+        at = f" at {line}" if line else ""
         if culprit is None:
-            what = f"an array it had already {'returned' if batch else 'yielded'}"
+            what = f"an array it had already {'returned' if batch else 'yielded'}{at}"
         else:
             name, local, (count, path, leaf) = culprit
             where = f"leaf {format_path(path)}" if path else "the array"
             what = (
-                f"{name!r} ({local.dtype}, shape {tuple(local.shape)}), which is {where} "
-                f"of {item} #{count} or the memory behind it"
+                f"{name!r} ({local.dtype}, shape {tuple(local.shape)}){at}, which is "
+                f"{where} of {item} #{count} or the memory behind it"
             )
+        if writer is not None:
+            method = epoch_method_name(writer.where())
+            exc.add_note(
+                f"safegen: {writer.where()} wrote into {what}, while batches returned "
+                f"by {self.source.where()} still view that memory. safegen made it "
+                f'read-only while {method} ran (mode="freeze") because consumers may still '
+                f"hold those batches: without the freeze, they would have changed under "
+                f"them. {EPOCH_FIX}"
+            )
+            return
         exc.add_note(
             f"safegen: {self.source.where()} wrote into {what}. safegen made it "
             'read-only (mode="freeze") because consumers may still hold it: without '
@@ -549,7 +670,8 @@ class Freeze(_State):
     def _culprit(
         self, tb: TracebackType | None
     ) -> tuple[str, np.ndarray, tuple[int, Path, np.ndarray]] | None:
-        """The innermost local variable that holds (a view of) a frozen array."""
+        """The innermost local variable (or attribute of a local, ``self.x``) that holds
+        (a view of) a frozen array."""
         frames = []
         while tb is not None:
             frames.append(tb.tb_frame)
@@ -557,7 +679,12 @@ class Freeze(_State):
         for frame in reversed(frames):
             if frame.f_code.co_filename in MACHINERY:
                 continue
-            for name, local in frame.f_locals.items():
+            candidates = list(frame.f_locals.items())
+            for name, local in list(candidates):
+                attributes = getattr(local, "__dict__", None)
+                if not isinstance(local, _ndarray) and isinstance(attributes, dict):
+                    candidates += [(f"{name}.{key}", value) for key, value in attributes.items()]
+            for name, local in candidates:
                 node = local
                 while isinstance(node, _ndarray):
                     entry = self.frozen.get(id(node))
