@@ -91,7 +91,7 @@ class TestSeedGenerators:
         assert last.line == "x[i][0] = rng.integers(0, 100)"
         note = "\n".join(info.value.__notes__)
         assert note.startswith("safegen: reused_buffer() at ")
-        write = f"seed.py:{last.lineno}"
+        write = f"tests/seed.py:{last.lineno}"
         assert f"wrote into 'x' (float64, shape (1, 2)) at {write}, which is leaf [0] of" in note
         assert "Allocate the array inside the loop" in note
 
