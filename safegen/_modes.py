@@ -95,13 +95,14 @@ def _write_line(tb: TracebackType | None) -> str:
     found = ""
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if filename not in MACHINERY and not filename.startswith(_NUMPY_DIR):
+        if filename not in MACHINERY and not filename.startswith(_LIBRARY_CODE):
             found = f"{relative_filename(filename)}:{tb.tb_lineno}"
         tb = tb.tb_next
     return found
 
 
-_NUMPY_DIR = os.path.dirname(np.__file__)
+# NumPy's own frames (Python files, and Cython ones named ``numpy/...pyx``).
+_LIBRARY_CODE = (os.path.dirname(np.__file__), "numpy" + os.sep)
 
 
 def _worker_process_name() -> str:

@@ -117,8 +117,8 @@ class AliasingReport:
                 f"{self.shape}), returned by {where}, changed while {method} ran (after "
                 f"batch #{self.detected_at - 1}). {method} writes in place into an array that "
                 "__getitem__ handed out views of, and every consumer still holding one of "
-                "those batches (Keras peeks 2 batches and calls on_epoch_end before training "
-                "on them; batches wait in queues at each epoch end) now sees other data. "
+                "those batches (a prefetch queue, a worker, a callback that kept one) now "
+                "sees other data. "
                 f"{EPOCH_FIX}"
             )
         if not self.attributed:
