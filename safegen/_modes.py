@@ -19,7 +19,7 @@ import numpy as np
 from safegen._address import address_of as _address_of
 from safegen._address import extent
 from safegen._config import Settings
-from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array
+from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array, copy_foreign
 from safegen._errors import AliasingError, AliasingWarning
 from safegen._fingerprint import (
     SAMPLE_ABOVE,
@@ -419,6 +419,16 @@ class Watch(_State):
         if self.pending:
             self._dispatch()
 
+    def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
+        if isinstance(exc, BufferError) and "re-sized" in str(exc) and self.count:
+            exc.add_note(
+                f"safegen: {(writer or self.source).where()} resized an object (a bytearray?) "
+                "whose memory check mode still watches: it holds a view of every yielded "
+                "buffer-protocol object, which Python forbids resizing. Resizing a "
+                "yielded buffer changes the batch under its consumer; yield a copy "
+                '(bytes(buffer)) or use @safegen.guard(mode="copy").'
+            )
+
     def before_epoch_method(self) -> Any:
         # A change found now happened before the method ran: its writer is unknown.
         self._verify_epoch(None)
@@ -537,7 +547,14 @@ class Copy(_State):
                 copied += array.nbytes
                 return copy_array(array, pool)
 
-            out = map_arrays(value, copy_one)
+            def copy_other(leaf: Any) -> Any:
+                nonlocal copied, arrays
+                arrays += 1
+                new, nbytes = copy_foreign(leaf)
+                copied += nbytes
+                return new
+
+            out = map_arrays(value, copy_one, copy_other)
         stats = self.stats
         stats.yields += 1
         stats.arrays += arrays
@@ -568,7 +585,9 @@ class Freeze(_State):
     def process(self, value: Any) -> Any:
         start = perf_counter()
         count = self.count = self.count + 1
-        found = leaves(value)
+        # Only ndarrays can be made read-only: other leaves (bytearray, DataFrame, DLPack
+        # tensors) are left as they are (check or copy mode covers them).
+        found = leaves(value, foreign=False)
         frozen: list[int] = []
         for path, array in found:
             self._freeze(array, array, count, path, frozen)
