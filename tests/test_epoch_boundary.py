@@ -17,7 +17,9 @@ pytestmark = [
 keras = pytest.importorskip("keras")
 from tests.datasets import mean_model  # noqa: E402
 from tests.epoch_datasets import (  # noqa: E402
+    ChessPairs,
     CopiedRows,
+    PositionAutoencoder,
     Rebound,
     RefilledAtBegin,
     ShuffledIndex,
@@ -152,3 +154,31 @@ class TestProbe:
         assert_no_aliasing(dataset, mode="freeze")
         assert type(dataset) is ShuffledIndex and dataset.x.flags.writeable
         assert np.array_equal(np.sort(dataset.index), np.arange(32))
+
+
+class TestPortedDatasets:
+    """Two Keras Sequences of a public chess project, ported with synthetic data."""
+
+    def test_refill_in_place_is_found_by_the_probe(self):
+        """The pair dataset refills its arrays in place: the 2-epoch probe names on_epoch_end."""
+        with pytest.raises(AssertionError, match=r"ChessPairs\.on_epoch_end\(\) at "):
+            assert_no_aliasing(ChessPairs)
+
+    def test_autoencoder_fit_raises_in_check_mode(self):
+        """fit on the shuffled-in-place autoencoder raises naming its on_epoch_end."""
+        inputs = keras.Input((773,))
+        model = keras.Model(inputs, keras.layers.Dense(773)(keras.layers.Dense(8)(inputs)))
+        model.compile(loss="mse", optimizer="adam")
+        with pytest.raises(
+            safegen.AliasingError, match=r"PositionAutoencoder\.on_epoch_end\(\) at "
+        ):
+            model.fit(safegen.guard(PositionAutoencoder)(), epochs=3, verbose=0)
+
+    def test_autoencoder_copy_mode_trains(self):
+        """Copy mode trains the autoencoder for 3 epochs without a report."""
+        inputs = keras.Input((773,))
+        model = keras.Model(inputs, keras.layers.Dense(773)(keras.layers.Dense(8)(inputs)))
+        model.compile(loss="mse", optimizer="adam")
+        dataset = safegen.guard(PositionAutoencoder, mode="copy")()
+        history = model.fit(dataset, epochs=3, verbose=0).history
+        assert len(history["loss"]) == 3 and safegen.stats(dataset).yields >= 48
