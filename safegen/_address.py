@@ -20,31 +20,28 @@ from typing import Any
 import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
-__all__ = ["address_of", "extent"]
+__all__ = ["ADDRESS_OFFSET", "extent", "read_address"]
 
-_DATA_OFFSET = object.__basicsize__
+ADDRESS_OFFSET = object.__basicsize__
+
+# ``read_address(id(a) + ADDRESS_OFFSET).value`` is ``a``'s data address, where the struct
+# layout checks out (``None`` elsewhere: use :func:`extent`). Check mode inlines it.
+_from_address = ctypes.c_void_p.from_address
 
 
-def _read_data_field() -> Callable[[Any], int] | None:
-    """A function returning an array's data address, if the struct layout checks out."""
-    read = ctypes.c_void_p.from_address
-
-    def data(a: Any) -> int:
-        return read(id(a) + _DATA_OFFSET).value or 0
-
+def _layout_holds() -> bool:
+    """Whether the data pointer follows the object header, for a few kinds of arrays."""
     try:
         probes = [np.arange(12.0), np.arange(12.0)[3:], np.zeros((4, 4), np.uint8)[1]]
-        if all(data(a) == a.__array_interface__["data"][0] for a in probes):
-            return data
+        return all(
+            (_from_address(id(a) + ADDRESS_OFFSET).value or 0) == a.__array_interface__["data"][0]
+            for a in probes
+        )
     except Exception:  # pragma: no cover - any surprise means: do not read the struct
-        pass
-    return None  # pragma: no cover
+        return False
 
 
-_data = _read_data_field()
-
-# The data address of an array, or None where it cannot be read fast (use extent()).
-address_of: Callable[[Any], int] | None = _data
+read_address: Callable[[int], Any] | None = _from_address if _layout_holds() else None
 
 
 def extent(a: np.ndarray) -> tuple[int, int]:
@@ -57,8 +54,8 @@ def extent(a: np.ndarray) -> tuple[int, int]:
         >>> high - low, low - extent(x)[0]
         (16, 16)
     """
-    if _data is not None and a.flags.c_contiguous:
-        low = _data(a)
+    if read_address is not None and a.flags.c_contiguous:
+        low: int = read_address(id(a) + ADDRESS_OFFSET).value or 0
         return low, low + a.nbytes
-    low, high = byte_bounds(a)
-    return int(low), int(high)
+    low_, high_ = byte_bounds(a)
+    return int(low_), int(high_)

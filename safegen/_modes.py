@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from safegen._address import address_of as _address_of
+from safegen._address import ADDRESS_OFFSET as _ADDRESS_OFFSET
 from safegen._address import extent
+from safegen._address import read_address as _read_address
 from safegen._config import Settings
 from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array, copy_foreign
 from safegen._errors import AliasingError, AliasingWarning
@@ -151,6 +152,7 @@ _ARRAY, _KEY, _PATH, _DIGEST, _YIELD, _SEEN, _SAMPLE, _BOUNDS, _DEAD = range(9)
 # overlaps; beyond it, in an _Owner index (many row views of one array, see
 # benchmarks/many_leaves.py).
 _SCAN_UP_TO = 16
+_NONE: list[list[Any]] = []  # an empty cell (never modified)
 # A lookup that would visit more cells of an owner's index than this visits every record
 # instead.
 _MAX_CELLS = 64
@@ -200,36 +202,32 @@ class _Owner:
         """File ``record``; return the records filed before it that may overlap it (a
         superset of those that do)."""
         array = record[_ARRAY]
-        if _address_of is not None and array.flags.c_contiguous:
-            low = _address_of(array)
+        if _read_address is not None and array.flags.c_contiguous:
+            low = _read_address(id(array) + _ADDRESS_OFFSET).value or 0
             high = low + array.nbytes
             record[_BOUNDS] = low, high
         else:
             low, high = record[_BOUNDS] = extent(array)
         shift = self.shift
         cells = self.cells
-        wide = self.wide
         first = (low - (1 << shift) + 1) >> shift
         last = max(low, high - 1) >> shift
         if last - first > _MAX_CELLS:
             before = [other for filed in cells.values() for other in filed]
+        elif last == first + 1:  # the usual case: the cell before the record's, and its own
+            get = cells.get
+            before = get(first, _NONE) + get(last, _NONE)
         else:
             before = []
             for cell in range(first, last + 1):
-                filed = cells.get(cell)
-                if filed is not None:
-                    before += filed
-        if wide:
-            before += wide
+                before += cells.get(cell, _NONE)
+        if self.wide:
+            before += self.wide
         self.size += 1
         if high - low > 1 << shift:
-            wide.append(record)
+            self.wide.append(record)
         else:
-            filed = cells.get(low >> shift)
-            if filed is None:
-                cells[low >> shift] = [record]
-            else:
-                filed.append(record)
+            cells.setdefault(low >> shift, []).append(record)
         return before
 
     def remove(self, record: list[Any]) -> None:
@@ -333,8 +331,12 @@ class Watch(_State):
         ``_SCAN_UP_TO`` (which finds the overlapping ones without a scan).
         """
         if type(same_root) is not list:
+            # Usually the only candidates are neighbours from this very yield.
             candidates = same_root.check_in(new)
-            return self._rehash(candidates, new, count) if candidates else 0
+            for old in candidates:
+                if old[_YIELD] != count:
+                    return self._rehash(candidates, new, count)
+            return 0
         hashed = self._rehash(same_root, new, count)
         if len(same_root) < _SCAN_UP_TO:
             same_root.append(new)
@@ -399,9 +401,16 @@ class Watch(_State):
 
     def _evict(self, records: list[list[Any]], count: int) -> int:
         hashed = 0
+        by_root = self.by_root
         for record in records:
             hashed += self._verify(record, count, sampled=True)
-            self._forget(record)
+            owner = by_root[record[_KEY]]
+            if type(owner) is not _Owner:
+                self._forget(record)
+                continue
+            owner.remove(record)
+            if not owner.size:
+                del by_root[record[_KEY]]
         return hashed
 
     def _verify_all(self, count: int) -> int:
