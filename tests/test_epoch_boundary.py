@@ -82,6 +82,12 @@ class TestCopyMode:
         assert guarded["mismatched"] == [0.0, 0.0, 0.0]
 
 
+    def test_finding_keras_discards_its_peeked_batches(self):
+        """The finding quoted in the README: unguarded, Keras 3 trains on the shuffling
+        dataset exactly as on the copying one (it discards the batches it peeks)."""
+        assert _fit(ShuffledInPlace()) == _fit(CopiedRows())
+
+
 class TestFreezeMode:
     """Freeze mode makes the write at the epoch boundary fail at its own line."""
 
