@@ -39,8 +39,7 @@ class TestCheckMode:
     """Check mode pins an in-place rewrite between epochs on the epoch method."""
 
     def test_fit_raises_naming_on_epoch_end(self):
-        """fit over 3 epochs of 100 batches raises, naming the class's on_epoch_end, its
-        file:line and the fix."""
+        """fit over 3 epochs of 100 batches raises, naming on_epoch_end, file:line, the fix."""
         with pytest.raises(safegen.AliasingError) as info:
             _fit(safegen.guard(ShuffledInPlace)())
         message = str(info.value)
@@ -81,10 +80,8 @@ class TestCopyMode:
         assert guarded == fixed
         assert guarded["mismatched"] == [0.0, 0.0, 0.0]
 
-
     def test_finding_keras_discards_its_peeked_batches(self):
-        """The finding quoted in the README: unguarded, Keras 3 trains on the shuffling
-        dataset exactly as on the copying one (it discards the batches it peeks)."""
+        """The README's finding: unguarded, Keras 3 trains on it as on the copying dataset."""
         assert _fit(ShuffledInPlace()) == _fit(CopiedRows())
 
 
@@ -166,7 +163,7 @@ class TestPortedDatasets:
     """Two Keras Sequences of a public chess project, ported with synthetic data."""
 
     def test_refill_in_place_is_found_by_the_probe(self):
-        """The pair dataset refills its arrays in place: the 2-epoch probe names on_epoch_end."""
+        """The pairs dataset refills its arrays in place: the probe names on_epoch_end."""
         with pytest.raises(AssertionError, match=r"ChessPairs\.on_epoch_end\(\) at "):
             assert_no_aliasing(ChessPairs)
 
