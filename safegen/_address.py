@@ -7,13 +7,14 @@ batch of hundreds of row views of one array that was most of check mode's cost. 
 address is the ``data`` field that follows the object header in NumPy's public
 ``PyArrayObject_fields`` struct (what the C API's ``PyArray_DATA`` reads): reading it
 through ``ctypes`` costs about 0.1 µs. That layout is checked against
-``__array_interface__`` once, at import; where it does not hold (another interpreter, a
-future NumPy), every call falls back to ``byte_bounds``.
+``__array_interface__`` once, at import, on CPython only; where it does not hold (another
+interpreter, a future NumPy), every call falls back to ``byte_bounds``.
 """
 
 from __future__ import annotations
 
 import ctypes
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,13 @@ _from_address = ctypes.c_void_p.from_address
 
 
 def _layout_holds() -> bool:
-    """Whether the data pointer follows the object header, for a few kinds of arrays."""
+    """Whether the data pointer follows the object header, for a few kinds of arrays.
+
+    Only on CPython, where ``id()`` is the object's address (elsewhere reading at it
+    could touch any memory).
+    """
+    if sys.implementation.name != "cpython":  # pragma: no cover
+        return False
     try:
         probes = [np.arange(12.0), np.arange(12.0)[3:], np.zeros((4, 4), np.uint8)[1]]
         return all(
