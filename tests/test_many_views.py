@@ -42,6 +42,23 @@ class TestAddress:
         base = np.arange(48.0).reshape(8, 6)
         assert extent(view(base)) == bounds(view(base))
 
+    def test_fallback_without_reading_the_struct(self, monkeypatch):
+        """Where the address cannot be read directly, byte_bounds gives the same answers."""
+        from safegen import _address
+
+        monkeypatch.setattr(_address, "read_address", None)
+        monkeypatch.setattr(_modes, "_read_address", None)
+        base = np.arange(48.0).reshape(8, 6)
+        assert extent(base[2:5]) == bounds(base[2:5])
+        data = np.zeros((64, 4))
+
+        def rows():
+            yield [data[i] for i in range(32)]
+            data[5] += 1
+            yield [data[i] for i in range(32, 64)] + [data[5]]
+
+        assert _reports(rows, 2) == [(1, "[5]", 2, True)]
+
 
 class TestRowViews:
     """A list of hundreds of row views of one array, yielded batch after batch."""
