@@ -145,6 +145,13 @@ class TestWhatIsLeftAlone:
         """bytes, str and NumPy scalars yield no leaf."""
         assert leaves((b"ab", "s", np.float64(1.0), 3)) == []
 
+    def test_immutable_tensors_are_left_alone(self):
+        """JAX arrays export DLPack but are immutable: no leaf, and copy mode keeps them."""
+        jnp = pytest.importorskip("jax.numpy")
+        tensor = jnp.zeros(3)
+        assert leaves((tensor,)) == []
+        assert next(safegen.guard(iter([(tensor,)]), mode="copy"))[0] is tensor
+
     def test_freeze_mode_leaves_them_writable(self):
         """Freeze mode cannot make a bytearray read-only; it passes it through."""
         buffer = bytearray(b"ab")
