@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import safegen
 from safegen._structure import leaves
@@ -182,3 +184,59 @@ class TestWhatIsLeftAlone:
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert out.stdout.strip() == "False", out.stderr
+
+
+_FOREIGN = st.one_of(
+    st.binary(max_size=16).map(bytearray),
+    st.lists(st.floats(allow_nan=False), max_size=6).map(lambda v: array.array("d", v)),
+    st.lists(st.integers(-5, 5), min_size=1, max_size=6).map(
+        lambda v: pd.DataFrame({"a": v, "b": [float(x) for x in v]})
+    ),
+    st.lists(st.integers(0, 9), max_size=6).map(lambda v: pd.Series(v, dtype="int64")),
+    st.lists(st.integers(0, 9), min_size=1, max_size=6).map(
+        lambda v: Tensor(np.array(v, np.int32))
+    ),
+)
+_NESTED = st.recursive(
+    _FOREIGN | st.integers(),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from("xyz"), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+class TestProperties:
+    """Nested structures of such leaves, made by Hypothesis."""
+
+    @settings(max_examples=50, deadline=None)
+    @given(_NESTED)
+    def test_copy_keeps_structure_types_and_values(self, value):
+        """Copy mode returns the same structure, types and contents, sharing no leaf."""
+        out = next(safegen.guard(iter([value]), mode="copy"))
+        _assert_copied(value, out)
+
+    @settings(max_examples=50, deadline=None)
+    @given(_NESTED)
+    def test_check_mode_passes_untouched_values(self, value):
+        """Check mode reports nothing for values nobody changes, yielded again and again."""
+        found = []
+        guarded = safegen.guard(iter([value] * 15), on_violation=found.append)
+        assert len(list(guarded)) == 15 and found == []
+
+
+def _assert_copied(left, right):
+    assert type(left) is type(right)
+    if isinstance(left, list):
+        assert len(left) == len(right)
+        for a, b in zip(left, right, strict=True):
+            _assert_copied(a, b)
+    elif isinstance(left, dict):
+        assert left.keys() == right.keys()
+        for key in left:
+            _assert_copied(left[key], right[key])
+    elif isinstance(left, int):
+        assert left == right
+    else:
+        assert left is not right and _contents(left) == _contents(right)
