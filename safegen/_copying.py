@@ -13,14 +13,20 @@ buffer is already mapped, and often still in cache.
 
 from __future__ import annotations
 
+import array as _array_module
 import collections
+import copy
 import threading
+import warnings
 import weakref
 from typing import Any, cast
 
 import numpy as np
 
-__all__ = ["ALIGN_ABOVE", "BufferPool", "aligned_copy", "copy_array"]
+from safegen._errors import SafegenWarning
+from safegen._frames import user_stacklevel
+
+__all__ = ["ALIGN_ABOVE", "BufferPool", "aligned_copy", "copy_array", "copy_foreign"]
 
 _ndarray = np.ndarray
 
@@ -150,3 +156,48 @@ def copy_array(array: np.ndarray, pool: BufferPool | None = None) -> np.ndarray:
     if isinstance(array, np.memmap):
         return copy_array(np.asarray(array), pool)
     return array.copy()
+
+
+def copy_foreign(obj: Any) -> tuple[Any, int]:
+    """Copy mode's copy of a leaf that is not an ndarray, of the same type, and its size.
+
+    ``bytearray`` and ``array.array`` are copied by their own constructors, a
+    ``memoryview`` becomes a view of a NumPy copy (same format and shape), pandas objects
+    use ``copy(deep=True)``, DLPack tensors their own ``clone()`` (PyTorch) or ``copy()``.
+    A DLPack tensor with neither comes back as a NumPy copy, with a
+    :class:`safegen.SafegenWarning` naming its type.
+
+    Example:
+        >>> buffer = bytearray(b"abc")
+        >>> copied, nbytes = copy_foreign(buffer)
+        >>> copied == buffer, copied is buffer, nbytes
+        (True, False, 3)
+    """
+    if isinstance(obj, bytearray):
+        return bytearray(obj), len(obj)
+    if isinstance(obj, _array_module.array):
+        return copy.copy(obj), len(obj) * obj.itemsize
+    if isinstance(obj, memoryview):
+        try:
+            return memoryview(cast(Any, np.array(obj))), obj.nbytes
+        except (ValueError, TypeError, NotImplementedError):
+            return memoryview(bytearray(obj.tobytes())), obj.nbytes
+    module = (getattr(type(obj), "__module__", "") or "").split(".")[0]
+    if module == "pandas":
+        if hasattr(obj, "columns"):
+            nbytes = int(obj.memory_usage(index=False, deep=False).sum())
+        else:
+            nbytes = int(obj.nbytes)
+        return obj.copy(deep=True), nbytes
+    nbytes = int(np.from_dlpack(obj).nbytes)
+    for method in ("clone", "copy"):
+        make = getattr(obj, method, None)
+        if callable(make):
+            return make(), nbytes
+    warnings.warn(
+        f"safegen: cannot copy a {type(obj).__qualname__} keeping its type (it has no "
+        "clone() or copy()); copy mode yields a NumPy copy of it in its place",
+        SafegenWarning,
+        stacklevel=user_stacklevel(),
+    )
+    return np.from_dlpack(obj).copy(), nbytes

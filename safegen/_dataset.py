@@ -12,6 +12,12 @@ per-instance lock around ``__getitem__`` *and* the copy: a batch cannot be overw
 another thread before it is copied, at the price of running one ``__getitem__`` at a time
 per instance.
 
+Epochs: ``on_epoch_end`` and ``on_epoch_begin``, where the dataset defines them, are
+guarded too (Keras calls them on the main thread, after stopping its workers, and calls
+``on_epoch_end`` right after peeking 2 batches to infer shapes): a dataset that shuffles
+or refills in place the array its batches are views of rewrites batches that consumers
+still hold. Check mode pins that on the method, freeze mode makes the write fail.
+
 Processes (``use_multiprocessing=True``): every worker process has its own copy of the
 dataset and of safegen's state (reset after ``fork``), so the check runs in each worker;
 an ``AliasingError`` pickles, and Keras re-raises it in the main process.
@@ -138,6 +144,62 @@ def _guarded_getitem(original: Any) -> Any:
     return __getitem__
 
 
+# The methods Keras calls between epochs, guarded where the dataset defines them.
+EPOCH_METHODS = ("on_epoch_begin", "on_epoch_end")
+
+
+def _defined_by_user(method: Any) -> bool:
+    """Whether ``method`` is the dataset's own (not Keras's no-op default)."""
+    module = getattr(method, "__module__", "") or ""
+    return callable(method) and not module.startswith(("keras", "tensorflow", "tf_keras"))
+
+
+def _guarded_epoch_method(original: Any) -> Any:
+    """``on_epoch_end`` (or ``on_epoch_begin``) run between two checks of the watched batches.
+
+    Check mode re-verifies every batch it still watches right before and right after the
+    method; a change found after it is pinned on the method and raised. Freeze mode makes
+    the arrays behind the batches it froze read-only while the method runs, so that a
+    write into them fails at its own line; they are writable again afterwards. Copy mode
+    runs the method under the instance's lock, so no ``__getitem__`` runs meanwhile.
+    """
+    code = getattr(original, "__code__", None)
+    source = Source(f"{original.__qualname__}()", code, kind="batch")
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        guard = _guard_of(self)
+        if guard is None:
+            return original(self, *args, **kwargs)
+        state = guard.state
+        with guard.lock:
+            token = state.before_epoch_method()
+            try:
+                result = original(self, *args, **kwargs)
+            except BaseException as exc:
+                state.annotate(exc, writer=source)
+                raise
+            finally:
+                state.undo_epoch_method(token)
+            state.after_epoch_method(source)
+        return result
+
+    method.__name__ = original.__name__
+    method.__qualname__ = original.__qualname__
+    method.__doc__ = original.__doc__
+    method.__wrapped__ = original  # type: ignore[attr-defined]
+    return method
+
+
+def _epoch_methods(cls: Any) -> dict[str, Any]:
+    """Guarded versions of the epoch methods ``cls`` defines itself."""
+    out = {}
+    for name in EPOCH_METHODS:
+        original = getattr(cls, name, None)
+        if _defined_by_user(original):
+            out[name] = _guarded_epoch_method(original)
+    return out
+
+
 def _stats_of(obj: Any) -> Stats | None:
     guard = _GUARDS.get(obj) if is_dataset(obj) else None
     if guard is not None:
@@ -167,6 +229,7 @@ def guard_dataset_class(cls: Any, overrides: dict[str, Any]) -> Any:
     namespace = {
         "__init__": __init__,
         "__getitem__": _guarded_getitem(cls.__getitem__),
+        **_epoch_methods(cls),
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
@@ -196,6 +259,7 @@ def _instance_class(cls: Any) -> Any:
 
         namespace = {
             "__getitem__": _guarded_getitem(cls.__getitem__),
+            **_epoch_methods(cls),
             "__reduce_ex__": __reduce_ex__,
             "__module__": cls.__module__,
             "__qualname__": cls.__qualname__,

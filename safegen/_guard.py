@@ -167,6 +167,7 @@ def _wrap_iterator(
     if settings.mode == "off":
         return obj
     state = make_state(settings, source)
+    state.producer = obj
     guarded: Any
     if inspect.isgenerator(obj):
         guarded = _run(obj, state)
@@ -234,6 +235,16 @@ class _GuardedIterable:
         raise TypeError(f"cannot pickle a safegen-guarded {type(self.__wrapped__).__name__}")
 
 
+def _yielding_source(result: Any, source: Source) -> Source:
+    """Who yields: the generator ``result`` when the guarded function is a factory that
+    returned it (``batch_generator()``, made by ``make()``), else ``source`` itself."""
+    code = getattr(result, "gi_code", None) or getattr(result, "ag_code", None)
+    if code is None or code is source.code:
+        return source
+    name = getattr(result, "__qualname__", None) or code.co_name
+    return Source(f"{name}()", code, source.kind, made_by=source.where())
+
+
 def _guard_result(
     result: Any, settings: Settings, source: Source, totals: Totals, role: str
 ) -> Any:
@@ -241,7 +252,7 @@ def _guard_result(
     if settings.mode == "off":
         return result
     if inspect.isgenerator(result) or inspect.isasyncgen(result) or hasattr(result, "__next__"):
-        return _wrap_iterator(result, settings, source, totals)
+        return _wrap_iterator(result, settings, _yielding_source(result, source), totals)
     if hasattr(result, "__iter__") and not isinstance(result, (str, bytes, bytearray)):
         return _GuardedIterable(result, settings, source)
     raise TypeError(

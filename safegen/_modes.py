@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from safegen import _session
+from safegen._address import ADDRESS_OFFSET as _ADDRESS_OFFSET
+from safegen._address import extent
+from safegen._address import read_address as _read_address
 from safegen._config import Settings
-from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array
+from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array, copy_foreign
 from safegen._errors import AliasingError, AliasingWarning
 from safegen._fingerprint import (
     SAMPLE_ABOVE,
@@ -31,7 +34,7 @@ from safegen._fingerprint import (
     verify_sample,
 )
 from safegen._frames import MACHINERY, user_stacklevel
-from safegen._report import DATASET_FIX, FIX, AliasingReport
+from safegen._report import DATASET_FIX, EPOCH_FIX, FIX, AliasingReport, epoch_method_name
 from safegen._stats import Stats
 from safegen._structure import Path, format_path, leaves, map_arrays
 
@@ -48,29 +51,62 @@ class Source:
     ``kind`` is ``"yield"`` for generators and iterators, ``"batch"`` for datasets.
     """
 
-    __slots__ = ("code", "kind", "name")
+    __slots__ = ("code", "kind", "made_by", "name")
 
-    def __init__(self, name: str, code: CodeType | None, kind: str = "yield") -> None:
+    def __init__(
+        self, name: str, code: CodeType | None, kind: str = "yield", made_by: str = ""
+    ) -> None:
         self.name = name
         self.code = code
         self.kind = kind
+        # The factory that returned the generator, with its location, if not the same.
+        self.made_by = made_by
 
     @property
     def location(self) -> str:
         if self.code is None:
             return ""
-        filename = self.code.co_filename
-        try:
-            relative = os.path.relpath(filename)
-            if not relative.startswith(".."):
-                filename = relative
-        except ValueError:
-            pass
-        return f"{filename}:{self.code.co_firstlineno}"
+        return f"{relative_filename(self.code.co_filename)}:{self.code.co_firstlineno}"
 
     def where(self) -> str:
         location = self.location
-        return f"{self.name} at {location}" if location else self.name
+        where = f"{self.name} at {location}" if location else self.name
+        return f"{where} (returned by {self.made_by})" if self.made_by else where
+
+
+def relative_filename(filename: str) -> str:
+    """``filename`` relative to the working directory when it lies below it."""
+    try:
+        relative = os.path.relpath(filename)
+        if not relative.startswith(".."):
+            return relative
+    except ValueError:
+        pass
+    return filename
+
+
+def current_line(producer: Any) -> str:
+    """``"file.py:9"``: where a suspended generator (or async generator) stands, or ``""``."""
+    frame = getattr(producer, "gi_frame", None) or getattr(producer, "ag_frame", None)
+    if frame is None:
+        return ""
+    return f"{relative_filename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def _write_line(tb: TracebackType | None) -> str:
+    """``"file.py:44"``: the innermost line of the traceback in the user's code (not
+    safegen's, not NumPy's), where a write into a read-only array failed."""
+    found = ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename not in MACHINERY and not filename.startswith(_LIBRARY_CODE):
+            found = f"{relative_filename(filename)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+# NumPy's own frames (Python files, and Cython ones named ``numpy/...pyx``).
+_LIBRARY_CODE = (os.path.dirname(np.__file__), "numpy" + os.sep)
 
 
 def _worker_process_name() -> str:
@@ -89,6 +125,8 @@ class _State:
         self.source = source
         self.stats = Stats()
         self.count = 0
+        # The guarded generator itself, to tell the line of its current yield.
+        self.producer: Any = None
 
     def process(self, value: Any) -> Any:
         raise NotImplementedError
@@ -96,12 +134,125 @@ class _State:
     def finish(self) -> None:
         """The generator is exhausted."""
 
-    def annotate(self, exc: BaseException) -> None:
-        """The generator raised ``exc``."""
+    def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
+        """The generator raised ``exc`` (or, with ``writer``, a dataset's epoch method)."""
+
+    def before_epoch_method(self) -> Any:
+        """A dataset's ``on_epoch_end`` (or ``on_epoch_begin``) is about to run."""
+        return None
+
+    def undo_epoch_method(self, token: Any) -> None:
+        """The method returned or raised: undo what ``before_epoch_method`` did."""
+
+    def after_epoch_method(self, writer: Source) -> None:
+        """The method ``writer`` returned."""
 
 
 # Fields of a watched array's record (a list, for speed on the per-yield path).
 _ARRAY, _KEY, _PATH, _DIGEST, _YIELD, _SEEN, _SAMPLE, _BOUNDS, _DEAD = range(9)
+
+# Up to this many watched records of one memory owner are kept in a list and scanned for
+# overlaps; beyond it, in an _Owner index (many row views of one array, see
+# benchmarks/many_leaves.py).
+_SCAN_UP_TO = 16
+_NONE: list[list[Any]] = []  # an empty cell (never modified)
+# A lookup that would visit more cells of an owner's index than this visits every record
+# instead.
+_MAX_CELLS = 64
+
+
+class _Owner:
+    """The watched records of one memory owner, indexed by address.
+
+    The owner's address space is cut into cells of ``2 ** shift`` bytes, at least the
+    widest record when the index is made. A record is filed under the cell of its first
+    byte, or among the ``wide`` ones if it is wider than a cell (the whole array next to
+    its row views). A record that overlaps a byte range ``[low, high)`` then starts in
+    one of the cells from ``low - cell + 1`` to ``high - 1``: finding them, filing a
+    record and removing one cost a few dictionary operations, whatever the number of
+    records, so a yield of N row views of one array costs O(N), where scanning every
+    record cost O(N * window).
+    """
+
+    __slots__ = ("cells", "shift", "size", "wide")
+
+    def __init__(self, records: list[list[Any]]) -> None:
+        self.cells: dict[int, list[list[Any]]] = {}
+        self.wide: list[list[Any]] = []
+        self.size = 0
+        widest = 64
+        for record in records:
+            if record[_BOUNDS] is None:
+                record[_BOUNDS] = extent(record[_ARRAY])
+            low, high = record[_BOUNDS]
+            widest = max(widest, high - low)
+        self.shift = (widest - 1).bit_length()
+        for record in records:
+            self._file(record)
+
+    def _file(self, record: list[Any]) -> None:
+        low, high = record[_BOUNDS]
+        self.size += 1
+        if high - low > 1 << self.shift:
+            self.wide.append(record)
+        else:
+            self.cells.setdefault(low >> self.shift, []).append(record)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def check_in(self, record: list[Any]) -> list[list[Any]]:
+        """File ``record``; return the records filed before it that may overlap it (a
+        superset of those that do)."""
+        array = record[_ARRAY]
+        if _read_address is not None and array.flags.c_contiguous:
+            low = _read_address(id(array) + _ADDRESS_OFFSET).value or 0
+            high = low + array.nbytes
+            record[_BOUNDS] = low, high
+        else:
+            low, high = record[_BOUNDS] = extent(array)
+        shift = self.shift
+        cells = self.cells
+        first = (low - (1 << shift) + 1) >> shift
+        last = max(low, high - 1) >> shift
+        if last - first > _MAX_CELLS:
+            before = [other for filed in cells.values() for other in filed]
+        elif last == first + 1:  # the usual case: the cell before the record's, and its own
+            get = cells.get
+            before = get(first, _NONE) + get(last, _NONE)
+        else:
+            before = []
+            for cell in range(first, last + 1):
+                before += cells.get(cell, _NONE)
+        if self.wide:
+            before += self.wide
+        self.size += 1
+        if high - low > 1 << shift:
+            self.wide.append(record)
+        else:
+            cells.setdefault(low >> shift, []).append(record)
+        return before
+
+    def remove(self, record: list[Any]) -> None:
+        low, high = record[_BOUNDS]
+        self.size -= 1
+        if high - low > 1 << self.shift:
+            _remove_identical(self.wide, record)
+            return
+        cell = low >> self.shift
+        filed = self.cells[cell]
+        if len(filed) == 1:
+            del self.cells[cell]
+        else:
+            _remove_identical(filed, record)
+
+
+def _remove_identical(records: list[list[Any]], record: list[Any]) -> None:
+    """Remove ``record`` itself (not an equal one) from ``records``."""
+    for i, other in enumerate(records):
+        if other is record:
+            del records[i]
+            return
 
 
 class Watch(_State):
@@ -123,7 +274,7 @@ class Watch(_State):
     def __init__(self, settings: Settings, source: Source) -> None:
         super().__init__(settings, source)
         self.window: collections.deque[list[list[Any]]] = collections.deque()
-        self.by_root: dict[Any, list[list[Any]]] = {}
+        self.by_root: dict[Any, list[list[Any]] | _Owner] = {}
         self.size = settings.window
         self.verify_all = settings.verify_all
         self.pending: list[AliasingReport] = []
@@ -146,7 +297,13 @@ class Watch(_State):
                 except (ValueError, TypeError, BufferError):
                     digest, size = fingerprint(array)
                     hashed += size
-            key = id(array) if array.base is None else memory_key(array)
+            base = array.base
+            if base is None:
+                key = id(array)
+            elif type(base) is _ndarray and base.base is None:
+                key = id(base)  # a view of an array that owns its memory
+            else:
+                key = memory_key(array)
             record = [array, key, path, digest, count, count, None, None, False]
             if array.nbytes > SAMPLE_ABOVE:
                 record[_SAMPLE] = sample(array)
@@ -154,8 +311,7 @@ class Watch(_State):
             if same_root is None:
                 by_root[key] = [record]
             else:
-                hashed += self._recheck(same_root, record, count)
-                same_root.append(record)
+                hashed += self._recheck(key, same_root, record, count)
             records.append(record)
         self.window.append(records)
         if len(self.window) > self.size:
@@ -170,20 +326,43 @@ class Watch(_State):
             self._dispatch()
         return value
 
-    def _recheck(self, same_root: list[list[Any]], new: list[Any], count: int) -> int:
-        """Re-hash the watched arrays that may share memory with ``new``."""
+    def _recheck(self, key: Any, same_root: Any, new: list[Any], count: int) -> int:
+        """Re-hash the watched arrays that may share memory with ``new``, then watch it.
+
+        ``same_root`` holds the watched records of ``new``'s memory owner: a list while
+        there are few (scanned in full), an :class:`_Owner` index by address beyond
+        ``_SCAN_UP_TO`` (which finds the overlapping ones without a scan).
+        """
+        if type(same_root) is not list:
+            # Usually the only candidates are neighbours from this very yield.
+            candidates = same_root.check_in(new)
+            for old in candidates:
+                if old[_YIELD] != count:
+                    return self._rehash(candidates, new, count)
+            return 0
+        hashed = self._rehash(same_root, new, count)
+        if len(same_root) < _SCAN_UP_TO:
+            same_root.append(new)
+        else:
+            self.by_root[key] = _Owner([*same_root, new])
+        return hashed
+
+    def _rehash(self, candidates: list[list[Any]], new: list[Any], count: int) -> int:
+        """Re-hash those of ``candidates`` that overlap ``new``; returns the bytes hashed."""
         hashed = 0
         array = new[_ARRAY]
-        for old in same_root:
-            if old[_DEAD] or old[_YIELD] == count:
+        for old in candidates:
+            # Skip records of this yield, and those already re-checked during it (the
+            # generator is suspended: nothing of its own can have changed them since).
+            if old[_DEAD] or old[_YIELD] == count or old[_SEEN] == count:
                 continue
             if old[_ARRAY] is array:
                 current = new[_DIGEST]
             else:
                 if old[_BOUNDS] is None:
-                    old[_BOUNDS] = bounds(old[_ARRAY])
+                    old[_BOUNDS] = extent(old[_ARRAY])
                 if new[_BOUNDS] is None:
-                    new[_BOUNDS] = bounds(array)
+                    new[_BOUNDS] = extent(array)
                 if old[_BOUNDS][1] <= new[_BOUNDS][0] or new[_BOUNDS][1] <= old[_BOUNDS][0]:
                     continue
                 current, size = fingerprint(old[_ARRAY])
@@ -213,18 +392,28 @@ class Watch(_State):
 
     def _forget(self, record: list[Any]) -> None:
         same_root = self.by_root[record[_KEY]]
-        for i, other in enumerate(same_root):
-            if other is record:
-                del same_root[i]
-                break
+        if type(same_root) is list:
+            for i, other in enumerate(same_root):
+                if other is record:
+                    del same_root[i]
+                    break
+        else:
+            same_root.remove(record)
         if not same_root:
             del self.by_root[record[_KEY]]
 
     def _evict(self, records: list[list[Any]], count: int) -> int:
         hashed = 0
+        by_root = self.by_root
         for record in records:
             hashed += self._verify(record, count, sampled=True)
-            self._forget(record)
+            owner = by_root[record[_KEY]]
+            if type(owner) is not _Owner:
+                self._forget(record)
+                continue
+            owner.remove(record)
+            if not owner.size:
+                del by_root[record[_KEY]]
         return hashed
 
     def _verify_all(self, count: int) -> int:
@@ -242,8 +431,51 @@ class Watch(_State):
         if self.pending:
             self._dispatch()
 
-    def _violation(self, record: list[Any], count: int, attributed: bool) -> None:
-        """Record a changed array. ``attributed``: the generator handed out its memory again."""
+    def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
+        if isinstance(exc, BufferError) and "re-sized" in str(exc) and self.count:
+            exc.add_note(
+                f"safegen: {(writer or self.source).where()} resized an object (a bytearray?) "
+                "whose memory check mode still watches: it holds a view of every yielded "
+                "buffer-protocol object, which Python forbids resizing. Resizing a "
+                "yielded buffer changes the batch under its consumer; yield a copy "
+                '(bytes(buffer)) or use @safegen.guard(mode="copy").'
+            )
+
+    def before_epoch_method(self) -> Any:
+        # A change found now happened before the method ran: its writer is unknown.
+        self._verify_epoch(None)
+        return None
+
+    def after_epoch_method(self, writer: Source) -> None:
+        self._verify_epoch(writer)
+
+    def _verify_epoch(self, writer: Source | None) -> None:
+        """Re-hash every watched array at an epoch boundary; a change is pinned on
+        ``writer`` (the epoch method that just ran) if given."""
+        start = perf_counter()
+        hashed = 0
+        for records in self.window:
+            for record in records:
+                if record[_DEAD]:
+                    continue
+                digest, size = fingerprint(record[_ARRAY])
+                hashed += size
+                if digest == record[_DIGEST]:
+                    record[_SEEN] = self.count
+                else:
+                    self._violation(
+                        record, self.count + 1, attributed=writer is not None, writer=writer
+                    )
+        self.stats.bytes_fingerprinted += hashed
+        self.stats.seconds += perf_counter() - start
+        if self.pending:
+            self._dispatch()
+
+    def _violation(
+        self, record: list[Any], count: int, attributed: bool, writer: Source | None = None
+    ) -> None:
+        """Record a changed array. ``attributed``: the generator handed out its memory
+        again, or the change happened while ``writer`` (an epoch method) ran."""
         record[_DEAD] = True
         self.stats.violations += 1
         if not attributed:
@@ -262,6 +494,9 @@ class Watch(_State):
                 kind=self.source.kind,
                 process=_worker_process_name(),
                 attributed=attributed,
+                writer="" if writer is None else writer.where(),
+                yield_location=current_line(self.producer) if attributed else "",
+                made_by=self.source.made_by,
             )
         )
 
@@ -325,7 +560,14 @@ class Copy(_State):
                 copied += array.nbytes
                 return copy_array(array, pool)
 
-            out = map_arrays(value, copy_one)
+            def copy_other(leaf: Any) -> Any:
+                nonlocal copied, arrays
+                arrays += 1
+                new, nbytes = copy_foreign(leaf)
+                copied += nbytes
+                return new
+
+            out = map_arrays(value, copy_one, copy_other)
         stats = self.stats
         stats.yields += 1
         stats.arrays += arrays
@@ -356,12 +598,14 @@ class Freeze(_State):
     def process(self, value: Any) -> Any:
         start = perf_counter()
         count = self.count = self.count + 1
-        found = leaves(value)
+        # Only ndarrays can be made read-only: other leaves (bytearray, DataFrame, DLPack
+        # tensors) are left as they are (check or copy mode covers them).
+        found = leaves(value, foreign=False)
         frozen: list[int] = []
         for path, array in found:
             self._freeze(array, array, count, path, frozen)
             node: Any = array.base
-            extent = None
+            covered = None
             for _ in range(256):
                 if node is None:
                     break
@@ -370,8 +614,8 @@ class Freeze(_State):
                     # x.reshape(...) (same bytes, no repeats: decided cheaply) or behind
                     # a sliding window view (decided by the byte ranges).
                     if not (node.nbytes == array.nbytes and 0 not in array.strides):
-                        extent = extent or bounds(array)
-                        if bounds(node) != extent:
+                        covered = covered or bounds(array)
+                        if bounds(node) != covered:
                             break
                     self._freeze(node, array, count, path, frozen)
                 node = getattr(node, "base", None)
@@ -393,21 +637,62 @@ class Freeze(_State):
             self.frozen[id(node)] = (count, path, leaf)
             frozen.append(id(node))
 
-    def annotate(self, exc: BaseException) -> None:
+    def before_epoch_method(self) -> Any:
+        """Make the arrays behind the batches still held read-only while the method runs.
+
+        A batch that is a view of ``self.x`` leaves ``self.x`` writable (only the view is
+        frozen), so shuffling ``self.x`` in place would go through; for the length of
+        the method, every array a recent batch views is read-only too. Returns what was
+        frozen, for ``undo_epoch_method``.
+        """
+        frozen: list[np.ndarray] = []
+        for count, path, leaf in list(self.frozen.values()):
+            node: Any = leaf.base
+            for _ in range(256):
+                if node is None:
+                    break
+                if isinstance(node, _ndarray) and node.flags.writeable:
+                    node.flags.writeable = False
+                    frozen.append(node)
+                    self.frozen[id(node)] = (count, path, leaf)
+                node = getattr(node, "base", None)
+        return frozen
+
+    def undo_epoch_method(self, token: Any) -> None:
+        for node in reversed(token):  # the memory owner first: its views need it writable
+            self.frozen.pop(id(node), None)
+            try:
+                node.flags.writeable = True
+            except ValueError:  # pragma: no cover - a base made read-only meanwhile
+                pass
+
+    def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
         if not (isinstance(exc, ValueError) and "read-only" in str(exc) and self.count):
             return
         batch = self.source.kind == "batch"
         item = "batch" if batch else "yield"
         culprit = self._culprit(exc.__traceback__)
+        line = _write_line(exc.__traceback__)
+        at = f" at {line}" if line else ""
         if culprit is None:
-            what = f"an array it had already {'returned' if batch else 'yielded'}"
+            what = f"an array it had already {'returned' if batch else 'yielded'}{at}"
         else:
             name, local, (count, path, leaf) = culprit
             where = f"leaf {format_path(path)}" if path else "the array"
             what = (
-                f"{name!r} ({local.dtype}, shape {tuple(local.shape)}), which is {where} "
-                f"of {item} #{count} or the memory behind it"
+                f"{name!r} ({local.dtype}, shape {tuple(local.shape)}){at}, which is "
+                f"{where} of {item} #{count} or the memory behind it"
             )
+        if writer is not None:
+            method = epoch_method_name(writer.where())
+            exc.add_note(
+                f"safegen: {writer.where()} wrote into {what}, while batches returned "
+                f"by {self.source.where()} still view that memory. safegen made it "
+                f'read-only while {method} ran (mode="freeze") because consumers may still '
+                f"hold those batches: without the freeze, they would have changed under "
+                f"them. {EPOCH_FIX}"
+            )
+            return
         exc.add_note(
             f"safegen: {self.source.where()} wrote into {what}. safegen made it "
             'read-only (mode="freeze") because consumers may still hold it: without '
@@ -418,7 +703,8 @@ class Freeze(_State):
     def _culprit(
         self, tb: TracebackType | None
     ) -> tuple[str, np.ndarray, tuple[int, Path, np.ndarray]] | None:
-        """The innermost local variable that holds (a view of) a frozen array."""
+        """The innermost local variable (or attribute of a local, ``self.x``) that holds
+        (a view of) a frozen array."""
         frames = []
         while tb is not None:
             frames.append(tb.tb_frame)
@@ -426,7 +712,12 @@ class Freeze(_State):
         for frame in reversed(frames):
             if frame.f_code.co_filename in MACHINERY:
                 continue
-            for name, local in frame.f_locals.items():
+            candidates = list(frame.f_locals.items())
+            for name, local in list(candidates):
+                attributes = getattr(local, "__dict__", None)
+                if not isinstance(local, _ndarray) and isinstance(attributes, dict):
+                    candidates += [(f"{name}.{key}", value) for key, value in attributes.items()]
+            for name, local in candidates:
                 node = local
                 while isinstance(node, _ndarray):
                     entry = self.frozen.get(id(node))

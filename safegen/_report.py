@@ -14,6 +14,16 @@ DATASET_FIX = (
     "Allocate the batch inside __getitem__, return a copy (np.copy(self.x)), "
     'or use @safegen.guard(mode="copy").'
 )
+EPOCH_FIX = (
+    "Build new arrays there instead of writing into the old ones (self.x = self.x[order], "
+    "not np.random.shuffle(self.x)), return copies from __getitem__ "
+    '(self.x[i:j].copy()), or use @safegen.guard(mode="copy").'
+)
+
+
+def epoch_method_name(writer: str) -> str:
+    """``"Batches.on_epoch_end() at data.py:40"`` -> ``"on_epoch_end"``."""
+    return writer.split("()", 1)[0].rsplit(".", 1)[-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,10 +46,17 @@ class AliasingReport:
         process: the name of the worker process that found it (each worker numbers its
             own batches), or ``""`` in the main process.
         attributed: ``True`` when the generator handed out the changed memory again (the
-            generator rewrote a buffer it had yielded); ``False`` when the change was
-            found otherwise (as its yield left the window, at exhaustion, or by
+            generator rewrote a buffer it had yielded), or when the change happened while
+            a dataset's ``writer`` method ran; ``False`` when the change was found
+            otherwise (as its yield left the window, at exhaustion, or by
             ``verify_all``), so that the writer is unknown: the generator through a
             reference it kept, the consumer, or TensorFlow (see the message).
+        writer: for a dataset, the epoch method during which the array changed, with
+            its location (``"Batches.on_epoch_end() at data.py:40"``), else ``""``.
+        yield_location: ``"file.py:9"``, the ``yield`` at which the generator handed
+            out the changed memory again (where to look), or ``""`` if unknown.
+        made_by: when the guarded callable is a factory that returned the generator,
+            that factory and its location (``"make() at data.py:1"``), else ``""``.
 
     Example:
         >>> import safegen
@@ -67,11 +84,16 @@ class AliasingReport:
     kind: str = "yield"
     process: str = ""
     attributed: bool = True
+    writer: str = ""
+    yield_location: str = ""
+    made_by: str = ""
 
     @property
     def message(self) -> str:
         """The full, human-readable message (first line: what, where, when)."""
         where = f"{self.source} at {self.location}" if self.location else self.source
+        if self.made_by:
+            where += f" (returned by {self.made_by})"
         if self.process:
             where += f" (in worker process {self.process}, which numbers its own batches)"
         leaf = f"leaf {self.path} " if self.path else "array "
@@ -88,6 +110,17 @@ class AliasingReport:
                 f"after {item} #{self.last_seen_unchanged} and before {item} "
                 f"#{self.detected_at} was {produced}"
             )
+        if self.writer:
+            method = epoch_method_name(self.writer)
+            return (
+                f"{self.writer}: batch #{self.changed_yield} {leaf}({self.dtype}, shape "
+                f"{self.shape}), returned by {where}, changed while {method} ran (after "
+                f"batch #{self.detected_at - 1}). {method} writes in place into an array that "
+                "__getitem__ handed out views of, and every consumer still holding one of "
+                "those batches (a prefetch queue, a worker, a callback that kept one) now "
+                "sees other data. "
+                f"{EPOCH_FIX}"
+            )
         if not self.attributed:
             return (
                 f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
@@ -99,6 +132,8 @@ class AliasingReport:
                 "wrapped without copying (seen under tf.distribute.MirroredStrategy). It "
                 f"is harmless if nothing uses that array again. {fix}"
             )
+        if self.yield_location:
+            when += f" (the yield at {self.yield_location} handed that memory out again)"
         return (
             f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
             f"{self.shape}) changed after it was {'returned' if item == 'batch' else 'yielded'}"

@@ -1,14 +1,21 @@
 """Walking the structures generators yield: tuples, lists, dicts, namedtuples.
 
-Leaves are NumPy arrays (``np.ndarray`` and its subclasses); everything else (Python
-scalars, str, bytes, None, NumPy scalars, tf/jax/torch tensors, sets, unknown objects) is
-left alone. Containers are walked without recursion, so any depth works, and a container
-that contains itself is walked once (the inner reference is left alone).
+Leaves are NumPy arrays (``np.ndarray`` and its subclasses) and the other objects that
+hold mutable memory, seen through NumPy views of it: pandas ``DataFrame`` (each column
+of a NumPy dtype) and ``Series`` (pandas is recognised only if the program imported it;
+safegen never imports it), objects exporting the buffer protocol (``bytearray``,
+``array.array``, ``memoryview``) and CPU DLPack producers (PyTorch tensors) through
+``np.from_dlpack``. Everything else (Python scalars, str, bytes, None, NumPy scalars,
+TensorFlow and JAX tensors, which are immutable, sets, unknown objects) is left alone.
+Containers are walked without recursion, so any depth works, and a container that
+contains itself is walked once (the inner reference is left alone).
 """
 
 from __future__ import annotations
 
+import array as _array_module
 import copy
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +25,7 @@ import numpy as np
 from safegen._errors import SafegenWarning
 from safegen._frames import user_stacklevel
 
-__all__ = ["Field", "format_path", "leaves", "map_arrays"]
+__all__ = ["Field", "foreign_views", "format_path", "is_foreign", "leaves", "map_arrays"]
 
 Path = tuple[Any, ...]
 _ndarray = np.ndarray
@@ -55,8 +62,104 @@ def _items(container: Any) -> list[tuple[Any, Any]] | None:
     return None
 
 
-def leaves(value: Any) -> list[tuple[Path, np.ndarray]]:
+# Leaves that never hold mutable memory: skipped without further checks.
+_PLAIN = frozenset({int, float, complex, bool, str, bytes, type(None)})
+# DLPack producers whose tensors are immutable: not checked, not copied.
+_IMMUTABLE_TENSORS = ("jax", "jaxlib", "tensorflow", "keras")
+_BUFFERS = (bytearray, _array_module.array, memoryview)
+_DLPACK_CPU = (1, 3)  # kDLCPU, kDLCUDAHost
+
+
+def _pandas_types(node: Any) -> str:
+    """``"frame"``, ``"series"`` or ``""``; pandas is looked up, never imported."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None:
+        return ""
+    if isinstance(node, pandas.DataFrame):
+        return "frame"
+    if isinstance(node, pandas.Series):
+        return "series"
+    return ""
+
+
+def _is_dlpack(node: Any) -> bool:
+    kind = type(node)
+    if not hasattr(kind, "__dlpack__") or isinstance(node, (np.ndarray, np.generic)):
+        return False
+    module = getattr(kind, "__module__", "") or ""
+    if module.split(".")[0] in _IMMUTABLE_TENSORS:
+        return False
+    try:
+        return int(node.__dlpack_device__()[0]) in _DLPACK_CPU
+    except Exception:
+        return False
+
+
+def is_foreign(node: Any) -> bool:
+    """Whether ``node`` is a leaf other than an ndarray that safegen checks and copies.
+
+    Example:
+        >>> import numpy as np
+        >>> is_foreign(bytearray(b"ab")), is_foreign(b"ab"), is_foreign(np.zeros(2))
+        (True, False, False)
+    """
+    kind = type(node)
+    if kind in _PLAIN or isinstance(node, np.ndarray):
+        return False
+    return isinstance(node, _BUFFERS) or bool(_pandas_types(node)) or _is_dlpack(node)
+
+
+def _buffer_view(node: Any) -> np.ndarray | None:
+    """A NumPy view of a buffer-protocol object's memory (typed when NumPy can)."""
+    try:
+        view = np.asarray(node if isinstance(node, memoryview) else memoryview(node))
+    except (ValueError, TypeError, NotImplementedError):
+        try:
+            view = np.frombuffer(node, np.uint8)
+        except (ValueError, TypeError, BufferError):
+            return None
+    return view if view.dtype != object else None
+
+
+def foreign_views(node: Any) -> list[tuple[Path, np.ndarray]]:
+    """NumPy views of the memory behind a leaf that :func:`is_foreign` accepts.
+
+    A ``DataFrame`` gives one view per column of a NumPy dtype (path: the column name);
+    columns of pandas' own dtypes (categorical, nullable, Arrow strings) and the index
+    are not checked. A ``Series`` of a NumPy dtype, a buffer-protocol object or a CPU
+    DLPack tensor gives one view of all of its memory.
+
+    Example:
+        >>> import numpy as np
+        >>> [(p, a.dtype.name, a.shape) for p, a in foreign_views(bytearray(3))]
+        [((), 'uint8', (3,))]
+    """
+    if isinstance(node, _BUFFERS):
+        view = _buffer_view(node)
+        return [] if view is None else [((), view)]
+    pandas_kind = _pandas_types(node)
+    if pandas_kind == "series":
+        if not isinstance(node.dtype, np.dtype):
+            return []
+        return [((), node.to_numpy(copy=False))]
+    if pandas_kind == "frame":
+        out = []
+        for position, name in enumerate(node.columns):
+            column = node.iloc[:, position]
+            if isinstance(column.dtype, np.dtype):
+                out.append(((name,), column.to_numpy(copy=False)))
+        return out
+    try:
+        return [((), np.from_dlpack(node))]
+    except Exception:  # a tensor that needs grad, on another device, ...: left alone
+        return []
+
+
+def leaves(value: Any, foreign: bool = True) -> list[tuple[Path, np.ndarray]]:
     """Every array in ``value`` with its path, in depth-first order.
+
+    With ``foreign`` (the default), the leaves :func:`is_foreign` accepts are given as
+    NumPy views of their memory (:func:`foreign_views`).
 
     Example:
         >>> import numpy as np
@@ -90,6 +193,8 @@ def leaves(value: Any) -> list[tuple[Path, np.ndarray]]:
             continue
         items = _items(node)
         if items is None:
+            if foreign and is_foreign(node):
+                out.extend((path + sub, view) for sub, view in foreign_views(node))
             continue
         active.add(id(node))
         stack.extend((path + (key,), child) for key, child in reversed(items))
@@ -146,8 +251,11 @@ def _rebuild(container: Any, children: list[Any]) -> Any:
         return plain
 
 
-def map_arrays(value: Any, fn: Callable[[np.ndarray], Any]) -> Any:
-    """``value`` with every array ``a`` replaced by ``fn(a)``.
+def map_arrays(
+    value: Any, fn: Callable[[np.ndarray], Any], other: Callable[[Any], Any] | None = None
+) -> Any:
+    """``value`` with every array ``a`` replaced by ``fn(a)``, and, if ``other`` is given,
+    every leaf ``x`` that :func:`is_foreign` accepts by ``other(x)``.
 
     Containers that hold no array come back as the very same objects; the others are
     rebuilt with their own type (namedtuples, dict and list subclasses included).
@@ -171,7 +279,7 @@ def map_arrays(value: Any, fn: Callable[[np.ndarray], Any]) -> Any:
         return fn(value)
     items = _items(value)
     if items is None:
-        return value
+        return other(value) if other is not None and is_foreign(value) else value
     # Iterative post-order walk: each frame is [container, items, next index, children].
     active = {id(value)}
     frames: list[list[Any]] = [[value, items, 0, [], False]]
@@ -189,7 +297,7 @@ def map_arrays(value: Any, fn: Callable[[np.ndarray], Any]) -> Any:
                     active.add(id(child))
                     frames.append([child, child_items, 0, [], False])
                     continue
-                new_child = child
+                new_child = other(child) if other is not None and is_foreign(child) else child
             children.append(new_child)
             if new_child is not child:
                 frame[4] = True

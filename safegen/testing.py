@@ -23,20 +23,27 @@ __all__ = ["ProbeResult", "assert_no_aliasing"]
 def assert_no_aliasing(
     obj: Any,
     *,
-    steps: int = 20,
+    steps: int | None = None,
+    epochs: int = 2,
     mode: str = "check",
     window: int | None = None,
     args: tuple[Any, ...] = (),
     kwargs: dict[str, Any] | None = None,
 ) -> ProbeResult:
-    """Assert that ``obj`` never changes an array after handing it out, over ``steps`` items.
+    """Assert that ``obj`` never changes an array after handing it out.
 
     Args:
         obj: a generator function or a function returning an iterable (called with
             ``args`` and ``kwargs``), a Keras ``PyDataset`` class (instantiated with them)
             or instance (read as ``obj[0]``, ``obj[1]``, ...; its class and attributes are
             restored afterwards), or a generator, iterator or iterable object.
-        steps: how many items to pull (fewer if the source ends first).
+        steps: how many items to pull from a generator or iterator (default 20; fewer
+            if it ends first); for a dataset, at most this many indices per epoch
+            (default: all of them).
+        epochs: how many epochs to read a dataset for (default 2): ``on_epoch_begin()``
+            if defined, every index, then ``on_epoch_end()``, so that a dataset that
+            shuffles or refills in place, between epochs, the arrays its batches view
+            is found. Other sources are read once.
         mode: ``"check"`` (fingerprints, reports every change) or ``"freeze"`` (makes
             yielded arrays read-only and stops at the first write into one; the arrays
             stay read-only).
@@ -55,7 +62,7 @@ def assert_no_aliasing(
         AssertionError: an array changed after it was handed out; the message is
             safegen's report of each change.
         TypeError: ``obj`` cannot be iterated.
-        ValueError: an invalid ``steps``, ``mode`` or ``window``.
+        ValueError: an invalid ``steps``, ``epochs``, ``mode`` or ``window``.
 
     Example:
         >>> import numpy as np
@@ -71,7 +78,9 @@ def assert_no_aliasing(
     """
     __tracebackhide__ = True
     with checking_anyway():
-        result = probe(obj, steps=steps, mode=mode, window=window, args=args, kwargs=kwargs)
+        result = probe(
+            obj, steps=steps, epochs=epochs, mode=mode, window=window, args=args, kwargs=kwargs
+        )
     if not result.clean:
         raise AssertionError(result.summary())
     return result

@@ -100,6 +100,23 @@ class TestBenchmarks:
         assert (tmp_path / "tf_data_quick.md").exists()
         assert (tmp_path / "tf_data_quick.png").stat().st_size > 0
 
+    def test_many_leaves(self, tmp_path):
+        """many_leaves.py --quick compares views of one array with arrays, per leaf count."""
+        pytest.importorskip("tqdm")
+        _run("many_leaves.py", tmp_path)
+        report = json.loads((tmp_path / "many_leaves_quick.json").read_text())
+        assert [s["leaves"] for s in report["sections"]] == [32, 128, 512]
+        for section in report["sections"]:
+            assert set(section["us_per_next"]) == {
+                "bare views",
+                "bare arrays",
+                "check views",
+                "check arrays",
+            }
+            assert set(section["views_over_arrays"]) == {"median", "min", "max"}
+        assert any("per-leaf overhead" in name for name in report["targets"])
+        assert (tmp_path / "many_leaves_quick.md").read_text().startswith("# Check mode against")
+
     def test_import_time(self, tmp_path):
         """import_time.py --quick times import safegen against import numpy."""
         pytest.importorskip("tqdm")

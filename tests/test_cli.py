@@ -51,6 +51,18 @@ class TestCheckCommand:
         assert "reused() at tests/cli_data.py:" in lines[1]
         assert "yield #1 leaf [0] (float64, shape (4, 2)) changed" in lines[1]
 
+    @pytest.mark.keras
+    def test_epochs_option(self):
+        """--epochs N reads a dataset N times, calling on_epoch_end after each epoch."""
+        pytest.importorskip("keras")
+        buggy = _check("tests.epoch_datasets:ShuffledInPlace", "--epochs", "1", "--steps", "5")
+        assert buggy.returncode == 1, buggy.stdout + buggy.stderr
+        assert "NOT clean, 5 item(s) pulled in mode 'check' over 1 epoch(s)" in buggy.stdout
+        assert "ShuffledInPlace.on_epoch_end() at tests/epoch_datasets.py:" in buggy.stdout
+        clean = _check("tests.epoch_datasets:Rebound", "--epochs", "3", "--steps", "5")
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert "clean, 15 item(s) pulled in mode 'check' over 3 epoch(s)" in clean.stdout
+
     def test_freeze_mode(self):
         """--mode freeze reports the failing write with safegen's note."""
         result = _check("tests.cli_data:reused", "--mode", "freeze")

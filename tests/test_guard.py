@@ -91,7 +91,8 @@ class TestSeedGenerators:
         assert last.line == "x[i][0] = rng.integers(0, 100)"
         note = "\n".join(info.value.__notes__)
         assert note.startswith("safegen: reused_buffer() at ")
-        assert "wrote into 'x' (float64, shape (1, 2)), which is leaf [0] of yield #1" in note
+        write = f"tests/seed.py:{last.lineno}"
+        assert f"wrote into 'x' (float64, shape (1, 2)) at {write}, which is leaf [0] of" in note
         assert "Allocate the array inside the loop" in note
 
     @pytest.mark.parametrize("factory", [seed.fresh_buffer, seed.copied_buffer])

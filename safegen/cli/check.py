@@ -60,7 +60,18 @@ def add_parser(subparsers: Any) -> None:
         help="keyword arguments as one JSON object, e.g. '{\"batch_size\": 8}' "
         "(KEY=VALUE words win over it)",
     )
-    parser.add_argument("--steps", type=positive, default=20, help="items to pull (default 20)")
+    parser.add_argument(
+        "--steps",
+        type=positive,
+        default=20,
+        help="items to pull (default 20); for a dataset, at most this many per epoch",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive,
+        default=2,
+        help="epochs to read a dataset for, calling on_epoch_end after each (default 2)",
+    )
     parser.add_argument(
         "--mode",
         choices=("check", "freeze"),
@@ -87,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             result = probe(
                 obj,
                 steps=args.steps,
+                epochs=args.epochs,
                 mode=mode,
                 window=args.window,
                 kwargs=kwargs,
