@@ -154,7 +154,8 @@ class TestCommandLine:
         ids=lambda env: str(env or "unset"),
     )
     def test_demo_runs(self, env):
-        """The demo shows the three pitfalls, numbered as in the README, under any setting."""
+        """The demo shows the three pitfalls, numbered as in the README, and finds them in the
+        unmodified programs (section 4), under any setting."""
         pytest.importorskip("keras")
         clean = {k: v for k, v in os.environ.items() if not k.startswith("SAFEGEN_")}
         result = subprocess.run(
@@ -166,7 +167,7 @@ class TestCommandLine:
         )
         assert result.returncode == 0, result.stderr
         out = result.stdout
-        headings = [out.index(f"\n{n}. ") for n in (1, 2, 3)]
+        headings = [out.index(f"\n{n}. ") for n in (1, 2, 3, 4)]
         assert headings == sorted(headings)
         assert "1. model.fit on a generator that refills one buffer" in out
         assert "2. print(next(it), next(it))" in out
@@ -175,6 +176,12 @@ class TestCommandLine:
         assert "guard(copy):    loss per epoch [0.0, 0.0]" in out
         assert "guard(freeze):  ValueError at the generator's own write" in out
         assert "ShapeError" in out
+        assert "4. The same bugs found without changing the code" in out
+        assert (
+            "      AliasingError: train_iterator() at examples/unmodified/mean_generator.py:" in out
+        )
+        fixed = out.split("examples/unmodified/mean_fixed.py (both fixed):\n")[1].splitlines()[0]
+        assert "ran to the end" in fixed and " 0 violation(s)" in fixed
         plain = next(line for line in out.splitlines() if "plain:          loss per epoch" in line)
         losses = plain.split("[")[1].split("]")[0]
         assert ("not 0" in plain) == any(float(x) for x in losses.split(","))

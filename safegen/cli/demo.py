@@ -175,6 +175,62 @@ def pitfall_lambda(keras: Any) -> None:
     _say()
 
 
+# The article's programs, unmodified (no `import safegen` in them), in a checkout.
+UNMODIFIED = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "examples",
+    "unmodified",
+)
+
+
+def _run_unmodified(script: str) -> tuple[str, Any]:
+    """Run one unmodified program as ``python -m safegen run`` does, in this process.
+
+    Returns how it ended (``"ran"`` or the safegen error's class name) and the session.
+    """
+    import contextlib
+    import io
+    import runpy
+
+    path = os.path.join(UNMODIFIED, script)
+    outcome = "ran"
+    with safegen.enabled(mode="check") as session:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                runpy.run_path(path, run_name="__main__")
+            except safegen.SafegenError as error:
+                outcome = f"{type(error).__name__}: {_first_sentence(str(error))}"
+    return outcome, session
+
+
+def zero_code() -> None:
+    """4. The same bugs, found in programs that do not import safegen."""
+    _say("4. The same bugs found without changing the code: python -m safegen run script.py")
+    if not os.path.isdir(UNMODIFIED):
+        _say("   (the example programs are in the safegen checkout: examples/unmodified/)")
+        _say()
+        return
+    for script, story in (
+        ("mean_generator.py", "pitfall 1, as the article wrote it"),
+        ("mean_lambda.py", "pitfall 3, as the article wrote it"),
+        ("mean_fixed.py", "both fixed"),
+    ):
+        outcome, session = _run_unmodified(script)
+        totals = session.as_dict()["totals"]
+        _say(f"   examples/unmodified/{script} ({story}):")
+        if outcome == "ran":
+            _say(
+                f"      ran to the end: {totals['sources']} source(s), {totals['batches']} "
+                f"batches checked, {totals['violations']} violation(s); "
+                f"{totals['layers_checked']} layer(s) checked, {totals['shape_errors']} "
+                "shape error(s)"
+            )
+        else:
+            _say(f"      {outcome}")
+    _say()
+
+
 def run(steps: int = 40) -> int:
     """Print the demo report; returns 0.
 
@@ -206,6 +262,7 @@ def run(steps: int = 40) -> int:
         pitfall_fit(keras, steps)
         pitfall_print()
         pitfall_lambda(keras)
+        zero_code()
     _say("Fix the generator: allocate x inside the loop, or yield np.copy(x),")
     _say('or let safegen do it: @safegen.guard(mode="copy").')
     sys.stdout.flush()
