@@ -134,6 +134,10 @@ def _stats_of(obj: Any) -> Stats | None:
     guard = _GUARDS.get(obj) if is_dataset(obj) else None
     if guard is not None:
         return Stats() + guard.state.stats
+    if is_dataset(obj) and _SETTINGS_ATTRIBUTE in obj.__dict__:
+        # Guarded, but no batch was returned in this process yet (with worker processes,
+        # every batch may be made in a worker): nothing counted here.
+        return Stats()
     totals = obj.__dict__.get("_safegen_totals") if isinstance(obj, type) else None
     if totals is not None:
         total: Stats = totals.total()
