@@ -7,11 +7,12 @@ Run by tests/test_multiworker.py, twice at once, each process with its own ``TF_
     python tests/multiworker_run.py SOURCE MODE DATA
     python -m safegen run tests/multiworker_run.py SOURCE MODE DATA
 
-SOURCE is ``generator`` (a generator function through ``tf.data.Dataset.from_generator``)
-or ``sequence`` (a ``tf_keras.utils.Sequence`` given to ``fit``); MODE is a safegen mode;
-DATA is ``fresh`` (a new array per batch) or ``reused`` (the article's bug: one buffer
-refilled in place). Prints one JSON line (task index, losses, safegen's stats) on success.
-An ``AliasingError`` in check mode ends the worker with TensorFlow's error, whose text
+SOURCE is ``generator`` (a generator function through ``tf.data.Dataset.from_generator``),
+``sequence`` (a ``tf_keras.utils.Sequence`` given to ``fit``) or ``both`` (one, then the
+other, on the same model); MODE is a safegen mode; DATA is ``fresh`` (a new array per
+batch) or ``reused`` (the article's bug: one buffer refilled in place). Prints one JSON
+line (task index, and per source the losses and safegen's stats) on success. An
+``AliasingError`` in check mode ends the worker with TensorFlow's error, whose text
 carries safegen's message, and a non-zero exit status.
 """
 
@@ -75,40 +76,38 @@ class Batches(tf_keras.utils.Sequence):
         return self.x, self.y
 
 
+def fit_generator_source(model, mode, data):
+    """Train on a guarded generator function through from_generator; its stats."""
+    guarded = safegen.guard(reused_batches if data == "reused" else fresh_batches, mode=mode)
+    signature = (tf.TensorSpec((BATCH, 2), tf.float32), tf.TensorSpec((BATCH, 1), tf.float32))
+    dataset = tf.data.Dataset.from_generator(guarded, output_signature=signature)
+    # Each worker reads its own source: do not shard one worker's batches.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    history = model.fit(
+        dataset.with_options(options), steps_per_epoch=STEPS, epochs=EPOCHS, verbose=0
+    )
+    return history.history["loss"], safegen.stats(guarded)
+
+
+def fit_sequence_source(model, mode, data):
+    """Train on a guarded Sequence instance; its stats."""
+    guarded = safegen.guard(Batches(reused=data == "reused"), mode=mode)
+    history = model.fit(guarded, epochs=EPOCHS, verbose=0, shuffle=False)
+    return history.history["loss"], safegen.stats(guarded)
+
+
 def main(source, mode, data):
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    task = strategy.cluster_resolver.task_id
     with strategy.scope():
         model = tf_keras.Sequential([tf_keras.Input((2,)), tf_keras.layers.Dense(1)])
         model.compile(loss="mse", optimizer=tf_keras.optimizers.RMSprop(0.05))
-    if source == "generator":
-        guarded = safegen.guard(reused_batches if data == "reused" else fresh_batches, mode=mode)
-        signature = (
-            tf.TensorSpec((BATCH, 2), tf.float32),
-            tf.TensorSpec((BATCH, 1), tf.float32),
-        )
-        dataset = tf.data.Dataset.from_generator(guarded, output_signature=signature)
-        # Each worker reads its own source: no sharding of one worker's batches.
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        dataset = dataset.with_options(options)
-        history = model.fit(dataset, steps_per_epoch=STEPS, epochs=EPOCHS, verbose=0)
-    else:
-        guarded = safegen.guard(Batches(reused=data == "reused"), mode=mode)
-        history = model.fit(guarded, epochs=EPOCHS, verbose=0, shuffle=False)
-    stats = safegen.stats(guarded)
-    print(
-        json.dumps(
-            {
-                "task": task,
-                "replicas": strategy.num_replicas_in_sync,
-                "loss": history.history["loss"],
-                "yields": stats.yields,
-                "violations": stats.violations,
-            }
-        ),
-        flush=True,
-    )
+    found = {"task": strategy.cluster_resolver.task_id, "replicas": strategy.num_replicas_in_sync}
+    sources = {"generator": fit_generator_source, "sequence": fit_sequence_source}
+    for name in ("generator", "sequence") if source == "both" else (source,):
+        loss, stats = sources[name](model, mode, data)
+        found[name] = {"loss": loss, "yields": stats.yields, "violations": stats.violations}
+    print(json.dumps(found), flush=True)
 
 
 if __name__ == "__main__":
