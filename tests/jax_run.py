@@ -15,9 +15,9 @@ import warnings
 if os.environ.get("KERAS_BACKEND") != "jax":
     sys.exit("run with KERAS_BACKEND=jax")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras  # noqa: E402
 import safegen  # noqa: E402
 from tests.datasets import Clean, SharedBuffer, mean_model  # noqa: E402
 

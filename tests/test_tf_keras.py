@@ -11,6 +11,7 @@ where it is set and `keras` means tf_keras.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -227,3 +228,17 @@ def test_article_program_as_written():
     ), result.stderr[-3000:]
     # Stopped in the first epoch, before the program's last line.
     assert "Epoch 1/100" in result.stdout and "Epoch 2/100" not in result.stdout
+
+
+def test_installed_at_tensorflows_version():
+    """tf-keras has TensorFlow's major.minor version, and installing it (--no-deps) left
+    one TensorFlow distribution: not `tensorflow` over `tensorflow-cpu`."""
+    assert tf_keras.__version__.split(".")[:2] == tf.__version__.split(".")[:2]
+    installed = set()
+    for name in ("tensorflow", "tensorflow-cpu", "tensorflow-macos"):
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        installed.add(name)
+    assert len(installed) == 1, installed
