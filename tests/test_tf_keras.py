@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import safegen
+from safegen.testing import assert_no_aliasing
 from tests import seed
 
 pytestmark = [
@@ -206,6 +207,19 @@ class TestSequenceProcesses:
             tf.errors.UnknownError, match=r"in worker process .*changed after it was returned"
         ):
             _fit_sequence(dataset, **PROCESSES)
+
+
+class TestTesting:
+    """safegen.testing reads tf_keras Sequences as it reads Keras 3 PyDatasets."""
+
+    def test_shared_buffer_fails(self):
+        """assert_no_aliasing on a shared-buffer Sequence raises with safegen's report."""
+        with pytest.raises(AssertionError, match=r"SharedBuffer.__getitem__\(\)"):
+            assert_no_aliasing(SharedBuffer(batches=5), steps=5)
+
+    def test_clean_sequence_passes(self):
+        """assert_no_aliasing on a clean Sequence passes, every batch read."""
+        assert assert_no_aliasing(Clean(batches=5), steps=5).items == 5
 
 
 @pytest.mark.slow
