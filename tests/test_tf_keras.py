@@ -146,7 +146,8 @@ class TestSequenceThreads:
 
     def test_bug_is_real_without_safegen(self):
         """Unguarded, the shared-buffer Sequence gives mismatched batches."""
-        assert _fit_sequence(SharedBuffer(pause=0.002), **THREADS)[0] > 0.5
+        # A race: how many batches lose it varies with the machine's load.
+        assert _fit_sequence(SharedBuffer(pause=0.002), **THREADS)[0] > 0.2
 
     def test_check_mode_reports_the_shared_buffer(self):
         """Check mode stops fit with safegen's message naming __getitem__."""
