@@ -190,6 +190,13 @@ class TestSequenceThreads:
         assert safegen.stats(dataset).violations == 0
 
 
+def test_stats_before_the_first_batch():
+    """stats() of a guarded Sequence that has returned no batch in this process is zeros
+    (with worker processes, every batch may be made in a worker)."""
+    dataset = safegen.guard(SharedBuffer(batches=5))
+    assert safegen.stats(dataset) == safegen.Stats()
+
+
 class TestSequenceProcesses:
     """tf_keras.utils.Sequence with fit(workers=2, use_multiprocessing=True)."""
 
