@@ -190,6 +190,32 @@ class TestSequenceThreads:
         assert safegen.stats(dataset).violations == 0
 
 
+class TestEvaluatePredict:
+    """Guarded sources given to evaluate, predict and validation_data."""
+
+    def test_evaluate_and_predict_on_a_guarded_sequence(self):
+        """evaluate and predict read every batch of a guarded Sequence in copy mode."""
+        dataset = safegen.guard(SharedBuffer(batches=6), mode="copy")
+        model = mean_model()
+        loss, mismatched = model.evaluate(dataset, verbose=0)
+        assert loss == 0.0 and mismatched == 0.0
+        assert model.predict(dataset, verbose=0).shape == (6 * 32, 1)
+        assert safegen.stats(dataset).yields >= 12
+
+    def test_check_mode_in_validation_data(self):
+        """A reused-buffer generator as validation_data stops fit with safegen's message."""
+        guarded = safegen.guard(seed.reused_buffer_keras)
+        with pytest.raises(tf.errors.UnknownError, match=r"reused_buffer_keras\(\) at "):
+            _fit(
+                "fit",
+                seed.fresh_buffer_keras(64),
+                steps_per_epoch=2,
+                epochs=1,
+                validation_data=guarded(64),
+                validation_steps=5,
+            )
+
+
 def test_stats_before_the_first_batch():
     """stats() of a guarded Sequence that has returned no batch in this process is zeros
     (with worker processes, every batch may be made in a worker)."""
