@@ -205,7 +205,9 @@ def _stats_of(obj: Any) -> Stats | None:
     if guard is not None:
         return Stats() + guard.state.stats
     if is_dataset(obj) and _SETTINGS_ATTRIBUTE in obj.__dict__:
-        return Stats()  # guarded, but no batch read yet (or mode "off")
+        # Guarded, but no batch was returned in this process yet (with worker processes,
+        # every batch may be made in a worker): nothing counted here.
+        return Stats()
     totals = obj.__dict__.get("_safegen_totals") if isinstance(obj, type) else None
     if totals is not None:
         total: Stats = totals.total()
