@@ -2,17 +2,17 @@
 
 * :func:`guard` checks, copies or freezes what generators, iterators and datasets yield,
   so a generator that writes into a buffer it already handed out is caught.
-* :class:`ShapeChecked` wraps a Keras layer (a ``Lambda`` above all) and asserts that its
-  real output has the rank and shape it declares.
+* :func:`ShapeChecked` switches a check on for a Keras layer (a ``Lambda`` above all): its
+  real output must have the rank and shape it declares.
 
-``import safegen`` never imports TensorFlow, Keras, JAX or PyTorch: the Keras-facing names
-are imported on first use.
+``import safegen`` never imports TensorFlow, Keras, JAX or PyTorch: the layer functions
+load the integration for the layer's Keras on first use.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from safegen._config import Settings, configure, mode, settings
 from safegen._errors import (
@@ -23,16 +23,9 @@ from safegen._errors import (
     ShapeError,
 )
 from safegen._guard import guard, stats
+from safegen._layers import ShapeChecked, ShapeCheckedLambda, check_layers, unwrap
 from safegen._report import AliasingReport
 from safegen._stats import Stats
-
-if TYPE_CHECKING:  # pragma: no cover
-    from safegen._shape import (
-        ShapeChecked,
-        ShapeCheckedLambda,
-        check_layers,
-        unwrap,
-    )
 
 __version__ = "0.1.0"
 
@@ -56,13 +49,9 @@ __all__ = [
     "unwrap",
 ]
 
-# Names served on first use, so that `import safegen` stays free of Keras.
-_LAZY = {
-    "ShapeChecked": "safegen._shape",
-    "ShapeCheckedLambda": "safegen._shape",
-    "check_layers": "safegen._shape",
-    "unwrap": "safegen._shape",
-}
+# Names served on first use, so that `import safegen` stays free of frameworks. (The layer
+# functions need no entry: they are framework-free and load their integration on use.)
+_LAZY: dict[str, str] = {}
 
 
 def __getattr__(name: str) -> Any:
