@@ -11,6 +11,7 @@ because worker processes send them back to the parent.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = ["AliasingError", "AliasingWarning", "SafegenError", "SafegenWarning", "ShapeError"]
@@ -66,11 +67,31 @@ class ShapeError(SafegenError, ValueError):
     A ``ValueError`` because the value a layer produced is of the wrong shape, like the
     ``ValueError`` Keras raises for incompatible shapes.
 
+    safegen raises it so that Keras passes it through unchanged. Should Keras (or anything
+    else) rebuild it from a message it wrapped in its own context (``Exception encountered
+    when calling ...``, ANSI bold, ``Arguments received by ...``), only safegen's message
+    is kept.
+
     Example:
         >>> import safegen
         >>> isinstance(safegen.ShapeError("bad"), ValueError)
         True
     """
+
+    def __init__(self, message: Any = "", *args: Any) -> None:
+        if isinstance(message, str):
+            wrapped = _KERAS_CONTEXT.match(message)
+            if wrapped:
+                message = wrapped.group(1)
+        super().__init__(message, *args)
+
+
+# What Keras's `inject_argument_info_in_traceback` makes of a layer's exception message.
+_KERAS_CONTEXT = re.compile(
+    r"Exception encountered when calling [^\n]*\n\n\x1b\[1m(.*?)\x1b\[0m\n\n"
+    r"Arguments received by ",
+    re.S,
+)
 
 
 class SafegenWarning(UserWarning):

@@ -115,17 +115,26 @@ class TestSeedLambda:
         with pytest.raises(ShapeError, match=r"returned rank 1, shape \(3,\)"):
             layer(ops.ones((3, 2)))
 
-    def test_error_survives_keras_reraise(self) -> None:
-        """ShapeError is rebuilt by Keras as type(e)(message) and stays a ValueError."""
+    def test_error_text_is_clean(self) -> None:
+        """The ShapeError that reaches the user carries no Keras clutter (ANSI, call args)."""
         x, _ = mean_data()
         with pytest.raises(ShapeError) as info:
             seed_model().predict(x, verbose=0)
-        assert getattr(info.value, "_keras_call_info_injected", False)
-        assert "Exception encountered when calling" in str(info.value)
+        text = str(info.value)
+        assert text.startswith("layer 'mean' (Lambda) returned rank 1")
+        assert "\x1b[" not in text and "Arguments received" not in text
         assert isinstance(info.value, ValueError)
-        rebuilt = type(info.value)(str(info.value))
-        assert isinstance(rebuilt, ShapeError)
+        rebuilt = type(info.value)(text)  # Keras rebuilds exceptions as type(e)(message)
+        assert isinstance(rebuilt, ShapeError) and str(rebuilt) == text
 
+    def test_keras_wrapped_text_is_cleaned(self) -> None:
+        """A ShapeError rebuilt from Keras's re-raise text keeps only safegen's message."""
+        keras_text = (
+            "Exception encountered when calling Lambda.call().\n\n"
+            "\x1b[1mlayer 'mean' (Lambda) returned rank 1.\n  check: 'rank'\x1b[0m\n\n"
+            "Arguments received by Lambda.call():\n  • args=<class 'inspect._empty'>"
+        )
+        assert str(ShapeError(keras_text)) == "layer 'mean' (Lambda) returned rank 1.\n  check: 'rank'"
 
 class TestCorrectLambda:
     """A correct Lambda, wrapped, behaves exactly like the plain one."""
@@ -281,16 +290,13 @@ class TestNestedOutputs:
 
 
 class TestBehavesLikeLayer:
-    """The wrapper keeps the wrapped layer's weights, training flag and masks."""
+    """A checked layer keeps its weights, training flag and masks."""
 
-    def test_weights_shared(self) -> None:
-        """The wrapper's weights are the wrapped layer's own variables."""
+    def test_same_object(self) -> None:
+        """ShapeChecked returns the layer itself, an instance of its own class."""
         dense = layers.Dense(2)
-        checked = safegen.ShapeChecked(dense)
-        checked(ops.ones((1, 3)))
-        assert [id(w) for w in checked.trainable_weights] == [
-            id(w) for w in dense.trainable_weights
-        ]
+        assert safegen.ShapeChecked(dense) is dense
+        assert isinstance(dense, layers.Dense) and type(dense).__name__ == "Dense"
 
     def test_training_flag_passed(self) -> None:
         """Dropout drops only with training=True."""
@@ -318,7 +324,7 @@ class TestSaving:
         seed_model().save(path)
         custom = {"mean_bad": mean_bad}  # a named function in a Lambda is saved by name
         loaded = keras.models.load_model(path, safe_mode=False, custom_objects=custom)
-        assert type(loaded.layers[-1]) is safegen.ShapeChecked
+        assert isinstance(loaded.layers[-1], layers.Lambda)
         with pytest.raises(ShapeError, match=SEED_MSG):
             loaded.predict(mean_data(4)[0], verbose=0)
 
@@ -331,7 +337,8 @@ class TestSaving:
         model.save(path)
         loaded = keras.models.load_model(path, safe_mode=False)
         layer = loaded.layers[-1]
-        assert (layer.check, layer.declared_output_shape) == ("shape", (2,))
+        state = layer.__dict__["_safegen_check"]
+        assert (state.check, state.output_shape) == ("shape", (2,))
         x = np.ones((2, 3), "float32")
         np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
@@ -341,14 +348,20 @@ class TestSaving:
             [keras.Input((2,)), layers.Lambda(lambda t: t[:, 0], output_shape=(1,), name="first")]
         )
         path = tmp_path / "s.keras"
-        safegen.check_layers(model).save(path)
+        safegen.check_layers(model)
+        model.save(path)
         loaded = keras.models.load_model(path, safe_mode=False)
         with pytest.raises(ShapeError, match=r"layer 'first' \(Lambda\) returned rank 1"):
             loaded.predict(mean_data(4)[0], verbose=0)
 
 
+def is_checked(layer: Any) -> bool:
+    """Whether safegen checks ``layer`` (its check settings are attached to it)."""
+    return "_safegen_check" in vars(layer)
+
+
 class TestCheckLayers:
-    """check_layers wraps a model's Lambdas (or chosen types); unwrap undoes it."""
+    """check_layers checks a model's Lambdas (or chosen types) in place; unwrap undoes it."""
 
     @staticmethod
     def sequential() -> Any:
@@ -361,62 +374,85 @@ class TestCheckLayers:
         )
 
     def test_sequential(self) -> None:
-        """Every Lambda of a Sequential is wrapped; the buggy one is then caught."""
-        checked = safegen.check_layers(self.sequential())
-        assert [type(layer).__name__ for layer in checked.layers] == ["Dense", "ShapeChecked"]
+        """Every Lambda of a Sequential is checked in place and returned; the bug is caught."""
+        model = self.sequential()
+        checked = safegen.check_layers(model)
+        assert checked == [model.get_layer("total")]
+        assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Lambda"]
         with pytest.raises(ShapeError, match=r"layer 'total' \(Lambda\)"):
-            checked.predict(mean_data(4)[0], verbose=0)
+            model.predict(mean_data(4)[0], verbose=0)
 
     def test_functional_layer_types(self) -> None:
-        """layer_types chooses which layers are wrapped in a functional model."""
+        """layer_types chooses which layers are checked in a functional model."""
         model = add_model(wrap=False)
         checked = safegen.check_layers(model, layer_types=(layers.Dense,), check="shape")
-        kinds = [type(layer).__name__ for layer in checked.layers]
-        assert kinds.count("ShapeChecked") == 1 and "Lambda" in kinds
-        wrapped = [layer for layer in checked.layers if type(layer).__name__ == "ShapeChecked"]
-        assert isinstance(wrapped[0].layer, layers.Dense) and wrapped[0].check == "shape"
+        assert [type(layer).__name__ for layer in checked] == ["Dense"]
+        assert is_checked(checked[0]) and not is_checked(model.get_layer("mean"))
+        assert checked[0].__dict__["_safegen_check"].check == "shape"
 
-    def test_shares_weights(self) -> None:
-        """The checked model reuses the original layers, so predictions agree."""
-        model = keras.Sequential([keras.Input((2,)), layers.Dense(2), layers.Lambda(mean_good)])
-        checked = safegen.check_layers(model)
-        assert checked.layers[0] is model.layers[0]
-        x, _ = mean_data(4)
-        np.testing.assert_array_equal(checked.predict(x, verbose=0), model.predict(x, verbose=0))
+    def test_compiled_model_not_recompiled(self) -> None:
+        """check_layers keeps the compiled model (plain-function loss included) and its traces
+        are redone: the Lambda fitted before is caught at the next fit."""
 
-    def test_unwrap_restores_plain_layers(self) -> None:
-        """unwrap gives back the plain model, which no longer checks."""
-        plain = safegen.unwrap(safegen.check_layers(self.sequential()))
-        assert [type(layer).__name__ for layer in plain.layers] == ["Dense", "Lambda"]
-        assert plain.predict(mean_data(4)[0], verbose=0).shape == (4,)
+        def my_loss(y_true: Any, y_pred: Any) -> Any:
+            return ops.mean(ops.square(y_true - y_pred))
+
+        model = keras.Sequential(
+            [keras.Input((2,)), layers.Lambda(mean_bad, output_shape=(1,), name="mean")]
+        )
+        model.compile("sgd", my_loss)
+        x, y = mean_data(8)
+        with pytest.warns(UserWarning, match="trainable weights"):
+            model.fit(x, y, verbose=0)  # silently "works" without the check
+        optimizer = model.optimizer
+        safegen.check_layers(model)
+        assert model.optimizer is optimizer and model.loss is my_loss
+        with pytest.raises(ShapeError, match=SEED_MSG):
+            model.fit(x, y, verbose=0)
+
+    def test_nothing_matched_warns(self) -> None:
+        """A model with no Lambda gets a SafegenWarning and an empty list."""
+        model = keras.Sequential([keras.Input((2,)), layers.Dense(1)])
+        with pytest.warns(safegen.SafegenWarning, match="no layer of type Lambda") as record:
+            assert safegen.check_layers(model) == []
+        assert record[0].filename == __file__
+
+    def test_unwrap_switches_checks_off_in_place(self) -> None:
+        """unwrap returns the same model with plain layers, which no longer check."""
+        model = self.sequential()
+        safegen.check_layers(model)
+        assert safegen.unwrap(model) is model
+        assert [type(layer) for layer in model.layers] == [layers.Dense, layers.Lambda]
+        assert not is_checked(model.get_layer("total"))
+        assert model.predict(mean_data(4)[0], verbose=0).shape == (4,)
         dense = layers.Dense(1)
         assert safegen.unwrap(safegen.ShapeChecked(dense)) is dense
+        assert type(dense) is layers.Dense
 
-    def test_functional_round_trip_and_nested(self) -> None:
-        """check_layers reaches nested models; unwrap of a functional model restores them."""
+    def test_nested_and_subclassed(self) -> None:
+        """check_layers reaches nested models and subclassed models' layers; unwrap too."""
         inner_in = keras.Input((2,))
-        lam = layers.Lambda(mean_good, output_shape=(1,))
+        lam = layers.Lambda(mean_good, output_shape=(1,), name="lam")
         inner = keras.Model(inner_in, lam(inner_in), name="inner")
         inputs = keras.Input((2,))
-        model = keras.Model(inputs, layers.Dense(1)(inner(inputs)))
+        model = keras.Model(inputs, layers.Dense(1, name="out")(inner(inputs)))
         checked = safegen.check_layers(model, layer_types=(layers.Lambda, layers.Dense))
-        assert type(checked.layers[1].layers[-1]) is safegen.ShapeChecked
-        assert type(checked.layers[-1]) is safegen.ShapeChecked
-        plain = safegen.unwrap(checked)
-        assert type(plain.layers[1].layers[-1]) is layers.Lambda
-        assert type(plain.layers[-1]) is layers.Dense
-        x, _ = mean_data(4)
-        np.testing.assert_array_equal(plain.predict(x, verbose=0), model.predict(x, verbose=0))
-
-    def test_subclassed_model_rejected(self) -> None:
-        """A subclassed model gets a TypeError explaining what to do instead."""
+        assert sorted(layer.name for layer in checked) == ["lam", "out"]
+        safegen.unwrap(model)
+        assert type(lam) is layers.Lambda
 
         class Sub(keras.Model):
-            def call(self, x: Any) -> Any:
-                return x
+            def __init__(self) -> None:
+                super().__init__()
+                self.mean = layers.Lambda(mean_bad, output_shape=(1,), name="mean")
 
-        with pytest.raises(TypeError, match="subclassed"):
-            safegen.check_layers(Sub())
+            def call(self, x: Any) -> Any:
+                return self.mean(x)
+
+        sub = Sub()
+        assert [layer.name for layer in safegen.check_layers(sub)] == ["mean"]
+        with pytest.raises(ShapeError, match=r"layer 'mean' \(Lambda\)"):
+            sub(ops.ones((3, 2)))
 
 
 class TestShapeCheckedLambda:
@@ -425,7 +461,7 @@ class TestShapeCheckedLambda:
     def test_catches_and_passes(self) -> None:
         """The short form catches the seed bug and lets the fixed Lambda through."""
         bad = safegen.ShapeCheckedLambda(mean_bad, output_shape=(1,), name="mean")
-        assert isinstance(bad, safegen.ShapeChecked)
+        assert isinstance(bad, layers.Lambda) and is_checked(bad)
         with pytest.raises(ShapeError, match=r"layer 'mean' \(Lambda\)"):
             bad(ops.ones((3, 2)))
         good = safegen.ShapeCheckedLambda(mean_good, (1,), check="shape")
@@ -437,7 +473,7 @@ class TestBadArguments:
 
     def test_not_a_layer(self) -> None:
         """ShapeChecked('x') is a TypeError."""
-        with pytest.raises(TypeError, match=r"layer must be a Keras 3 layer.*got 'x' of type str"):
+        with pytest.raises(TypeError, match=r"layer must be a Keras 3 .*got 'x' of type str"):
             safegen.ShapeChecked("x")
 
     def test_bad_check(self) -> None:
@@ -460,23 +496,26 @@ class TestBadArguments:
             safegen.ShapeCheckedLambda(3, (1,))  # type: ignore[arg-type]
 
     def test_check_layers_not_a_model(self) -> None:
-        """check_layers on a layer is a TypeError; bad layer_types too."""
-        with pytest.raises(TypeError, match="must be a keras.Sequential or functional"):
-            safegen.check_layers(layers.Dense(1))
+        """check_layers on a non-Keras object is a TypeError; bad layer_types too."""
+        with pytest.raises(TypeError, match=r"model must be a Keras 3 .*got 'm' of type str"):
+            safegen.check_layers("m")
         with pytest.raises(TypeError, match="layer_types"):
             safegen.check_layers(add_model(wrap=False), layer_types=("Lambda",))
 
 
 class TestPackaging:
-    """The lazy export and serialization names."""
+    """The public names, serialization name and light import."""
 
     def test_public_names(self) -> None:
-        """The lazy names are the module's objects, shown as safegen.*."""
-        from safegen import _shape
+        """The public names are plain functions shown as safegen.*; the saved name is registered."""
+        from safegen import _layers
+        from safegen.integrations.keras import layers as keras_layers
 
-        assert safegen.ShapeChecked is _shape.ShapeChecked
+        assert safegen.ShapeChecked is _layers.ShapeChecked
         assert safegen.ShapeChecked.__module__ == "safegen"
-        assert keras.saving.get_registered_name(safegen.ShapeChecked) == "safegen>ShapeChecked"
+        checked_class = type(safegen.ShapeChecked(layers.Dense(1)))
+        assert keras.saving.get_registered_name(checked_class) == "safegen>ShapeChecked"
+        assert keras.saving.get_registered_object("safegen>ShapeChecked") is keras_layers._Loader
 
     def test_import_does_not_import_keras(self) -> None:
         """`import safegen` leaves Keras and TensorFlow unimported."""
@@ -486,6 +525,18 @@ class TestPackaging:
         )
         assert out.stdout.split() == ["False", "False"]
 
+    def test_help_is_light(self) -> None:
+        """pydoc of safegen imports no framework and lists no inherited Keras Layer method."""
+        code = (
+            "import sys, pydoc, safegen\n"
+            "text = pydoc.render_doc(safegen)\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules,"
+            " 'add_weight' in text, 'ShapeChecked(' in text)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        assert out.stdout.split() == ["False", "False", "False", "True"]
 
 JAX_SCRIPT = textwrap.dedent(
     """
