@@ -134,7 +134,10 @@ class TestSeedLambda:
             "\x1b[1mlayer 'mean' (Lambda) returned rank 1.\n  check: 'rank'\x1b[0m\n\n"
             "Arguments received by Lambda.call():\n  • args=<class 'inspect._empty'>"
         )
-        assert str(ShapeError(keras_text)) == "layer 'mean' (Lambda) returned rank 1.\n  check: 'rank'"
+        assert (
+            str(ShapeError(keras_text)) == "layer 'mean' (Lambda) returned rank 1.\n  check: 'rank'"
+        )
+
 
 class TestCorrectLambda:
     """A correct Lambda, wrapped, behaves exactly like the plain one."""
@@ -537,6 +540,259 @@ class TestPackaging:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
         )
         assert out.stdout.split() == ["False", "False", "False", "True"]
+
+
+class Scaled(layers.Layer):
+    """A layer with a non-tensor call argument."""
+
+    def call(self, x: Any, scale: float = 1.0) -> Any:
+        return x * scale
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+
+def summary_text(model: Any) -> str:
+    """The model's summary as text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "\n".join(lines)
+
+
+class TestTransparent:
+    """A checked layer is indistinguishable from the plain one except for the check."""
+
+    def test_multi_head_attention_signatures(self) -> None:
+        """MHA takes (query, value) positionally and by keyword, checked, like the plain one."""
+        q, v = keras.Input((4, 8)), keras.Input((6, 8))
+        mha = safegen.ShapeChecked(layers.MultiHeadAttention(2, 4, name="mha"), check="shape")
+        model = keras.Model([q, v], [mha(q, v), mha(query=q, value=v, use_causal_mask=False)])
+        xq, xv = np.ones((3, 4, 8), "float32"), np.ones((3, 6, 8), "float32")
+        a, b = model.predict([xq, xv], verbose=0)
+        assert a.shape == b.shape == (3, 4, 8)
+
+    def test_return_attention_scores_toggled(self) -> None:
+        """The same layer called with and without return_attention_scores gives no false error."""
+        mha = safegen.ShapeChecked(layers.MultiHeadAttention(2, 4))
+        q, v = ops.ones((2, 4, 8)), ops.ones((2, 6, 8))
+        out, scores = mha(q, v, return_attention_scores=True)
+        assert tuple(scores.shape) == (2, 2, 4, 6)
+        assert tuple(mha(q, v).shape) == (2, 4, 8)
+        assert tuple(mha(q, v, return_attention_scores=True)[1].shape) == (2, 2, 4, 6)
+
+    def test_keras_attention_scores_declaration(self) -> None:
+        """check='shape' finds that Keras 3.15's MultiHeadAttention declares its attention
+        scores as (batch, heads, Tq, Tq) where it returns (batch, heads, Tq, Tv)."""
+        mha = safegen.ShapeChecked(layers.MultiHeadAttention(2, 4), check="shape")
+        with pytest.raises(ShapeError, match=r"output \[1\] returned shape \(2, 2, 4, 6\); "
+                           r"declared shape \(2, 2, 4, 4\)"):  # fmt: skip
+            mha(ops.ones((2, 4, 8)), ops.ones((2, 6, 8)), return_attention_scores=True)
+
+    def test_non_tensor_argument(self) -> None:
+        """Non-tensor call arguments reach the layer, in eager calls and in a model."""
+        layer = safegen.ShapeChecked(Scaled(), check="shape")
+        np.testing.assert_array_equal(ops.convert_to_numpy(layer(ops.ones((2, 3)), scale=3.0)), 3)
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, layer(inputs, scale=2.0))
+        np.testing.assert_array_equal(model.predict(np.ones((2, 3)), verbose=0), 2.0)
+
+    def test_input_validation_at_build(self) -> None:
+        """A Dense built for 4 features refuses 5 when the model is built, as the plain one."""
+        messages = []
+        for check in (False, True):
+            dense = layers.Dense(2, name="d")
+            dense.build((None, 4))
+            if check:
+                safegen.ShapeChecked(dense)
+            with pytest.raises(ValueError, match="incompatible with the layer") as info:
+                inputs = keras.Input((5,))
+                keras.Model(inputs, dense(inputs))
+            messages.append(str(info.value))
+        assert messages[0] == messages[1]
+
+    def test_build_without_shape_and_stateless(self) -> None:
+        """build() without a shape creates an Embedding's weights; stateless layers start built."""
+        emb = safegen.ShapeChecked(layers.Embedding(10, 3))
+        emb.build()
+        assert [tuple(w.shape) for w in emb.weights] == [(10, 3)]
+        for make in (layers.Flatten, lambda: layers.Dropout(0.5), lambda: layers.Dense(2)):
+            assert safegen.ShapeChecked(make()).built is make().built
+
+    def test_dtype_policy_and_autocast(self) -> None:
+        """Under mixed_float16 the dtype policy and autocast=False behave as for the plain layer."""
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_float16")
+        try:
+            x = ops.ones((2, 3), dtype="float32")
+            plain = layers.Lambda(lambda t: t, autocast=False)
+            checked = safegen.ShapeChecked(layers.Lambda(lambda t: t, autocast=False))
+            assert checked.dtype_policy.name == plain.dtype_policy.name == "mixed_float16"
+            assert checked(x).dtype == plain(x).dtype == "float32"
+            dense = safegen.ShapeChecked(layers.Dense(2))
+            assert dense(x).dtype == layers.Dense(2)(x).dtype == "float16"
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    def test_bidirectional_and_time_distributed(self) -> None:
+        """Bidirectional and TimeDistributed accept a checked layer; both directions check."""
+        bi = layers.Bidirectional(safegen.ShapeChecked(layers.LSTM(3, return_sequences=True)))
+        assert tuple(bi(ops.ones((2, 5, 4))).shape) == (2, 5, 6)
+        assert "_safegen_check" in vars(bi.backward_layer)
+        td = layers.TimeDistributed(safegen.ShapeChecked(layers.Dense(3), check="shape"))
+        assert tuple(td(ops.ones((2, 5, 4))).shape) == (2, 5, 3)
+
+    def test_variable_paths_and_weights_file(self, tmp_path: Path) -> None:
+        """Variable paths match the plain model, and .weights.h5 files move both ways."""
+
+        def build(check: bool) -> Any:
+            keras.utils.set_random_seed(int(check))
+            inputs = keras.Input((2,))
+            dense = layers.Dense(3, name="dense")
+            lam = layers.Lambda(mean_good, output_shape=(1,), name="mean")
+            if check:
+                safegen.ShapeChecked(dense)
+                safegen.ShapeChecked(lam)
+            return keras.Model(inputs, lam(dense(inputs)))
+
+        plain, checked = build(False), build(True)
+        assert [v.path for v in checked.weights] == [v.path for v in plain.weights]
+        x, _ = mean_data(4)
+        checked.save_weights(tmp_path / "c.weights.h5")
+        plain.load_weights(tmp_path / "c.weights.h5")
+        np.testing.assert_array_equal(plain.predict(x, verbose=0), checked.predict(x, verbose=0))
+        keras.utils.set_random_seed(7)
+        plain2 = build(False)
+        plain2.save_weights(tmp_path / "p.weights.h5")
+        checked.load_weights(tmp_path / "p.weights.h5")
+        np.testing.assert_array_equal(plain2.predict(x, verbose=0), checked.predict(x, verbose=0))
+
+    def test_name_and_summary(self) -> None:
+        """After check_layers, get_layer finds the Lambda and the summary is unchanged."""
+        model = add_model(wrap=False)
+        before = summary_text(model)
+        lam = model.get_layer("mean")
+        safegen.check_layers(model)
+        assert model.get_layer("mean") is lam
+        assert summary_text(model) == before
+
+    def test_get_config_is_plain(self) -> None:
+        """get_config() equals the plain layer's, so Dense.from_config gives a plain Dense."""
+        checked = safegen.ShapeChecked(layers.Dense(2, name="d"), (2,), check="shape")
+        config = checked.get_config()
+        assert config == layers.Dense(2, name="d").get_config()
+        assert type(layers.Dense.from_config(config)) is layers.Dense
+
+    def test_export_and_saved_model(self, tmp_path: Path) -> None:
+        """model.export() and tf.saved_model.save() work with checked layers (caches filled)."""
+        model = add_model(wrap=False)
+        model.get_layer("mean").function = mean_good
+        safegen.check_layers(model, layer_types=(layers.Lambda, layers.Dense), check="shape")
+        x, _ = mean_data(4)
+        expected = model.predict(x, verbose=0)
+        model.export(tmp_path / "exported", verbose=False)
+        tf.saved_model.save(model, str(tmp_path / "saved"))
+        exported = tf.saved_model.load(str(tmp_path / "exported"))
+        served = exported.serve(tf.constant(x))
+        np.testing.assert_allclose(served.numpy(), expected, rtol=1e-6)
+        saved = tf.saved_model.load(str(tmp_path / "saved"))
+        assert saved is not None
+
+    def test_unknown_rank_caught_at_run_time(self) -> None:
+        """squeeze() without an axis on a batch of 1: rank unknown at trace, caught when run."""
+        inputs = keras.Input((1, 3))
+        lam = layers.Lambda(lambda t: ops.squeeze(t), output_shape=(3,), name="squeezed")
+        model = keras.Model(inputs, safegen.ShapeChecked(lam)(inputs))
+        fn = tf.function(model)
+        fn.get_concrete_function(tf.TensorSpec((None, 1, 3)))
+        assert tuple(fn(tf.ones((4, 1, 3))).shape) == (4, 3)
+        with pytest.raises(
+            tf.errors.InvalidArgumentError,
+            match=r"ShapeError: layer .{1,3}squeezed.{1,3} \(Lambda\) rank is not 2",
+        ):
+            fn(tf.ones((1, 1, 3)))
+
+    @pytest.mark.filterwarnings(NO_WEIGHTS)
+    def test_unknown_rank_caught_under_xla(self) -> None:
+        """Under jit_compile=True the same bug fails XLA's shape check instead of passing."""
+        inputs = keras.Input((1, 3))
+        lam = layers.Lambda(lambda t: ops.squeeze(t), output_shape=(3,), name="squeezed")
+        model = keras.Model(inputs, safegen.ShapeChecked(lam)(inputs))
+        model.compile("sgd", "mse", jit_compile=True)
+        x, y = np.ones((4, 1, 3), "float32"), np.ones((4, 3), "float32")
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(2), shuffle=False, verbose=0)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="not compatible with expected"):
+            model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(1), shuffle=False, verbose=0)
+
+
+class TestInstallLambdaChecks:
+    """install_lambda_checks checks every Lambda until undone, changing nothing else."""
+
+    def test_before_and_after_install(self) -> None:
+        """Lambdas built before and after the install are checked; undo stops it."""
+        from safegen.integrations.keras.layers import install_lambda_checks
+
+        before = layers.Lambda(mean_bad, output_shape=(1,), name="mean")
+        undo = install_lambda_checks()
+        try:
+            after = layers.Lambda(mean_bad, output_shape=(1,), name="mean")
+            for layer in (before, after):
+                with pytest.raises(ShapeError, match=r"layer 'mean' \(Lambda\) returned rank 1"):
+                    layer(ops.ones((3, 2)))
+        finally:
+            undo()
+        undo()  # a second undo does nothing
+        assert tuple(before(ops.ones((3, 2))).shape) == (3,)
+
+    @pytest.mark.filterwarnings(NO_WEIGHTS)
+    def test_fit_predict_and_save_unchanged(self, tmp_path: Path) -> None:
+        """Graph-mode fit and predict raise for the bug; what model.save writes is unchanged."""
+        from safegen.integrations.keras.layers import install_lambda_checks
+
+        x, y = mean_data(8)
+        good = seed_model(mean_good, wrap=False)
+        good.save(tmp_path / "plain.keras")
+        undo = install_lambda_checks()
+        try:
+            bad = seed_model(wrap=False)
+            bad.compile("sgd", "mse")
+            with pytest.raises(ShapeError, match=SEED_MSG):
+                bad.fit(x, y, verbose=0)
+            with pytest.raises(ShapeError, match=SEED_MSG):
+                bad.predict(x, verbose=0)
+            good.predict(x, verbose=0)
+            good.save(tmp_path / "installed.keras")
+        finally:
+            undo()
+        import zipfile
+
+        def contents(name: str) -> dict[str, bytes]:
+            with zipfile.ZipFile(tmp_path / name) as archive:
+                return {n: archive.read(n) for n in archive.namelist() if n != "metadata.json"}
+
+        assert contents("installed.keras") == contents("plain.keras")
+
+    def test_nested_installs_and_no_double_check(self) -> None:
+        """Installs nest; a ShapeChecked Lambda is checked once; the session counts the checks."""
+        from safegen import _session
+        from safegen.integrations.keras.layers import install_lambda_checks
+
+        original = layers.Lambda.call
+        first, second = install_lambda_checks(), install_lambda_checks("shape")
+        session = _session.start()
+        try:
+            lam = safegen.ShapeChecked(layers.Lambda(mean_good, output_shape=(1,), name="m"))
+            lam(ops.ones((3, 2)))
+            first()
+            bad = layers.Lambda(mean_bad, output_shape=(1,), name="bad")
+            with pytest.raises(ShapeError):
+                bad(ops.ones((3, 2)))
+            second()
+            assert layers.Lambda.call is original
+        finally:
+            _session.stop()
+        records = {r.name: (r.checks, r.shape_errors) for r in session.layers.values()}
+        assert records == {"m": (1, 0), "bad": (1, 1)}
+
 
 JAX_SCRIPT = textwrap.dedent(
     """

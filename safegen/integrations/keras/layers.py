@@ -31,9 +31,10 @@ When the check runs:
   batch of unknown size). With the TensorFlow backend they become
   ``tf.debugging.assert_equal`` ops; a failure raises ``tf.errors.InvalidArgumentError``
   whose message starts with ``ShapeError:``. XLA (``jit_compile=True``) compiles
-  ``Assert`` ops to no-ops, so an unknown rank is checked there by a
-  ``tf.ensure_shape`` op instead (XLA knows every shape when it compiles), which fails
-  with TensorFlow's own message; a ``None`` dimension is not checked under XLA.
+  ``Assert`` ops to no-ops, so there an unknown rank is checked by a ``tf.ensure_shape``
+  op instead (XLA knows every shape when it compiles), which fails with
+  ``InvalidArgumentError`` and TensorFlow's own message ("Shape of tensor ... is not
+  compatible with expected shape"); a ``None`` dimension is not checked under XLA.
 """
 
 from __future__ import annotations
@@ -221,8 +222,12 @@ def _shape_error(layer: Any, text: str) -> ShapeError:
 
 def _check_outputs(
     layer: Any, state: _CheckState, args: tuple[Any, ...], kwargs: dict[str, Any], outputs: Any
-) -> None:
-    """Raises ShapeError (or adds run-time assertions) where ``outputs`` break the declaration."""
+) -> Any:
+    """Raises ShapeError (or adds run-time assertions) where ``outputs`` break the declaration.
+
+    Returns ``outputs``, where a leaf of rank unknown at trace time is replaced by the same
+    tensor with the declared rank asserted (the only case that changes the graph).
+    """
     declared, source = _declared(layer, state, args, kwargs)
     tensors = _tensor_args(args, kwargs)
     inputs = _input_shapes(tensors)
@@ -243,13 +248,14 @@ def _check_outputs(
             details=(f"output structure: {structure}",),
         )
     batch_ref = tensors[0] if tensors else None
+    replaced: dict[int, Any] = {}
     for (path, x), want in zip(actual, declared, strict=True):
         if want is None or not hasattr(x, "shape"):
             continue
         where = f"output {fmt_path(path)} " if several else ""
         got = _static_shape(x)
         if got is None:  # rank unknown at trace time: only a run-time check can tell
-            _runtime_rank_check(
+            replaced[id(x)] = _runtime_rank_check(
                 x,
                 want,
                 "ShapeError: "
@@ -270,6 +276,10 @@ def _check_outputs(
             )
         if state.check == "shape":
             _check_dims(layer, x, got, want, where, batch_ref, fail, source, inputs, state)
+    if not replaced:
+        return outputs
+    flat = [replaced.get(id(x), x) for x in tree.flatten(outputs)]
+    return tree.pack_sequence_as(outputs, flat)
 
 
 def _check_dims(
@@ -334,21 +344,36 @@ def _runtime_dim_check(x: Any, axis: int, expected: Any, text: str) -> None:
     tf.debugging.assert_equal(tf.shape(x)[axis], tf.cast(expected, tf.int32), message=text)
 
 
-def _runtime_rank_check(x: Any, want: Shape, text: str) -> None:
+def _runtime_rank_check(x: Any, want: Shape, text: str) -> Any:
+    """Asserts ``x``'s rank at run time (TensorFlow); returns ``x`` or, under XLA, a copy."""
     if keras.backend.backend() != "tensorflow":
-        return
+        return x
     import tensorflow as tf
 
     tf.debugging.assert_equal(tf.rank(x), len(want), message=text)
-    # XLA drops Assert ops but knows every shape when it compiles: EnsureShape fails there.
-    tf.ensure_shape(x, [None] * len(want))
+    if _in_xla_context():
+        # XLA compiles Assert ops to no-ops, but it knows every shape when it compiles:
+        # an EnsureShape op fails there (with TensorFlow's message, not ours).
+        return tf.ensure_shape(x, [None] * len(want))
+    return x
+
+
+def _in_xla_context() -> bool:
+    try:
+        import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TensorFlow that moved it
+        return False
+    graph = tf.compat.v1.get_default_graph()
+    return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
 
 
 def _run_check(
     layer: Any, state: _CheckState, args: tuple[Any, ...], kwargs: dict[str, Any], outputs: Any
-) -> None:
-    _check_outputs(layer, state, args, kwargs, outputs)
+) -> Any:
+    outputs = _check_outputs(layer, state, args, kwargs, outputs)
     _session.record_layer(layer)
+    return outputs
 
 
 # --------------------------------------------------------------------------------------
@@ -402,7 +427,7 @@ def _checked_class(base: type) -> type:
             outputs = super(checked, self).call(*args, **kwargs)
             state = self.__dict__.get(_STATE)
             if state is not None and not _inferring.depth:
-                _run_check(self, state, args, kwargs, outputs)
+                outputs = _run_check(self, state, args, kwargs, outputs)
             return outputs
 
         @functools.wraps(base.get_config)  # keeps Keras's "is default" marker
@@ -417,9 +442,7 @@ def _checked_class(base: type) -> type:
             config = dict(config)
             info = config.pop("safegen", None) or {}
             layer = base.from_config(config, *args, **kwargs)  # type: ignore[attr-defined]
-            return ShapeChecked(
-                layer, info.get("output_shape"), check=info.get("check", "rank")
-            )
+            return ShapeChecked(layer, info.get("output_shape"), check=info.get("check", "rank"))
 
         namespace = {
             "call": call,
@@ -612,8 +635,7 @@ def check_layers(
         import warnings
 
         warnings.warn(
-            f"check_layers: model {model.name!r} has no layer of type {names}; "
-            "nothing is checked.",
+            f"check_layers: model {model.name!r} has no layer of type {names}; nothing is checked.",
             SafegenWarning,
             stacklevel=3,
         )
@@ -702,7 +724,7 @@ def install_lambda_checks(check: CheckMode = "rank") -> Callable[[], None]:
                     and getattr(self, "_output_shape", None) is not None
                 ):
                     state = _lambda_state(self, installs[-1][1])
-                    _run_check(self, state, args, kwargs, outputs)
+                    outputs = _run_check(self, state, args, kwargs, outputs)
                 return outputs
 
             _original_lambda_call = original
