@@ -23,7 +23,13 @@ from safegen._errors import (
     ShapeError,
 )
 from safegen._guard import guard, stats
-from safegen._layers import ShapeChecked, ShapeCheckedLambda, check_layers, unwrap
+from safegen._layers import (
+    ShapeChecked,
+    ShapeCheckedLambda,
+    check_layers,
+    register_loaded,
+    unwrap,
+)
 from safegen._report import AliasingReport
 from safegen._stats import Stats
 
@@ -48,6 +54,10 @@ __all__ = [
     "stats",
     "unwrap",
 ]
+
+# With Keras already imported, make saved checked layers loadable (imports no framework).
+register_loaded()
+del register_loaded
 
 # Names served on first use, so that `import safegen` stays free of frameworks. (The layer
 # functions need no entry: they are framework-free and load their integration on use.)

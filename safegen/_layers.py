@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -48,6 +49,20 @@ def _integration(obj: Any, who: str, what: str) -> ModuleType:
             f"got {obj!r} of type {type(obj).__name__}."
         )
     return importlib.import_module(_FRAMEWORKS[framework])
+
+
+def register_loaded() -> None:
+    """Loads the integration of every Keras already imported, so that ``load_model``
+    finds the name checked layers are saved under (``safegen>ShapeChecked``).
+
+    Called by ``import safegen``; it imports nothing that was not imported already.
+    """
+    for framework, module in _FRAMEWORKS.items():
+        if framework in sys.modules and module not in sys.modules:
+            try:
+                importlib.import_module(module)
+            except ImportError:  # an integration not written yet, or a partial install
+                pass
 
 
 def _default_integration() -> ModuleType:

@@ -357,6 +357,40 @@ class TestSaving:
         with pytest.raises(ShapeError, match=r"layer 'first' \(Lambda\) returned rank 1"):
             loaded.predict(mean_data(4)[0], verbose=0)
 
+    def test_fresh_process_loads_and_checks(self, tmp_path: Path) -> None:
+        """A new program that imports keras, then safegen, loads the file and still checks."""
+        model = keras.Sequential(
+            [keras.Input((2,)), layers.Lambda(lambda t: t[:, 0], output_shape=(1,), name="first")]
+        )
+        safegen.check_layers(model)
+        model.save(tmp_path / "s.keras")
+        code = textwrap.dedent(
+            f"""
+            import numpy as np, keras, safegen
+            model = keras.models.load_model({str(tmp_path / "s.keras")!r}, safe_mode=False)
+            try:
+                model.predict(np.ones((3, 2)), verbose=0)
+            except safegen.ShapeError as e:
+                print(str(e).splitlines()[0])
+            """
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert out.stdout.strip().startswith("layer 'first' (Lambda) returned rank 1"), out.stderr
+
+    def test_unwrapped_model_saves_plain(self, tmp_path: Path) -> None:
+        """After unwrap, the saved config carries no safegen entry nor registered name."""
+        model = seed_model(mean_good)
+        safegen.unwrap(model)
+        model.save(tmp_path / "p.keras")
+        import zipfile
+
+        with zipfile.ZipFile(tmp_path / "p.keras") as archive:
+            config = archive.read("config.json").decode()
+        assert "safegen" not in config
+
 
 def is_checked(layer: Any) -> bool:
     """Whether safegen checks ``layer`` (its check settings are attached to it)."""

@@ -402,7 +402,7 @@ def is_checked(layer: Any) -> bool:
 
 def _called_by_keras_serializer() -> bool:
     """Whether get_config() was called by Keras's serializer or by ``clone_model``."""
-    frame = sys._getframe(2)  # our get_config's caller
+    frame: Any = sys._getframe(2)  # our get_config's caller
     for _ in range(2):
         if frame is None:
             return False
@@ -416,13 +416,13 @@ def _called_by_keras_serializer() -> bool:
     return False
 
 
-def _checked_class(base: type) -> type:
+def _checked_class(base: Any) -> Any:
     with _classes_lock:
         cls = _checked_classes.get(base)
         if cls is not None:
             return cls
 
-        @functools.wraps(base.call)  # type: ignore[attr-defined]
+        @functools.wraps(base.call)
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             outputs = super(checked, self).call(*args, **kwargs)
             state = self.__dict__.get(_STATE)
@@ -441,7 +441,7 @@ def _checked_class(base: type) -> type:
         def from_config(klass: type, config: Any, *args: Any, **kwargs: Any) -> Any:
             config = dict(config)
             info = config.pop("safegen", None) or {}
-            layer = base.from_config(config, *args, **kwargs)  # type: ignore[attr-defined]
+            layer = base.from_config(config, *args, **kwargs)
             return ShapeChecked(layer, info.get("output_shape"), check=info.get("check", "rank"))
 
         namespace = {
@@ -452,7 +452,7 @@ def _checked_class(base: type) -> type:
             "__qualname__": base.__qualname__,
             "__doc__": base.__doc__,
         }
-        checked = type(base)(base.__name__, (base,), namespace)
+        checked: Any = type(base)(base.__name__, (base,), namespace)
         keras.saving.register_keras_serializable("safegen", _REGISTERED_NAME)(checked)
         # The registered name must resolve to the loader, which handles every class.
         keras.saving.register_keras_serializable("safegen", _REGISTERED_NAME)(_Loader)
