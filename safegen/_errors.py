@@ -12,6 +12,7 @@ because worker processes send them back to the parent.
 from __future__ import annotations
 
 import re
+import textwrap
 from typing import Any
 
 __all__ = ["AliasingError", "AliasingWarning", "SafegenError", "SafegenWarning", "ShapeError"]
@@ -78,12 +79,21 @@ class ShapeError(SafegenError, ValueError):
         True
     """
 
-    def __init__(self, message: Any = "", *args: Any) -> None:
-        if isinstance(message, str):
-            wrapped = _KERAS_CONTEXT.match(message)
-            if wrapped:
-                message = wrapped.group(1)
-        super().__init__(message, *args)
+    # TensorFlow's autograph rebuilds an exception raised in converted code (tf_keras's
+    # fit) as type(e)(message) only when its __init__ is Exception.__init__; otherwise
+    # it raises a StagingError instead. ValueError has its own (equivalent) __init__.
+    __init__ = Exception.__init__
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        wrapped = _KERAS_CONTEXT.match(text)
+        if wrapped:
+            return wrapped.group(1)
+        if text.startswith("in user code:") and "ShapeError: " in text:
+            # Autograph's framing: the user's frames, then "ShapeError: <message>" indented.
+            tail = text[text.rindex("ShapeError: ") + len("ShapeError: ") :]
+            return textwrap.dedent("    " + tail).strip()
+        return text
 
 
 # What Keras's `inject_argument_info_in_traceback` makes of a layer's exception message.
