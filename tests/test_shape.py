@@ -675,6 +675,15 @@ class TestTransparent:
         td = layers.TimeDistributed(safegen.ShapeChecked(layers.Dense(3), check="shape"))
         assert tuple(td(ops.ones((2, 5, 4))).shape) == (2, 5, 3)
 
+    def test_quantize(self) -> None:
+        """Dense.quantize, which refuses subclasses, works on a checked Dense that still checks."""
+        dense = safegen.ShapeChecked(layers.Dense(4), output_shape=(3,), check="shape")
+        dense.build((None, 8))
+        dense.quantize("int8")
+        assert dense.quantization_mode == "int8" and type(dense).__name__ == "Dense"
+        with pytest.raises(ShapeError, match=r"declared shape \(2, 3\)"):
+            dense(ops.ones((2, 8)))
+
     def test_variable_paths_and_weights_file(self, tmp_path: Path) -> None:
         """Variable paths match the plain model, and .weights.h5 files move both ways."""
 
@@ -826,6 +835,77 @@ class TestInstallLambdaChecks:
             _session.stop()
         records = {r.name: (r.checks, r.shape_errors) for r in session.layers.values()}
         assert records == {"m": (1, 0), "bad": (1, 1)}
+
+
+TF_KERAS_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, safegen, tf_keras as keras
+    from tf_keras import backend as K
+    from tf_keras.layers import Input, Lambda
+    from safegen.integrations.tf_keras.layers import install_lambda_checks
+
+    def batches():
+        while True:
+            x = np.random.randint(0, 100, (8, 2)).astype("float32")
+            yield x, x.mean(1, keepdims=True)
+
+    inp = Input((2,))
+    mean = Lambda(lambda x: (x[:, 0] + x[:, 1]) / 2, output_shape=(1,), name="mean")
+    model = keras.Model(inp, mean(inp))
+    model.compile("sgd", "mse")
+    print("checked", [layer.name for layer in safegen.check_layers(model)])
+    for run in (lambda: model.fit(batches(), steps_per_epoch=2, verbose=0),
+                lambda: model.predict(np.ones((4, 2)), verbose=0)):
+        try:
+            run()
+            print("no error")
+        except safegen.ShapeError as e:
+            print(str(e).splitlines()[0])
+    good = Lambda(lambda x: K.expand_dims((x[:, 0] + x[:, 1]) / 2, -1), output_shape=(1,))
+    fixed = keras.Model(inp, safegen.ShapeChecked(good)(inp))
+    fixed.compile("sgd", "mse")
+    print("loss", fixed.fit(batches(), steps_per_epoch=3, epochs=2, verbose=0).history["loss"])
+    safegen.unwrap(fixed)
+    print("plain again", type(good) is Lambda)
+    undo = install_lambda_checks()
+    try:
+        Lambda(lambda x: x[:, 0], output_shape=(1,), name="late")(np.ones((3, 2), "float32"))
+    except safegen.ShapeError as e:
+        print(str(e).splitlines()[0])
+    undo()
+    """
+)
+
+
+class TestTfKeras:
+    """The same checks on Keras 2 (tf_keras) layers, in a subprocess."""
+
+    def test_article_lambda(self) -> None:
+        """The article's Lambda without K.expand_dims raises ShapeError in tf_keras fit and
+        predict; the fixed one trains to a loss of 0; unwrap and install_lambda_checks work."""
+        pytest.importorskip("tf_keras")
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env.pop("TF_USE_LEGACY_KERAS", None)
+        out = subprocess.run(
+            [sys.executable, "-c", TF_KERAS_SCRIPT],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        error = "layer 'mean' (Lambda) returned rank 1, shape (None,); declared rank 2, " + (
+            "shape (None, 1)."
+        )
+        assert out.stdout.splitlines() == [
+            "checked ['mean']",
+            error,
+            error,
+            "loss [0.0, 0.0]",
+            "plain again True",
+            "layer 'late' (Lambda) returned rank 1, shape (3,); declared rank 2, shape (3, 1).",
+        ]
 
 
 JAX_SCRIPT = textwrap.dedent(

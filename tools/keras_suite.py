@@ -192,7 +192,9 @@ def run(variant: str, source: Path, files: list[str], check: str, extra: list[st
     proc = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if not junit.exists():
-        raise SystemExit(f"{variant} run produced no report:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        raise SystemExit(
+            f"{variant} run produced no report:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
     outcomes: dict[str, dict[str, str]] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         name = f"{case.get('classname')}::{case.get('name')}"

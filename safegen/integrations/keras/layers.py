@@ -430,6 +430,14 @@ def _checked_class(base: Any) -> Any:
                 outputs = _run_check(self, state, args, kwargs, outputs)
             return outputs
 
+        @functools.wraps(base.quantized_call)
+        def quantized_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            outputs = super(checked, self).quantized_call(*args, **kwargs)
+            state = self.__dict__.get(_STATE)
+            if state is not None and not _inferring.depth:
+                outputs = _run_check(self, state, args, kwargs, outputs)
+            return outputs
+
         @functools.wraps(base.get_config)  # keeps Keras's "is default" marker
         def get_config(self: Any) -> Any:
             config = super(checked, self).get_config()
@@ -446,6 +454,7 @@ def _checked_class(base: Any) -> Any:
 
         namespace = {
             "call": call,
+            "quantized_call": quantized_call,
             "get_config": get_config,
             "from_config": classmethod(from_config),
             "__module__": base.__module__,
@@ -539,7 +548,33 @@ def ShapeChecked(  # noqa: N802 - the public name reads like a class
     object.__setattr__(layer, _STATE, _CheckState(check, output_shape))
     if type(layer) is not checked:
         object.__setattr__(layer, "__class__", checked)
+    quantize = vars(layer).get("quantize")
+    if quantize is not None and not getattr(quantize, "_safegen_plain_class", False):
+        object.__setattr__(layer, "quantize", _as_plain_class(layer, quantize))
     return layer
+
+
+def _as_plain_class(layer: Any, method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` run while ``layer`` is an instance of its plain class again.
+
+    ``Dense.quantize`` (and Embedding's, EinsumDense's) refuse subclasses with
+    ``type(self) is not Dense``; Keras binds it to the instance in ``Layer.__new__``.
+    """
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        checked = type(layer)
+        base = _bases.get(checked)
+        if base is None:
+            return method(*args, **kwargs)
+        object.__setattr__(layer, "__class__", base)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            object.__setattr__(layer, "__class__", checked)
+
+    run._safegen_plain_class = True  # type: ignore[attr-defined]
+    return run
 
 
 def ShapeCheckedLambda(  # noqa: N802 - reads like the layer class it returns
@@ -658,6 +693,9 @@ def unwrap(model: Any) -> Any:
         if type(layer) in _bases:
             object.__setattr__(layer, "__class__", _bases[type(layer)])
         layer.__dict__.pop(_STATE, None)
+        quantize = vars(layer).get("quantize")
+        if getattr(quantize, "_safegen_plain_class", False):
+            object.__setattr__(layer, "quantize", quantize.__wrapped__)  # type: ignore[union-attr]
     _retrace(model)
     return model
 

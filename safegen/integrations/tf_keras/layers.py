@@ -434,8 +434,7 @@ def check_layers(
     if not matched:
         names = ", ".join(t.__name__ for t in layer_types)
         warnings.warn(
-            f"check_layers: model {model.name!r} has no layer of type {names}; "
-            "nothing is checked.",
+            f"check_layers: model {model.name!r} has no layer of type {names}; nothing is checked.",
             SafegenWarning,
             stacklevel=3,
         )
