@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -906,6 +907,35 @@ class TestTfKeras:
             "plain again True",
             "layer 'late' (Lambda) returned rank 1, shape (3,); declared rank 2, shape (3, 1).",
         ]
+
+
+@pytest.mark.slow
+class TestKerasSuite:
+    """tools/keras_suite.py runs Keras's own layer tests plain and with every layer checked."""
+
+    def test_quick_run(self, tmp_path: Path) -> None:
+        """Keras's Lambda tests (from its sdist, fetched with pip) give the same outcomes
+        with every layer checked as without."""
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tools" / "keras_suite.py"),
+                "--quick",
+                "--out",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=600,
+        )
+        if out.returncode == 3:
+            pytest.skip("the Keras source distribution could not be downloaded")
+        assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+        report = json.loads((tmp_path / "keras_suite_quick.json").read_text())
+        assert report["counts"]["plain"] == report["counts"]["checked"]
+        assert report["counts"]["checked"]["passed"] > 0
+        assert report["layers_checked"]["checked"] > 0 and not report["differ"]
 
 
 JAX_SCRIPT = textwrap.dedent(

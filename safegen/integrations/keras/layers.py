@@ -152,6 +152,8 @@ def _declared_source(layer: Any) -> str:
         if callable(lambda_shape):
             return "the Lambda's output_shape function"
         return f"the Lambda's output_shape={lambda_shape!r}"
+    if type(layer).compute_output_spec is not keras.layers.Layer.compute_output_spec:
+        return f"{type(layer).__name__}.compute_output_spec()"
     if type(layer).compute_output_shape is not keras.layers.Layer.compute_output_shape:
         return f"{type(layer).__name__}.compute_output_shape()"
     return "Keras's symbolic shape inference of the layer"
@@ -213,10 +215,10 @@ def _first_line(e: BaseException) -> str:
 def _shape_error(layer: Any, text: str) -> ShapeError:
     """A ShapeError that Keras passes through as is (no re-raise with its own context)."""
     _session.record_shape_error(layer, text)
-    error = ShapeError(text)
+    error: ShapeError = ShapeError(text)
     # Keras's call wrapper re-raises a layer's exception as type(e)(message + the call's
     # arguments, in ANSI bold) unless this attribute is set: keep the message clean.
-    error._keras_call_info_injected = True  # type: ignore[attr-defined]
+    vars(error)["_keras_call_info_injected"] = True
     return error
 
 
@@ -695,7 +697,7 @@ def unwrap(model: Any) -> Any:
         layer.__dict__.pop(_STATE, None)
         quantize = vars(layer).get("quantize")
         if getattr(quantize, "_safegen_plain_class", False):
-            object.__setattr__(layer, "quantize", quantize.__wrapped__)  # type: ignore[union-attr]
+            object.__setattr__(layer, "quantize", quantize.__wrapped__)
     _retrace(model)
     return model
 

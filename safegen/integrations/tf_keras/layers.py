@@ -186,13 +186,12 @@ def _declared(
 
 def _shape_error(layer: Any, text: str) -> ShapeError:
     _session.record_shape_error(layer, text)
-    error = ShapeError(text)
-    error._keras_call_info_injected = True  # type: ignore[attr-defined]
+    error: ShapeError = ShapeError(text)
+    vars(error)["_keras_call_info_injected"] = True
     return error
 
 
-@tf.autograph.experimental.do_not_convert
-def _run_check(
+def _check_now(
     layer: Any,
     state: _CheckState,
     inputs: Any,
@@ -277,6 +276,9 @@ def _run_check(
                 )
     _session.record_layer(layer)
 
+
+# Autograph (tf_keras converts `call` in fit) must leave safegen's Python checks alone.
+_run_check: Callable[..., None] = tf.autograph.experimental.do_not_convert(_check_now)
 
 _checked_classes: dict[type, type] = {}
 _bases: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
