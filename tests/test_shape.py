@@ -358,6 +358,16 @@ class TestSaving:
         with pytest.raises(ShapeError, match=r"layer 'first' \(Lambda\) returned rank 1"):
             loaded.predict(mean_data(4)[0], verbose=0)
 
+    def test_clone_model_keeps_the_check(self) -> None:
+        """keras.models.clone_model copies the check with its settings."""
+        dense = safegen.ShapeChecked(layers.Dense(2, name="d"), output_shape=(1,), check="shape")
+        clone = keras.models.clone_model(keras.Sequential([keras.Input((3,)), dense]))
+        copied = clone.get_layer("d")
+        assert copied is not dense and "_safegen_check" in vars(copied)
+        assert vars(copied)["_safegen_check"].output_shape == (1,)
+        with pytest.raises(ShapeError, match=r"declared shape \(4, 1\)"):
+            copied(ops.ones((4, 3)))
+
     def test_fresh_process_loads_and_checks(self, tmp_path: Path) -> None:
         """A new program that imports keras, then safegen, loads the file and still checks."""
         model = keras.Sequential(
