@@ -6,9 +6,11 @@ declares ``(batch, 1)``, the model reports ``(None, 1)``, and broadcasting or th
 hide the difference.
 
 How a layer is checked: :func:`ShapeChecked` switches the class of that one layer object
-to a subclass of its own class that overrides only ``call`` (the original ``call``, then
-the check). The subclass is made once per class, keeps the class's name and module, and
-forwards ``call``'s signature, so the layer stays itself: the same object, call
+to a subclass of its own class that overrides ``call`` and ``quantized_call`` (the
+original, then the check; the check itself is in ``_check``) and, for saving,
+``get_config``/``from_config``. The subclass is made once per class, keeps the class's
+name and module, and forwards ``call``'s signature, so the layer stays itself: the same
+object, call
 signature, build, input validation, weights, variable paths, name, summary, dtype policy
 and autocast. The check's settings live in a plain attribute that neither Keras nor
 TensorFlow tracks (``tf.saved_model.save`` and ``model.export()`` work). Keras's
