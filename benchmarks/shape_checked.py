@@ -8,7 +8,8 @@ larger any per-step cost of the wrapper would look, so this is the worst case fo
 Variants, all compiled the same way (SGD, MSE, graph mode via ``tf.function``):
 
 * ``plain``: the Lambda as is.
-* ``checked``: the Lambda wrapped in ``ShapeChecked`` (default ``check="rank"``).
+* ``checked``: the Lambda checked by ``safegen.ShapeChecked`` (default ``check="rank"``),
+  which switches the check on in the layer itself.
 * ``checked_shape``: ``ShapeChecked(..., check="shape")``, which adds run-time
   assertions for the batch dimension (unknown while ``fit`` traces).
 
@@ -24,7 +25,7 @@ static check adds none.
 Usage::
 
     python benchmarks/shape_checked.py            # full run: 100 rounds x 150 steps, < 1 min
-    python benchmarks/shape_checked.py --quick    # smoke run, a few seconds
+    python benchmarks/shape_checked.py --quick    # smoke run, writes shape_checked_quick.*
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def write(result: dict[str, Any], out: Path) -> None:
-    """Writes shape_checked.json and shape_checked.md into ``out``."""
+    """Writes shape_checked.{json,md} (``_quick`` for a quick run) into ``out``."""
     lines = [
         "# ShapeChecked train-step cost",
         "",
@@ -175,7 +176,8 @@ def write(result: dict[str, Any], out: Path) -> None:
         f"{env['cpus']} CPUs ({env['machine']}).",
         "",
     ]
-    write_results(out, "shape_checked", result, lines)
+    stem = "shape_checked_quick" if result["quick"] else "shape_checked"
+    write_results(out, stem, result, lines)
 
 
 if __name__ == "__main__":

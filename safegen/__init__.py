@@ -2,14 +2,15 @@
 
 * :func:`guard` checks, copies or freezes what generators, iterators and datasets yield,
   so a generator that writes into a buffer it already handed out is caught.
+* :func:`ShapeChecked` switches a check on for a Keras layer (a ``Lambda`` above all): its
+  real output must have the rank and shape it declares.
 * :func:`enable` (or ``python -m safegen run script.py``, or ``pytest --safegen``) does
   both from outside the code: every data source that reaches Keras or tf.data is guarded
   and every ``Lambda`` is checked.
-* :class:`ShapeChecked` wraps a Keras layer (a ``Lambda`` above all) and asserts that its
-  real output has the rank and shape it declares.
 
 ``import safegen`` never imports TensorFlow, Keras, JAX or PyTorch, nor NumPy: the names
-that need them are imported on first use.
+that need them are imported on first use, and the layer functions load the integration
+for the layer's Keras.
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ from safegen._errors import (
     SafegenWarning,
     ShapeError,
 )
+from safegen._layers import (
+    ShapeChecked,
+    ShapeCheckedLambda,
+    check_layers,
+    register_loaded,
+    unwrap,
+)
 from safegen._report import AliasingReport
 from safegen._stats import Stats
 
 if TYPE_CHECKING:  # pragma: no cover
     from safegen._guard import guard, stats
-    from safegen._shape import (
-        ShapeChecked,
-        ShapeCheckedLambda,
-        check_layers,
-        unwrap,
-    )
 
 __version__ = "0.1.0"
 
@@ -64,15 +66,16 @@ __all__ = [
     "unwrap",
 ]
 
-# Names served on first use, so that `import safegen` stays free of Keras, and of NumPy
-# until a guard is made (`python -m safegen run` starts in a few milliseconds).
+# With Keras already imported, make saved checked layers loadable (imports no framework;
+# a Keras imported later is handled by safegen._enable's import hook).
+register_loaded()
+del register_loaded
+
+# Names served on first use, so that `import safegen` stays free of frameworks, and of
+# NumPy until a guard is made (`python -m safegen run` starts in a few milliseconds).
 _LAZY = {
     "guard": "safegen._guard",
     "stats": "safegen._guard",
-    "ShapeChecked": "safegen._shape",
-    "ShapeCheckedLambda": "safegen._shape",
-    "check_layers": "safegen._shape",
-    "unwrap": "safegen._shape",
 }
 
 

@@ -74,7 +74,6 @@ class Options:
 _lock = threading.RLock()
 _options: Options | None = None
 _undo: dict[str, list[Undo]] = {}  # framework -> undo functions, in install order
-_finder: _PostImportFinder | None = None
 
 
 def options() -> Options | None:
@@ -148,16 +147,14 @@ def enable(
         overrides["window"] = validate_window(window, "safegen.enable()")
     if not isinstance(shapes, bool):
         raise TypeError(f"safegen.enable(): shapes must be True or False, got {shapes!r}")
-    global _options, _finder
+    global _options
     with _lock:
         previous = _options
         _options = Options(overrides, shapes)
         _session.start()
         if previous is not None and previous.shapes != shapes:
             _uninstall_all()  # the set of installers changed: start over
-        if _finder is None:
-            _finder = _PostImportFinder()
-            sys.meta_path.insert(0, _finder)
+        _add_finder()
         for framework in _frameworks():
             if _imported(framework):
                 _install(framework)
@@ -175,12 +172,8 @@ def disable() -> None:
         >>> safegen.is_enabled()
         False
     """
-    global _options, _finder
+    global _options
     with _lock:
-        if _finder is not None:
-            with contextlib.suppress(ValueError):
-                sys.meta_path.remove(_finder)
-            _finder = None
         _uninstall_all()
         _options = None
         _session.stop()
@@ -277,16 +270,41 @@ def _uninstall_all() -> None:
             undo()
 
 
-class _PostImportFinder:
-    """Runs a framework's installers right after the framework's module is imported.
+# A framework whose saved models may hold checked layers: once it is imported, safegen's
+# layer integration for it is loaded, so that ``load_model`` finds them (enabled or not).
+_LAYER_FRAMEWORKS = ("keras", "tf_keras")
 
-    A meta path finder by protocol (``find_spec``); not derived from ``importlib.abc``,
-    whose import would cost ``import safegen`` several milliseconds."""
+
+def _on_import(framework: str) -> None:
+    """``framework`` has just finished importing."""
+    if framework in _LAYER_FRAMEWORKS:
+        from safegen._layers import register_loaded
+
+        register_loaded()
+    if _options is not None:
+        _install(framework)
+
+
+def _add_finder() -> None:
+    """Put the import hook first on ``sys.meta_path`` (once)."""
+    if not any(isinstance(finder, _PostImportFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PostImportFinder())
+
+
+class _PostImportFinder:
+    """Calls :func:`_on_import` right after a framework's top module has been imported.
+
+    It is on ``sys.meta_path`` from ``import safegen`` on, and answers ``None`` at once
+    for every other module. A meta path finder by protocol (``find_spec``); not derived
+    from ``importlib.abc``, whose import would cost ``import safegen`` several
+    milliseconds."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname not in _INTEGRATIONS or fullname in _undo:
+        if fullname not in _INTEGRATIONS:
+            return None
+        if fullname not in _LAYER_FRAMEWORKS and (_options is None or fullname in _undo):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -304,8 +322,7 @@ class _PostImportFinder:
         def exec_then_install(module: ModuleType) -> None:
             exec_module(module)
             # The module is complete now (its import statement has not returned yet).
-            if _options is not None:
-                _install(fullname)
+            _on_import(fullname)
 
         spec.loader = _LoaderProxy(loader, exec_then_install)  # type: ignore[assignment]
         return spec
@@ -356,3 +373,6 @@ def guard_source(obj: Any, *, accept_iterators: bool = False) -> tuple[Any, Undo
     ):
         return guard_for_enable(obj, options.overrides)
     return obj, None
+
+
+_add_finder()

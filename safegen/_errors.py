@@ -11,6 +11,8 @@ because worker processes send them back to the parent.
 
 from __future__ import annotations
 
+import re
+import textwrap
 from typing import Any
 
 __all__ = ["AliasingError", "AliasingWarning", "SafegenError", "SafegenWarning", "ShapeError"]
@@ -66,11 +68,40 @@ class ShapeError(SafegenError, ValueError):
     A ``ValueError`` because the value a layer produced is of the wrong shape, like the
     ``ValueError`` Keras raises for incompatible shapes.
 
+    safegen raises it so that Keras passes it through unchanged. Should Keras (or anything
+    else) rebuild it from a message it wrapped in its own context (``Exception encountered
+    when calling ...``, ANSI bold, ``Arguments received by ...``), only safegen's message
+    is kept.
+
     Example:
         >>> import safegen
         >>> isinstance(safegen.ShapeError("bad"), ValueError)
         True
     """
+
+    # TensorFlow's autograph rebuilds an exception raised in converted code (tf_keras's
+    # fit) as type(e)(message) only when its __init__ is Exception.__init__; otherwise
+    # it raises a StagingError instead. ValueError has its own (equivalent) __init__.
+    __init__ = Exception.__init__
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        wrapped = _KERAS_CONTEXT.match(text)
+        if wrapped:
+            return wrapped.group(1)
+        if text.startswith("in user code:") and "ShapeError: " in text:
+            # Autograph's framing: the user's frames, then "ShapeError: <message>" indented.
+            tail = text[text.rindex("ShapeError: ") + len("ShapeError: ") :]
+            return textwrap.dedent("    " + tail).strip()
+        return text
+
+
+# What Keras's `inject_argument_info_in_traceback` makes of a layer's exception message.
+_KERAS_CONTEXT = re.compile(
+    r"Exception encountered when calling [^\n]*\n\n\x1b\[1m(.*?)\x1b\[0m\n\n"
+    r"Arguments received by ",
+    re.S,
+)
 
 
 class SafegenWarning(UserWarning):

@@ -47,7 +47,7 @@ class TestSwitch:
         safegen.disable()
         safegen.disable()
         assert not safegen.is_enabled()
-        assert not any(isinstance(f, _enable._PostImportFinder) for f in sys.meta_path)
+        assert _enable._undo == {}  # nothing is left patched
 
     def test_enabled_context_restores_the_previous_state(self):
         """with safegen.enabled(): nests, and gives back the options it found."""
@@ -332,8 +332,36 @@ class TestFromGenerator:
         assert [r["name"] for r in safegen._session.current().as_dict()["sources"]] == ["fresh()"]
 
 
-class TestEnableBeforeImport:
-    """enable() before `import keras` installs the hooks when Keras arrives."""
+class TestImportOrder:
+    """enable() before `import keras` installs the hooks when Keras arrives; and a model
+    saved with checked layers loads in a program that imports safegen before Keras."""
+
+    def test_checked_model_loads_when_keras_comes_after_safegen(self, tmp_path):
+        """import safegen, then keras: load_model finds the checked Lambda and it checks."""
+        path = tmp_path / "checked.keras"
+        save = (
+            "import keras, safegen\n"
+            "inputs = keras.Input((2,))\n"
+            "layer = keras.layers.Lambda(lambda x: x[:, 0], output_shape=(1,), name='mean')\n"
+            "model = keras.Model(inputs, safegen.ShapeChecked(layer)(inputs))\n"
+            f"model.save({str(path)!r})\n"
+        )
+        load = (
+            "import safegen\n"
+            "import keras, numpy as np\n"
+            f"model = keras.models.load_model({str(path)!r}, safe_mode=False)\n"
+            "try:\n"
+            "    model.predict(np.ones((3, 2)), verbose=0)\n"
+            "except safegen.ShapeError as error:\n"
+            "    print('caught', str(error).splitlines()[0][:60])\n"
+        )
+        env = {"PYTHONPATH": str(ROOT), "KERAS_BACKEND": "tensorflow"}
+        saved = _python(save, env=env)
+        assert saved.returncode == 0, saved.stderr[-3000:]
+        loaded = _python(load, env=env)
+        assert loaded.returncode == 0, loaded.stderr[-3000:]
+        assert loaded.stdout.startswith("caught "), loaded.stdout
+        assert "'mean' (Lambda) returned rank 1" in loaded.stdout
 
     def test_enable_then_import_keras(self):
         """A program that enables first and imports Keras after is still guarded."""

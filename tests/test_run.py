@@ -157,13 +157,35 @@ class TestUnmodifiedPrograms:
         assert data["sources"][0]["name"] == "train_iterator()"
         assert data["sources"][0]["location"].startswith("examples/unmodified/mean_generator.py:")
 
+    def test_lambda_program_stops_with_shape_error(self):
+        """The Lambda without expand_dims exits 1 with the ShapeError naming the Lambda."""
+        pytest.importorskip("keras")
+        result = _run("examples/unmodified/mean_lambda.py")
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert (
+            "safegen.ShapeError: layer 'lambda' (Lambda) returned rank 1, shape (None,); "
+            "declared rank 2, shape (None, 1)." in result.stderr
+        )
+        assert "hint: the output is one rank short" in result.stderr
+        assert "  layer 'lambda' (Lambda): output checked 1 time(s), 1 shape error(s)" in (
+            result.stderr
+        )
+
+    def test_no_shapes_option(self):
+        """--no-shapes leaves the Lambda alone: the program trains to the end."""
+        pytest.importorskip("keras")
+        result = _run("--no-shapes", "examples/unmodified/mean_lambda.py")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "0 layer(s) checked" in result.stderr
+
     def test_fixed_program_exits_0_with_no_violations(self):
         """The fixed program runs to the end: exit 0 and a summary with no violations."""
         pytest.importorskip("keras")
         result = _run("examples/unmodified/mean_fixed.py")
         assert result.returncode == 0, result.stderr[-3000:]
-        assert "0 violation(s);" in result.stderr
+        assert "0 violation(s);" in result.stderr and "0 shape error(s)" in result.stderr
         assert "source train_iterator() at examples/unmodified/mean_fixed.py:" in result.stderr
+        assert "  layer 'mean' (Lambda): output checked" in result.stderr
 
     def test_copy_mode_from_the_environment(self):
         """SAFEGEN_MODE=copy applies: the buggy program runs through, its source in copy mode."""

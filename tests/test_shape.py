@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -115,16 +116,28 @@ class TestSeedLambda:
         with pytest.raises(ShapeError, match=r"returned rank 1, shape \(3,\)"):
             layer(ops.ones((3, 2)))
 
-    def test_error_survives_keras_reraise(self) -> None:
-        """ShapeError is rebuilt by Keras as type(e)(message) and stays a ValueError."""
+    def test_error_text_is_clean(self) -> None:
+        """The ShapeError that reaches the user carries no Keras clutter (ANSI, call args)."""
         x, _ = mean_data()
         with pytest.raises(ShapeError) as info:
             seed_model().predict(x, verbose=0)
-        assert getattr(info.value, "_keras_call_info_injected", False)
-        assert "Exception encountered when calling" in str(info.value)
+        text = str(info.value)
+        assert text.startswith("layer 'mean' (Lambda) returned rank 1")
+        assert "\x1b[" not in text and "Arguments received" not in text
         assert isinstance(info.value, ValueError)
-        rebuilt = type(info.value)(str(info.value))
-        assert isinstance(rebuilt, ShapeError)
+        rebuilt = type(info.value)(text)  # Keras rebuilds exceptions as type(e)(message)
+        assert isinstance(rebuilt, ShapeError) and str(rebuilt) == text
+
+    def test_keras_wrapped_text_is_cleaned(self) -> None:
+        """A ShapeError rebuilt from Keras's re-raise text keeps only safegen's message."""
+        keras_text = (
+            "Exception encountered when calling Lambda.call().\n\n"
+            "\x1b[1mlayer 'mean' (Lambda) returned rank 1.\n  check: 'rank'\x1b[0m\n\n"
+            "Arguments received by Lambda.call():\n  • args=<class 'inspect._empty'>"
+        )
+        assert (
+            str(ShapeError(keras_text)) == "layer 'mean' (Lambda) returned rank 1.\n  check: 'rank'"
+        )
 
 
 class TestCorrectLambda:
@@ -281,16 +294,13 @@ class TestNestedOutputs:
 
 
 class TestBehavesLikeLayer:
-    """The wrapper keeps the wrapped layer's weights, training flag and masks."""
+    """A checked layer keeps its weights, training flag and masks."""
 
-    def test_weights_shared(self) -> None:
-        """The wrapper's weights are the wrapped layer's own variables."""
+    def test_same_object(self) -> None:
+        """ShapeChecked returns the layer itself, an instance of its own class."""
         dense = layers.Dense(2)
-        checked = safegen.ShapeChecked(dense)
-        checked(ops.ones((1, 3)))
-        assert [id(w) for w in checked.trainable_weights] == [
-            id(w) for w in dense.trainable_weights
-        ]
+        assert safegen.ShapeChecked(dense) is dense
+        assert isinstance(dense, layers.Dense) and type(dense).__name__ == "Dense"
 
     def test_training_flag_passed(self) -> None:
         """Dropout drops only with training=True."""
@@ -318,7 +328,7 @@ class TestSaving:
         seed_model().save(path)
         custom = {"mean_bad": mean_bad}  # a named function in a Lambda is saved by name
         loaded = keras.models.load_model(path, safe_mode=False, custom_objects=custom)
-        assert type(loaded.layers[-1]) is safegen.ShapeChecked
+        assert isinstance(loaded.layers[-1], layers.Lambda)
         with pytest.raises(ShapeError, match=SEED_MSG):
             loaded.predict(mean_data(4)[0], verbose=0)
 
@@ -331,7 +341,8 @@ class TestSaving:
         model.save(path)
         loaded = keras.models.load_model(path, safe_mode=False)
         layer = loaded.layers[-1]
-        assert (layer.check, layer.declared_output_shape) == ("shape", (2,))
+        state = layer.__dict__["_safegen_check"]
+        assert (state.check, state.output_shape) == ("shape", (2,))
         x = np.ones((2, 3), "float32")
         np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
@@ -341,14 +352,64 @@ class TestSaving:
             [keras.Input((2,)), layers.Lambda(lambda t: t[:, 0], output_shape=(1,), name="first")]
         )
         path = tmp_path / "s.keras"
-        safegen.check_layers(model).save(path)
+        safegen.check_layers(model)
+        model.save(path)
         loaded = keras.models.load_model(path, safe_mode=False)
         with pytest.raises(ShapeError, match=r"layer 'first' \(Lambda\) returned rank 1"):
             loaded.predict(mean_data(4)[0], verbose=0)
 
+    def test_clone_model_keeps_the_check(self) -> None:
+        """keras.models.clone_model copies the check with its settings."""
+        dense = safegen.ShapeChecked(layers.Dense(2, name="d"), output_shape=(1,), check="shape")
+        clone = keras.models.clone_model(keras.Sequential([keras.Input((3,)), dense]))
+        copied = clone.get_layer("d")
+        assert copied is not dense and "_safegen_check" in vars(copied)
+        assert vars(copied)["_safegen_check"].output_shape == (1,)
+        with pytest.raises(ShapeError, match=r"declared shape \(4, 1\)"):
+            copied(ops.ones((4, 3)))
+
+    def test_fresh_process_loads_and_checks(self, tmp_path: Path) -> None:
+        """A new program that imports keras, then safegen, loads the file and still checks."""
+        model = keras.Sequential(
+            [keras.Input((2,)), layers.Lambda(lambda t: t[:, 0], output_shape=(1,), name="first")]
+        )
+        safegen.check_layers(model)
+        model.save(tmp_path / "s.keras")
+        code = textwrap.dedent(
+            f"""
+            import numpy as np, keras, safegen
+            model = keras.models.load_model({str(tmp_path / "s.keras")!r}, safe_mode=False)
+            try:
+                model.predict(np.ones((3, 2)), verbose=0)
+            except safegen.ShapeError as e:
+                print(str(e).splitlines()[0])
+            """
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert out.stdout.strip().startswith("layer 'first' (Lambda) returned rank 1"), out.stderr
+
+    def test_unwrapped_model_saves_plain(self, tmp_path: Path) -> None:
+        """After unwrap, the saved config carries no safegen entry nor registered name."""
+        model = seed_model(mean_good)
+        safegen.unwrap(model)
+        model.save(tmp_path / "p.keras")
+        import zipfile
+
+        with zipfile.ZipFile(tmp_path / "p.keras") as archive:
+            config = archive.read("config.json").decode()
+        assert "safegen" not in config
+
+
+def is_checked(layer: Any) -> bool:
+    """Whether safegen checks ``layer`` (its check settings are attached to it)."""
+    return "_safegen_check" in vars(layer)
+
 
 class TestCheckLayers:
-    """check_layers wraps a model's Lambdas (or chosen types); unwrap undoes it."""
+    """check_layers checks a model's Lambdas (or chosen types) in place; unwrap undoes it."""
 
     @staticmethod
     def sequential() -> Any:
@@ -361,62 +422,85 @@ class TestCheckLayers:
         )
 
     def test_sequential(self) -> None:
-        """Every Lambda of a Sequential is wrapped; the buggy one is then caught."""
-        checked = safegen.check_layers(self.sequential())
-        assert [type(layer).__name__ for layer in checked.layers] == ["Dense", "ShapeChecked"]
+        """Every Lambda of a Sequential is checked in place and returned; the bug is caught."""
+        model = self.sequential()
+        checked = safegen.check_layers(model)
+        assert checked == [model.get_layer("total")]
+        assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Lambda"]
         with pytest.raises(ShapeError, match=r"layer 'total' \(Lambda\)"):
-            checked.predict(mean_data(4)[0], verbose=0)
+            model.predict(mean_data(4)[0], verbose=0)
 
     def test_functional_layer_types(self) -> None:
-        """layer_types chooses which layers are wrapped in a functional model."""
+        """layer_types chooses which layers are checked in a functional model."""
         model = add_model(wrap=False)
         checked = safegen.check_layers(model, layer_types=(layers.Dense,), check="shape")
-        kinds = [type(layer).__name__ for layer in checked.layers]
-        assert kinds.count("ShapeChecked") == 1 and "Lambda" in kinds
-        wrapped = [layer for layer in checked.layers if type(layer).__name__ == "ShapeChecked"]
-        assert isinstance(wrapped[0].layer, layers.Dense) and wrapped[0].check == "shape"
+        assert [type(layer).__name__ for layer in checked] == ["Dense"]
+        assert is_checked(checked[0]) and not is_checked(model.get_layer("mean"))
+        assert checked[0].__dict__["_safegen_check"].check == "shape"
 
-    def test_shares_weights(self) -> None:
-        """The checked model reuses the original layers, so predictions agree."""
-        model = keras.Sequential([keras.Input((2,)), layers.Dense(2), layers.Lambda(mean_good)])
-        checked = safegen.check_layers(model)
-        assert checked.layers[0] is model.layers[0]
-        x, _ = mean_data(4)
-        np.testing.assert_array_equal(checked.predict(x, verbose=0), model.predict(x, verbose=0))
+    def test_compiled_model_not_recompiled(self) -> None:
+        """check_layers keeps the compiled model (plain-function loss included) and its traces
+        are redone: the Lambda fitted before is caught at the next fit."""
 
-    def test_unwrap_restores_plain_layers(self) -> None:
-        """unwrap gives back the plain model, which no longer checks."""
-        plain = safegen.unwrap(safegen.check_layers(self.sequential()))
-        assert [type(layer).__name__ for layer in plain.layers] == ["Dense", "Lambda"]
-        assert plain.predict(mean_data(4)[0], verbose=0).shape == (4,)
+        def my_loss(y_true: Any, y_pred: Any) -> Any:
+            return ops.mean(ops.square(y_true - y_pred))
+
+        model = keras.Sequential(
+            [keras.Input((2,)), layers.Lambda(mean_bad, output_shape=(1,), name="mean")]
+        )
+        model.compile("sgd", my_loss)
+        x, y = mean_data(8)
+        with pytest.warns(UserWarning, match="trainable weights"):
+            model.fit(x, y, verbose=0)  # silently "works" without the check
+        optimizer = model.optimizer
+        safegen.check_layers(model)
+        assert model.optimizer is optimizer and model.loss is my_loss
+        with pytest.raises(ShapeError, match=SEED_MSG):
+            model.fit(x, y, verbose=0)
+
+    def test_nothing_matched_warns(self) -> None:
+        """A model with no Lambda gets a SafegenWarning and an empty list."""
+        model = keras.Sequential([keras.Input((2,)), layers.Dense(1)])
+        with pytest.warns(safegen.SafegenWarning, match="no layer of type Lambda") as record:
+            assert safegen.check_layers(model) == []
+        assert record[0].filename == __file__
+
+    def test_unwrap_switches_checks_off_in_place(self) -> None:
+        """unwrap returns the same model with plain layers, which no longer check."""
+        model = self.sequential()
+        safegen.check_layers(model)
+        assert safegen.unwrap(model) is model
+        assert [type(layer) for layer in model.layers] == [layers.Dense, layers.Lambda]
+        assert not is_checked(model.get_layer("total"))
+        assert model.predict(mean_data(4)[0], verbose=0).shape == (4,)
         dense = layers.Dense(1)
         assert safegen.unwrap(safegen.ShapeChecked(dense)) is dense
+        assert type(dense) is layers.Dense
 
-    def test_functional_round_trip_and_nested(self) -> None:
-        """check_layers reaches nested models; unwrap of a functional model restores them."""
+    def test_nested_and_subclassed(self) -> None:
+        """check_layers reaches nested models and subclassed models' layers; unwrap too."""
         inner_in = keras.Input((2,))
-        lam = layers.Lambda(mean_good, output_shape=(1,))
+        lam = layers.Lambda(mean_good, output_shape=(1,), name="lam")
         inner = keras.Model(inner_in, lam(inner_in), name="inner")
         inputs = keras.Input((2,))
-        model = keras.Model(inputs, layers.Dense(1)(inner(inputs)))
+        model = keras.Model(inputs, layers.Dense(1, name="out")(inner(inputs)))
         checked = safegen.check_layers(model, layer_types=(layers.Lambda, layers.Dense))
-        assert type(checked.layers[1].layers[-1]) is safegen.ShapeChecked
-        assert type(checked.layers[-1]) is safegen.ShapeChecked
-        plain = safegen.unwrap(checked)
-        assert type(plain.layers[1].layers[-1]) is layers.Lambda
-        assert type(plain.layers[-1]) is layers.Dense
-        x, _ = mean_data(4)
-        np.testing.assert_array_equal(plain.predict(x, verbose=0), model.predict(x, verbose=0))
-
-    def test_subclassed_model_rejected(self) -> None:
-        """A subclassed model gets a TypeError explaining what to do instead."""
+        assert sorted(layer.name for layer in checked) == ["lam", "out"]
+        safegen.unwrap(model)
+        assert type(lam) is layers.Lambda
 
         class Sub(keras.Model):
-            def call(self, x: Any) -> Any:
-                return x
+            def __init__(self) -> None:
+                super().__init__()
+                self.mean = layers.Lambda(mean_bad, output_shape=(1,), name="mean")
 
-        with pytest.raises(TypeError, match="subclassed"):
-            safegen.check_layers(Sub())
+            def call(self, x: Any) -> Any:
+                return self.mean(x)
+
+        sub = Sub()
+        assert [layer.name for layer in safegen.check_layers(sub)] == ["mean"]
+        with pytest.raises(ShapeError, match=r"layer 'mean' \(Lambda\)"):
+            sub(ops.ones((3, 2)))
 
 
 class TestShapeCheckedLambda:
@@ -425,7 +509,7 @@ class TestShapeCheckedLambda:
     def test_catches_and_passes(self) -> None:
         """The short form catches the seed bug and lets the fixed Lambda through."""
         bad = safegen.ShapeCheckedLambda(mean_bad, output_shape=(1,), name="mean")
-        assert isinstance(bad, safegen.ShapeChecked)
+        assert isinstance(bad, layers.Lambda) and is_checked(bad)
         with pytest.raises(ShapeError, match=r"layer 'mean' \(Lambda\)"):
             bad(ops.ones((3, 2)))
         good = safegen.ShapeCheckedLambda(mean_good, (1,), check="shape")
@@ -437,7 +521,7 @@ class TestBadArguments:
 
     def test_not_a_layer(self) -> None:
         """ShapeChecked('x') is a TypeError."""
-        with pytest.raises(TypeError, match=r"layer must be a Keras 3 layer.*got 'x' of type str"):
+        with pytest.raises(TypeError, match=r"layer must be a Keras 3 .*got 'x' of type str"):
             safegen.ShapeChecked("x")
 
     def test_bad_check(self) -> None:
@@ -460,23 +544,26 @@ class TestBadArguments:
             safegen.ShapeCheckedLambda(3, (1,))  # type: ignore[arg-type]
 
     def test_check_layers_not_a_model(self) -> None:
-        """check_layers on a layer is a TypeError; bad layer_types too."""
-        with pytest.raises(TypeError, match="must be a keras.Sequential or functional"):
-            safegen.check_layers(layers.Dense(1))
+        """check_layers on a non-Keras object is a TypeError; bad layer_types too."""
+        with pytest.raises(TypeError, match=r"model must be a Keras 3 .*got 'm' of type str"):
+            safegen.check_layers("m")
         with pytest.raises(TypeError, match="layer_types"):
             safegen.check_layers(add_model(wrap=False), layer_types=("Lambda",))
 
 
 class TestPackaging:
-    """The lazy export and serialization names."""
+    """The public names, serialization name and light import."""
 
     def test_public_names(self) -> None:
-        """The lazy names are the module's objects, shown as safegen.*."""
-        from safegen import _shape
+        """The public names are plain functions shown as safegen.*; the saved name is registered."""
+        from safegen import _layers
+        from safegen.integrations.keras import layers as keras_layers
 
-        assert safegen.ShapeChecked is _shape.ShapeChecked
+        assert safegen.ShapeChecked is _layers.ShapeChecked
         assert safegen.ShapeChecked.__module__ == "safegen"
-        assert keras.saving.get_registered_name(safegen.ShapeChecked) == "safegen>ShapeChecked"
+        checked_class = type(safegen.ShapeChecked(layers.Dense(1)))
+        assert keras.saving.get_registered_name(checked_class) == "safegen>ShapeChecked"
+        assert keras.saving.get_registered_object("safegen>ShapeChecked") is keras_layers._Loader
 
     def test_import_does_not_import_keras(self) -> None:
         """`import safegen` leaves Keras and TensorFlow unimported."""
@@ -485,6 +572,380 @@ class TestPackaging:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
         )
         assert out.stdout.split() == ["False", "False"]
+
+    def test_help_is_light(self) -> None:
+        """pydoc of safegen imports no framework and lists no inherited Keras Layer method."""
+        code = (
+            "import sys, pydoc, safegen\n"
+            "text = pydoc.render_doc(safegen)\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules,"
+            " 'add_weight' in text, 'ShapeChecked(' in text)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        assert out.stdout.split() == ["False", "False", "False", "True"]
+
+
+class Scaled(layers.Layer):
+    """A layer with a non-tensor call argument."""
+
+    def call(self, x: Any, scale: float = 1.0) -> Any:
+        return x * scale
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+
+def summary_text(model: Any) -> str:
+    """The model's summary as text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "\n".join(lines)
+
+
+class TestTransparent:
+    """A checked layer is indistinguishable from the plain one except for the check."""
+
+    def test_multi_head_attention_signatures(self) -> None:
+        """MHA takes (query, value) positionally and by keyword, checked, like the plain one."""
+        q, v = keras.Input((4, 8)), keras.Input((6, 8))
+        mha = safegen.ShapeChecked(layers.MultiHeadAttention(2, 4, name="mha"), check="shape")
+        model = keras.Model([q, v], [mha(q, v), mha(query=q, value=v, use_causal_mask=False)])
+        xq, xv = np.ones((3, 4, 8), "float32"), np.ones((3, 6, 8), "float32")
+        a, b = model.predict([xq, xv], verbose=0)
+        assert a.shape == b.shape == (3, 4, 8)
+
+    def test_return_attention_scores_toggled(self) -> None:
+        """The same layer called with and without return_attention_scores gives no false error."""
+        mha = safegen.ShapeChecked(layers.MultiHeadAttention(2, 4))
+        q, v = ops.ones((2, 4, 8)), ops.ones((2, 6, 8))
+        out, scores = mha(q, v, return_attention_scores=True)
+        assert tuple(scores.shape) == (2, 2, 4, 6)
+        assert tuple(mha(q, v).shape) == (2, 4, 8)
+        assert tuple(mha(q, v, return_attention_scores=True)[1].shape) == (2, 2, 4, 6)
+
+    def test_keras_attention_scores_declaration(self) -> None:
+        """check='shape' finds that Keras 3.15's MultiHeadAttention declares its attention
+        scores as (batch, heads, Tq, Tq) where it returns (batch, heads, Tq, Tv)."""
+        mha = safegen.ShapeChecked(layers.MultiHeadAttention(2, 4), check="shape")
+        with pytest.raises(ShapeError, match=r"output \[1\] returned shape \(2, 2, 4, 6\); "
+                           r"declared shape \(2, 2, 4, 4\)"):  # fmt: skip
+            mha(ops.ones((2, 4, 8)), ops.ones((2, 6, 8)), return_attention_scores=True)
+
+    def test_non_tensor_argument(self) -> None:
+        """Non-tensor call arguments reach the layer, in eager calls and in a model."""
+        layer = safegen.ShapeChecked(Scaled(), check="shape")
+        np.testing.assert_array_equal(ops.convert_to_numpy(layer(ops.ones((2, 3)), scale=3.0)), 3)
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, layer(inputs, scale=2.0))
+        np.testing.assert_array_equal(model.predict(np.ones((2, 3)), verbose=0), 2.0)
+
+    def test_input_validation_at_build(self) -> None:
+        """A Dense built for 4 features refuses 5 when the model is built, as the plain one."""
+        messages = []
+        for check in (False, True):
+            dense = layers.Dense(2, name="d")
+            dense.build((None, 4))
+            if check:
+                safegen.ShapeChecked(dense)
+            with pytest.raises(ValueError, match="incompatible with the layer") as info:
+                inputs = keras.Input((5,))
+                keras.Model(inputs, dense(inputs))
+            messages.append(str(info.value))
+        assert messages[0] == messages[1]
+
+    def test_build_without_shape_and_stateless(self) -> None:
+        """build() without a shape creates an Embedding's weights; stateless layers start built."""
+        emb = safegen.ShapeChecked(layers.Embedding(10, 3))
+        emb.build()
+        assert [tuple(w.shape) for w in emb.weights] == [(10, 3)]
+        for make in (layers.Flatten, lambda: layers.Dropout(0.5), lambda: layers.Dense(2)):
+            assert safegen.ShapeChecked(make()).built is make().built
+
+    def test_dtype_policy_and_autocast(self) -> None:
+        """Under mixed_float16 the dtype policy and autocast=False behave as for the plain layer."""
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_float16")
+        try:
+            x = ops.ones((2, 3), dtype="float32")
+            plain = layers.Lambda(lambda t: t, autocast=False)
+            checked = safegen.ShapeChecked(layers.Lambda(lambda t: t, autocast=False))
+            assert checked.dtype_policy.name == plain.dtype_policy.name == "mixed_float16"
+            assert checked(x).dtype == plain(x).dtype == "float32"
+            dense = safegen.ShapeChecked(layers.Dense(2))
+            assert dense(x).dtype == layers.Dense(2)(x).dtype == "float16"
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    def test_bidirectional_and_time_distributed(self) -> None:
+        """Bidirectional and TimeDistributed accept a checked layer; both directions check."""
+        bi = layers.Bidirectional(safegen.ShapeChecked(layers.LSTM(3, return_sequences=True)))
+        assert tuple(bi(ops.ones((2, 5, 4))).shape) == (2, 5, 6)
+        assert "_safegen_check" in vars(bi.backward_layer)
+        td = layers.TimeDistributed(safegen.ShapeChecked(layers.Dense(3), check="shape"))
+        assert tuple(td(ops.ones((2, 5, 4))).shape) == (2, 5, 3)
+
+    def test_quantize(self) -> None:
+        """Dense.quantize, which refuses subclasses, works on a checked Dense that still checks."""
+        dense = safegen.ShapeChecked(layers.Dense(4), output_shape=(3,), check="shape")
+        dense.build((None, 8))
+        dense.quantize("int8")
+        assert dense.quantization_mode == "int8" and type(dense).__name__ == "Dense"
+        with pytest.raises(ShapeError, match=r"declared shape \(2, 3\)"):
+            dense(ops.ones((2, 8)))
+
+    def test_variable_paths_and_weights_file(self, tmp_path: Path) -> None:
+        """Variable paths match the plain model, and .weights.h5 files move both ways."""
+
+        def build(check: bool) -> Any:
+            keras.utils.set_random_seed(int(check))
+            inputs = keras.Input((2,))
+            dense = layers.Dense(3, name="dense")
+            lam = layers.Lambda(mean_good, output_shape=(1,), name="mean")
+            if check:
+                safegen.ShapeChecked(dense)
+                safegen.ShapeChecked(lam)
+            return keras.Model(inputs, lam(dense(inputs)))
+
+        plain, checked = build(False), build(True)
+        assert [v.path for v in checked.weights] == [v.path for v in plain.weights]
+        x, _ = mean_data(4)
+        checked.save_weights(tmp_path / "c.weights.h5")
+        plain.load_weights(tmp_path / "c.weights.h5")
+        np.testing.assert_array_equal(plain.predict(x, verbose=0), checked.predict(x, verbose=0))
+        keras.utils.set_random_seed(7)
+        plain2 = build(False)
+        plain2.save_weights(tmp_path / "p.weights.h5")
+        checked.load_weights(tmp_path / "p.weights.h5")
+        np.testing.assert_array_equal(plain2.predict(x, verbose=0), checked.predict(x, verbose=0))
+
+    def test_name_and_summary(self) -> None:
+        """After check_layers, get_layer finds the Lambda and the summary is unchanged."""
+        model = add_model(wrap=False)
+        before = summary_text(model)
+        lam = model.get_layer("mean")
+        safegen.check_layers(model)
+        assert model.get_layer("mean") is lam
+        assert summary_text(model) == before
+
+    def test_get_config_is_plain(self) -> None:
+        """get_config() equals the plain layer's, so Dense.from_config gives a plain Dense."""
+        checked = safegen.ShapeChecked(layers.Dense(2, name="d"), (2,), check="shape")
+        config = checked.get_config()
+        assert config == layers.Dense(2, name="d").get_config()
+        assert type(layers.Dense.from_config(config)) is layers.Dense
+
+    def test_export_and_saved_model(self, tmp_path: Path) -> None:
+        """model.export() and tf.saved_model.save() work with checked layers (caches filled)."""
+        model = add_model(wrap=False)
+        model.get_layer("mean").function = mean_good
+        safegen.check_layers(model, layer_types=(layers.Lambda, layers.Dense), check="shape")
+        x, _ = mean_data(4)
+        expected = model.predict(x, verbose=0)
+        model.export(tmp_path / "exported", verbose=False)
+        tf.saved_model.save(model, str(tmp_path / "saved"))
+        exported = tf.saved_model.load(str(tmp_path / "exported"))
+        served = exported.serve(tf.constant(x))
+        np.testing.assert_allclose(served.numpy(), expected, rtol=1e-6)
+        saved = tf.saved_model.load(str(tmp_path / "saved"))
+        assert saved is not None
+
+    def test_unknown_rank_caught_at_run_time(self) -> None:
+        """squeeze() without an axis on a batch of 1: rank unknown at trace, caught when run."""
+        inputs = keras.Input((1, 3))
+        lam = layers.Lambda(lambda t: ops.squeeze(t), output_shape=(3,), name="squeezed")
+        model = keras.Model(inputs, safegen.ShapeChecked(lam)(inputs))
+        fn = tf.function(model)
+        fn.get_concrete_function(tf.TensorSpec((None, 1, 3)))
+        assert tuple(fn(tf.ones((4, 1, 3))).shape) == (4, 3)
+        with pytest.raises(
+            tf.errors.InvalidArgumentError,
+            match=r"ShapeError: layer .{1,3}squeezed.{1,3} \(Lambda\) rank is not 2",
+        ):
+            fn(tf.ones((1, 1, 3)))
+
+    @pytest.mark.filterwarnings(NO_WEIGHTS)
+    def test_unknown_rank_caught_under_xla(self) -> None:
+        """Under jit_compile=True the same bug fails XLA's shape check instead of passing."""
+        inputs = keras.Input((1, 3))
+        lam = layers.Lambda(lambda t: ops.squeeze(t), output_shape=(3,), name="squeezed")
+        model = keras.Model(inputs, safegen.ShapeChecked(lam)(inputs))
+        model.compile("sgd", "mse", jit_compile=True)
+        x, y = np.ones((4, 1, 3), "float32"), np.ones((4, 3), "float32")
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(2), shuffle=False, verbose=0)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="not compatible with expected"):
+            model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(1), shuffle=False, verbose=0)
+
+
+class TestInstallLambdaChecks:
+    """install_lambda_checks checks every Lambda until undone, changing nothing else."""
+
+    def test_before_and_after_install(self) -> None:
+        """Lambdas built before and after the install are checked; undo stops it."""
+        from safegen.integrations.keras.layers import install_lambda_checks
+
+        before = layers.Lambda(mean_bad, output_shape=(1,), name="mean")
+        undo = install_lambda_checks()
+        try:
+            after = layers.Lambda(mean_bad, output_shape=(1,), name="mean")
+            for layer in (before, after):
+                with pytest.raises(ShapeError, match=r"layer 'mean' \(Lambda\) returned rank 1"):
+                    layer(ops.ones((3, 2)))
+        finally:
+            undo()
+        undo()  # a second undo does nothing
+        assert tuple(before(ops.ones((3, 2))).shape) == (3,)
+
+    @pytest.mark.filterwarnings(NO_WEIGHTS)
+    def test_fit_predict_and_save_unchanged(self, tmp_path: Path) -> None:
+        """Graph-mode fit and predict raise for the bug; what model.save writes is unchanged."""
+        from safegen.integrations.keras.layers import install_lambda_checks
+
+        x, y = mean_data(8)
+        good = seed_model(mean_good, wrap=False)
+        good.save(tmp_path / "plain.keras")
+        undo = install_lambda_checks()
+        try:
+            bad = seed_model(wrap=False)
+            bad.compile("sgd", "mse")
+            with pytest.raises(ShapeError, match=SEED_MSG):
+                bad.fit(x, y, verbose=0)
+            with pytest.raises(ShapeError, match=SEED_MSG):
+                bad.predict(x, verbose=0)
+            good.predict(x, verbose=0)
+            good.save(tmp_path / "installed.keras")
+        finally:
+            undo()
+        import zipfile
+
+        def contents(name: str) -> dict[str, bytes]:
+            with zipfile.ZipFile(tmp_path / name) as archive:
+                return {n: archive.read(n) for n in archive.namelist() if n != "metadata.json"}
+
+        assert contents("installed.keras") == contents("plain.keras")
+
+    def test_nested_installs_and_no_double_check(self) -> None:
+        """Installs nest; a ShapeChecked Lambda is checked once; the session counts the checks."""
+        from safegen import _session
+        from safegen.integrations.keras.layers import install_lambda_checks
+
+        original = layers.Lambda.call
+        first, second = install_lambda_checks(), install_lambda_checks("shape")
+        session = _session.start()
+        try:
+            lam = safegen.ShapeChecked(layers.Lambda(mean_good, output_shape=(1,), name="m"))
+            lam(ops.ones((3, 2)))
+            first()
+            bad = layers.Lambda(mean_bad, output_shape=(1,), name="bad")
+            with pytest.raises(ShapeError):
+                bad(ops.ones((3, 2)))
+            second()
+            assert layers.Lambda.call is original
+        finally:
+            _session.stop()
+        records = {r.name: (r.checks, r.shape_errors) for r in session.layers.values()}
+        assert records == {"m": (1, 0), "bad": (1, 1)}
+
+
+TF_KERAS_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, safegen, tf_keras as keras
+    from tf_keras import backend as K
+    from tf_keras.layers import Input, Lambda
+    from safegen.integrations.tf_keras.layers import install_lambda_checks
+
+    def batches():
+        while True:
+            x = np.random.randint(0, 100, (8, 2)).astype("float32")
+            yield x, x.mean(1, keepdims=True)
+
+    inp = Input((2,))
+    mean = Lambda(lambda x: (x[:, 0] + x[:, 1]) / 2, output_shape=(1,), name="mean")
+    model = keras.Model(inp, mean(inp))
+    model.compile("sgd", "mse")
+    print("checked", [layer.name for layer in safegen.check_layers(model)])
+    for run in (lambda: model.fit(batches(), steps_per_epoch=2, verbose=0),
+                lambda: model.predict(np.ones((4, 2)), verbose=0)):
+        try:
+            run()
+            print("no error")
+        except safegen.ShapeError as e:
+            print(str(e).splitlines()[0])
+    good = Lambda(lambda x: K.expand_dims((x[:, 0] + x[:, 1]) / 2, -1), output_shape=(1,))
+    fixed = keras.Model(inp, safegen.ShapeChecked(good)(inp))
+    fixed.compile("sgd", "mse")
+    print("loss", fixed.fit(batches(), steps_per_epoch=3, epochs=2, verbose=0).history["loss"])
+    safegen.unwrap(fixed)
+    print("plain again", type(good) is Lambda)
+    undo = install_lambda_checks()
+    try:
+        Lambda(lambda x: x[:, 0], output_shape=(1,), name="late")(np.ones((3, 2), "float32"))
+    except safegen.ShapeError as e:
+        print(str(e).splitlines()[0])
+    undo()
+    """
+)
+
+
+class TestTfKeras:
+    """The same checks on Keras 2 (tf_keras) layers, in a subprocess."""
+
+    def test_article_lambda(self) -> None:
+        """The article's Lambda without K.expand_dims raises ShapeError in tf_keras fit and
+        predict; the fixed one trains to a loss of 0; unwrap and install_lambda_checks work."""
+        pytest.importorskip("tf_keras")
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env.pop("TF_USE_LEGACY_KERAS", None)
+        out = subprocess.run(
+            [sys.executable, "-c", TF_KERAS_SCRIPT],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        error = "layer 'mean' (Lambda) returned rank 1, shape (None,); declared rank 2, " + (
+            "shape (None, 1)."
+        )
+        assert out.stdout.splitlines() == [
+            "checked ['mean']",
+            error,
+            error,
+            "loss [0.0, 0.0]",
+            "plain again True",
+            "layer 'late' (Lambda) returned rank 1, shape (3,); declared rank 2, shape (3, 1).",
+        ]
+
+
+@pytest.mark.slow
+class TestKerasSuite:
+    """tools/keras_suite.py runs Keras's own layer tests plain and with every layer checked."""
+
+    def test_quick_run(self, tmp_path: Path) -> None:
+        """Keras's Lambda tests (from its sdist, fetched with pip) give the same outcomes
+        with every layer checked as without."""
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tools" / "keras_suite.py"),
+                "--quick",
+                "--out",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=600,
+        )
+        if out.returncode == 3:
+            pytest.skip("the Keras source distribution could not be downloaded")
+        assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+        report = json.loads((tmp_path / "keras_suite_quick.json").read_text())
+        assert report["counts"]["plain"] == report["counts"]["checked"]
+        assert report["counts"]["checked"]["passed"] > 0
+        assert report["layers_checked"]["checked"] > 0 and not report["differ"]
 
 
 JAX_SCRIPT = textwrap.dedent(

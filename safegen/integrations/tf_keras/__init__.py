@@ -1,1 +1,1 @@
-"""tf_keras (Keras 2) integration. Imported only once the program uses ``tf_keras``."""
+"""Keras 2 (``tf_keras``) integration. Imported only once the program uses tf_keras."""
