@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -390,7 +391,8 @@ class TestJaxBackend:
 
     def test_generator_and_pydataset_on_jax(self):
         """On JAX, fit raises AliasingError for a reused generator and a shared-buffer PyDataset."""
-        pytest.importorskip("jax")
+        if importlib.util.find_spec("jax") is None:  # not imported here: JAX warns at fork
+            pytest.skip("jax is not installed")
         code = (
             "import safegen\n"
             "safegen.enable()\n"

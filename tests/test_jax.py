@@ -64,7 +64,8 @@ class TestGenerators:
         assert outcome["error"] == "AliasingError"
         assert re.match(
             r"reused\(\) at tests/jax_run.py:\d+: yield #1 leaf \[0\] \(float64, shape "
-            r"\(64, 2\)\) changed after it was yielded, while yield #2 was being produced\.",
+            r"\(64, 2\)\) changed after it was yielded, while yield #2 was being produced "
+            r"\(the yield at tests/jax_run.py:\d+ handed that memory out again\)\.",
             outcome["message"],
         )
         assert outcome["stats"] == {"yields": 2, "violations": 1}
