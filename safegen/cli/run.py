@@ -20,29 +20,16 @@ import traceback
 from types import TracebackType
 from typing import Any
 
+from safegen.cli._common import USAGE_ERROR, UsageError, positive
+
 __all__ = ["add_parser", "run"]
 
-USAGE_ERROR = 2
 _USAGE = "%(prog)s [--mode MODE] [--no-shapes] [--window N] [--report FILE.json] " + (
     "(script.py | -m module) [args ...]"
 )
 _OUR_FILES = frozenset(
     {os.path.abspath(__file__), os.path.abspath(runpy.__file__), os.path.abspath("<frozen runpy>")}
 )
-
-
-class _UsageError(Exception):
-    """A bad ``safegen run`` argument: one line on stderr, exit status 2."""
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
@@ -72,7 +59,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--no-shapes", action="store_true", help="do not check Lambda layers' output ranks"
     )
     parser.add_argument(
-        "--window", type=_positive, default=None, help="batches check mode watches (default 12)"
+        "--window", type=positive, default=None, help="batches check mode watches (default 12)"
     )
     parser.add_argument(
         "--report", metavar="FILE.json", default=None, help="also write the summary as JSON"
@@ -99,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         kind, target, argv = _target(args)
         _check_report(args.report)
-    except _UsageError as error:
+    except UsageError as error:
         print(f"safegen run: {error}", file=sys.stderr)
         return USAGE_ERROR
 
@@ -124,18 +111,18 @@ def run(args: argparse.Namespace) -> int:
 def _target(args: argparse.Namespace) -> tuple[str, str, list[str]]:
     if args.module is not None:
         if args.program:
-            raise _UsageError("give either script.py or -m module, not both")
+            raise UsageError("give either script.py or -m module, not both")
         if not args.module or args.module[0].startswith("-"):
-            raise _UsageError("-m needs a module name (usage: safegen run -m module [args ...])")
+            raise UsageError("-m needs a module name (usage: safegen run -m module [args ...])")
         return "module", args.module[0], list(args.module[1:])
     program = list(args.program)
     if program and program[0] == "--":
         program.pop(0)
     if not program:
-        raise _UsageError("no program given (usage: safegen run script.py [args ...])")
+        raise UsageError("no program given (usage: safegen run script.py [args ...])")
     script = program[0]
     if not os.path.exists(script):
-        raise _UsageError(f"can't open file {os.path.abspath(script)!r}: no such file")
+        raise UsageError(f"can't open file {os.path.abspath(script)!r}: no such file")
     return "script", script, program[1:]
 
 
@@ -144,9 +131,9 @@ def _check_report(path: str | None) -> None:
         return
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise _UsageError(f"--report {path}: the folder {folder!r} does not exist")
+        raise UsageError(f"--report {path}: the folder {folder!r} does not exist")
     if os.path.isdir(path):
-        raise _UsageError(f"--report {path}: is a folder; expected a file name such as out.json")
+        raise UsageError(f"--report {path}: is a folder; expected a file name such as out.json")
 
 
 def _execute(kind: str, target: str, argv: list[str]) -> tuple[int, str]:

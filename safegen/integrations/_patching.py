@@ -18,7 +18,7 @@ from safegen import _session
 from safegen._enable import guard_source
 from safegen._errors import AliasingError, SafegenError, ShapeError
 
-__all__ = ["patch", "reraise_safegen_error", "training_method"]
+__all__ = ["patch", "patch_training_methods", "reraise_safegen_error", "training_method"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
@@ -46,9 +46,26 @@ def patch(owner: Any, name: str, replacement: Any) -> Callable[[], None]:
     return undo
 
 
-def original_of(function: Any) -> Any:
-    """The function safegen patched over, or ``function`` itself."""
-    return getattr(function, _PATCHED, function)
+def patch_training_methods(
+    model: type, methods: dict[str, tuple[str, ...]], *, accept_iterators: bool = False
+) -> Callable[[], None]:
+    """Patch each of ``model``'s ``methods`` (name -> data arguments) with
+    :func:`training_method`; returns the function that undoes all of it."""
+    undos = [
+        patch(
+            model,
+            name,
+            training_method(getattr(model, name), arguments, accept_iterators=accept_iterators),
+        )
+        for name, arguments in methods.items()
+        if hasattr(model, name)
+    ]
+
+    def undo() -> None:
+        for step in reversed(undos):
+            step()
+
+    return undo
 
 
 def training_method(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from safegen.integrations._patching import patch, training_method
+from safegen.integrations._patching import patch_training_methods
 
 __all__ = ["install"]
 
@@ -26,14 +26,4 @@ def install() -> Callable[[], None]:
     """Patch ``keras.Model``'s training methods; returns the function that undoes it."""
     import keras
 
-    model = keras.Model
-    undos = [
-        patch(model, name, training_method(getattr(model, name), arguments))
-        for name, arguments in _METHODS.items()
-    ]
-
-    def undo() -> None:
-        for step in reversed(undos):
-            step()
-
-    return undo
+    return patch_training_methods(keras.Model, _METHODS)

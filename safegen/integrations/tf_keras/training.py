@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from safegen.integrations._patching import patch, training_method
+from safegen.integrations._patching import patch_training_methods
 
 __all__ = ["install"]
 
@@ -28,15 +28,4 @@ def install() -> Callable[[], None]:
     """Patch ``tf_keras.Model``'s training methods; returns the function that undoes it."""
     import tf_keras
 
-    model = tf_keras.Model
-    undos = [
-        patch(model, name, training_method(getattr(model, name), arguments, accept_iterators=True))
-        for name, arguments in _METHODS.items()
-        if hasattr(model, name)
-    ]
-
-    def undo() -> None:
-        for step in reversed(undos):
-            step()
-
-    return undo
+    return patch_training_methods(tf_keras.Model, _METHODS, accept_iterators=True)
