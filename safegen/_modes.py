@@ -432,18 +432,23 @@ class Copy(_State):
         start = perf_counter()
         copied = arrays = 0
         # Fast path: a tuple or list of small plain arrays, the usual (x, y) batch, copied
-        # without map_arrays' closure and walk (see benchmarks/per_yield.py).
+        # in one pass, without map_arrays' closure and walk (see benchmarks/per_yield.py).
         kind = type(value)
         if kind is tuple or kind is list:
+            copies = []
             for array in value:
-                if type(array) is not _ndarray or array.nbytes >= ALIGN_ABOVE:
-                    copied = 0
+                if type(array) is not _ndarray:
                     break
-                copied += array.nbytes
+                nbytes = array.nbytes
+                if nbytes >= ALIGN_ABOVE:
+                    break
+                copied += nbytes
+                copies.append(array.copy("K"))
             else:
-                copies = [array.copy("K") for array in value]
                 arrays = len(copies)
                 out: Any = tuple(copies) if kind is tuple else copies
+            if not arrays:
+                copied = 0
         if not arrays:
             pool = self.pool
 
