@@ -7,9 +7,10 @@ it is complete before the generator resumes. :class:`Job` is one yield's worth o
 hashes; :func:`submit` hands it to the process's hashing thread, and :meth:`Job.wait`,
 called before the generator resumes, returns the digests.
 
-One daemon thread serves every generator of the process, started on first use, so no
-thread is left behind however many generators are made or dropped; a job nobody waits
-for is finished and forgotten. Whoever comes first runs a job: if the consumer asks for
+One daemon thread serves every generator of the process, started on first use and gone
+after ``IDLE_SECONDS`` without work, so no thread is left behind however many generators
+are made or dropped (nor long after the last one); a job nobody waits for is finished
+and forgotten. Whoever comes first runs a job: if the consumer asks for
 the digests before the thread has started on them (an idle consumer, a busy machine),
 the caller hashes them itself instead of waiting for a thread to be scheduled. An error
 raised while hashing is raised again by :meth:`Job.wait`, in the caller's thread. After
@@ -84,14 +85,27 @@ class Job:
         return self.digests
 
 
+# The hashing thread ends after this long without a job (a new one starts on demand).
+IDLE_SECONDS = 2.0
+
 _lock = threading.Lock()
 _queue: queue.SimpleQueue[Job] | None = None
 
 
 def _serve(jobs: queue.SimpleQueue[Job]) -> None:
-    """The hashing thread: run jobs as they come (the thread is a daemon)."""
+    """The hashing thread: run jobs as they come, end when idle (the thread is a daemon)."""
+    global _queue
     while True:
-        job = jobs.get()
+        try:
+            job = jobs.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            with _lock:
+                if jobs.empty():
+                    if _queue is jobs:
+                        _queue = None
+                    # A job put here after this check is run by its waiter (Job.wait).
+                    return
+            continue
         job.run()
         del job  # let a finished job's arrays go before waiting for the next one
 

@@ -220,8 +220,22 @@ class TestThreadLifecycle:
                 list(it)
             del it
         gc.collect()
-        assert len(_hashing_threads()) == 1
+        assert len(_hashing_threads()) <= 1
         assert threading.active_count() <= before + 1
+
+    def test_thread_ends_when_idle_and_comes_back(self, monkeypatch):
+        """The hashing thread ends after a while without work; the next hash starts one."""
+        monkeypatch.setattr(_hasher, "IDLE_SECONDS", 0.05)
+        list(safegen.guard(fresh(2)))
+        deadline = time.monotonic() + 60
+        while _hashing_threads() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _hashing_threads()
+        it = safegen.guard(reused())
+        next(it)
+        assert _hashing_threads()
+        with pytest.raises(safegen.AliasingError, match=r"yield #1"):
+            next(it)
 
     def test_error_in_the_hashing_thread_reaches_the_caller(self, monkeypatch):
         """An exception raised while hashing is raised by the next next(), with a note."""
