@@ -64,6 +64,10 @@ class Job:
         finally:
             self._done.release()
 
+    def started(self) -> bool:
+        """Whether a thread has taken the job (``wait()`` would not hash it itself)."""
+        return self._claim.locked()
+
     def wait(self) -> list[int]:
         """The digests, once computed (here, if no thread has started on them).
 

@@ -44,7 +44,12 @@ _ndarray = np.ndarray
 # the consumer's critical path, when it guards a generator or iterator (whose next step
 # cannot start before the hash is done). Below it, handing the hash over costs more than
 # it saves (see benchmarks/per_yield.py, "background hashing").
-BACKGROUND_ABOVE = 1 << 20
+BACKGROUND_ABOVE = 4 << 20
+# When the thread had not even started on the hashes at WAITS_BEFORE_IN_PLACE resumes in
+# a row (the consumer does nothing between next() calls, or no core was free), the next
+# IN_PLACE_AFTER_WAITS large arrays are hashed in place, then the thread is tried again.
+WAITS_BEFORE_IN_PLACE = 3
+IN_PLACE_AFTER_WAITS = 16
 
 # The paths of the leaves of a flat tuple or list, made once.
 _FLAT = 64
@@ -151,7 +156,10 @@ class Watch(_State):
         # Hash large arrays on the hashing thread: set by the generator and iterator
         # drivers, which call settle() before resuming (datasets hash in place).
         self.background = False
+        self.background_above = BACKGROUND_ABOVE
         self.deferred: list[list[Any]] = []
+        self.waits = 0  # resumes in a row that found the background hash not started
+        self.in_place = 0  # large arrays left to hash in place before trying again
 
     def process(self, value: Any) -> Any:
         start = perf_counter()
@@ -206,10 +214,11 @@ class Watch(_State):
                 # the yield leaves the window (see settle() on consumers' writes).
                 blocks = sample(array) or _FULL
                 if (
-                    nbytes >= BACKGROUND_ABOVE
+                    nbytes >= self.background_above
                     and same_root is None
                     and blocks is not _FULL
                     and self.background
+                    and self._defer()
                 ):
                     record = [array, key, paths[index], None, count, count, blocks, None, False]
                     index += 1
@@ -256,6 +265,9 @@ class Watch(_State):
         A consumer that writes into a batch in place while its hash runs may see its
         write taken into the digest; the blocks sampled at yield time (arrays hashed in
         the background are all sampled) still show it when the yield leaves the window.
+        A consumer that keeps coming back before the thread has started on the hash gains
+        nothing from it: the next large arrays are hashed in place, then the thread is
+        tried again.
         """
         job, records = self.inflight, self.deferred
         self.inflight = None
@@ -263,6 +275,13 @@ class Watch(_State):
         if job is None:
             return
         start = perf_counter()
+        if job.started():
+            self.waits = 0
+        else:
+            self.waits += 1
+            if self.waits >= WAITS_BEFORE_IN_PLACE:
+                self.waits = 0
+                self.in_place = IN_PLACE_AFTER_WAITS
         try:
             digests = job.wait()
         except BaseException as error:
@@ -276,6 +295,13 @@ class Watch(_State):
             self.stats.seconds += perf_counter() - start
         for record, value in zip(records, digests, strict=True):
             record[_DIGEST] = value
+
+    def _defer(self) -> bool:
+        """Whether to hash the next large array in the background (see settle())."""
+        if self.in_place:
+            self.in_place -= 1
+            return False
+        return True
 
     def _recheck(self, same_root: list[list[Any]], new: list[Any], count: int) -> int:
         """Re-hash the watched arrays that may share memory with ``new``."""

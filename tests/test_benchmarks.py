@@ -46,7 +46,10 @@ class TestBenchmarks:
         assert len(background) == 2
         for section in background:
             assert {f"check, {c} consumer" for c in ("idle", "busy")} <= set(section["variants"])
-            assert "check overhead / in-place hash overhead, busy consumer" in section["targets"]
+            assert (
+                "background-hash overhead / in-place hash overhead, busy consumer"
+                in section["targets"]
+            )
         seed = sections["seed"]
         assert set(seed["variants"]) >= {"bare", "hand copy", "check", "copy", "freeze"}
         assert "copy.deepcopy" in seed["variants"]

@@ -15,9 +15,9 @@ import pytest
 import safegen
 from safegen import _guard, _hasher, _modes
 
-# 20 MB, well above the size from which check mode hashes in the background.
-SHAPE = (25, 200, 200, 5)
-assert np.prod(SHAPE) * 8 >= 20 * _modes.BACKGROUND_ABOVE
+# 20 MB of float64, above the size from which check mode hashes in the background.
+SHAPE = (20, 250, 250, 2)
+assert np.prod(SHAPE) * 8 > _modes.BACKGROUND_ABOVE
 
 
 def _hashing_threads() -> list[threading.Thread]:
@@ -77,7 +77,7 @@ class TestBackgroundHashing:
         next(it)
         assert _state(it).inflight is not None  # the hash was handed over
         assert _hashing_threads()
-        expected = r"yield #1 array \(float64, shape \(25, 200, 200, 5\)\) changed"
+        expected = r"yield #1 array \(float64, shape \(20, 250, 250, 2\)\) changed"
         with pytest.raises(safegen.AliasingError, match=expected):
             next(it)
 
@@ -160,6 +160,30 @@ class TestBackgroundHashing:
                 next(it)
 
 
+class TestIdleConsumer:
+    """A consumer that keeps coming back before the thread starts gets the hash made in place."""
+
+    def test_falls_back_to_hashing_in_place(self):
+        """After two resumes that found the hash not started, large arrays are hashed in place."""
+        it = safegen.guard(fresh(8))
+        state = _state(it)
+        with _Blocker():  # the thread never gets to the hashes: every resume finds them undone
+            for _ in range(_modes.WAITS_BEFORE_IN_PLACE + 1):
+                next(it)
+        assert state.inflight is None
+        assert state.in_place == _modes.IN_PLACE_AFTER_WAITS - 1
+        assert sum(1 for _ in it) == 8 - _modes.WAITS_BEFORE_IN_PLACE - 1
+
+    def test_busy_consumer_keeps_the_thread(self):
+        """A consumer that finds every hash taken when it comes back keeps them off its path."""
+        it = safegen.guard(fresh(6))
+        state = _state(it)
+        for _ in range(6):
+            next(it)
+            state.inflight.wait()  # as if the consumer had worked until the hash was done
+        assert state.in_place == 0
+
+
 class TestConsumerWrites:
     """A consumer that writes into the batch it got, in place, while its hash may run."""
 
@@ -212,7 +236,7 @@ class TestThreadLifecycle:
         """Hundreds of generators (finished, closed, dropped mid-way) leave one thread."""
         before = threading.active_count()
         for i in range(300):
-            it = safegen.guard(fresh(3, shape=(2, 1 << 17)))
+            it = safegen.guard(fresh(3, shape=(2, _modes.BACKGROUND_ABOVE // 16)))
             next(it)
             if i % 3 == 0:
                 it.close()
