@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,14 +41,27 @@ class Job:
         [2, 3]
     """
 
-    __slots__ = ("_claim", "_done", "_pid", "digest", "digests", "error", "items")
+    __slots__ = (
+        "_claim",
+        "_done",
+        "_pid",
+        "_taken",
+        "digest",
+        "digests",
+        "error",
+        "items",
+        "seconds",
+    )
 
     def __init__(self, digest: Callable[[Any], int], items: Sequence[Any]) -> None:
         self.digest = digest
         self.items = items
         self.digests: list[int] = []
         self.error: BaseException | None = None
+        self.seconds = 0.0  # how long computing the digests took
         self._claim = threading.Lock()  # held by whoever runs the job
+        self._taken = threading.Lock()  # released when someone has claimed the job
+        self._taken.acquire()
         self._done = threading.Lock()  # released when the digests are ready
         self._done.acquire()
         self._pid = os.getpid()
@@ -56,17 +70,28 @@ class Job:
         """Compute the digests, unless another thread has taken the job."""
         if not self._claim.acquire(blocking=False):
             return
+        self._taken.release()
+        start = time.perf_counter()
         try:
             digest = self.digest
             self.digests = [digest(item) for item in self.items]
         except BaseException as error:  # raised again in the caller's thread by wait()
             self.error = error
         finally:
+            self.seconds = time.perf_counter() - start
             self._done.release()
 
-    def started(self) -> bool:
-        """Whether a thread has taken the job (``wait()`` would not hash it itself)."""
-        return self._claim.locked()
+    def handed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a thread to take the job; whether one has.
+
+        Letting the hashing thread take the GIL and start before the caller goes on
+        matters when the caller's next steps hold the GIL (TensorFlow converting the
+        batch to tensors does): the hash then runs beside them, not after them.
+        """
+        if self._taken.acquire(timeout=timeout):
+            self._taken.release()
+            return True
+        return False
 
     def wait(self) -> list[int]:
         """The digests, once computed (here, if no thread has started on them).
@@ -78,6 +103,8 @@ class Job:
             # Forked while in flight: the thread that may hold this job does not exist here.
             self._pid = os.getpid()
             self._claim = threading.Lock()
+            self._taken = threading.Lock()
+            self._taken.acquire()
             self._done = threading.Lock()
             self._done.acquire()
             self.error = None

@@ -45,8 +45,11 @@ _ndarray = np.ndarray
 # cannot start before the hash is done). Below it, handing the hash over costs more than
 # it saves (see benchmarks/per_yield.py, "background hashing").
 BACKGROUND_ABOVE = 4 << 20
-# When the thread had not even started on the hashes at WAITS_BEFORE_IN_PLACE resumes in
-# a row (the consumer does nothing between next() calls, or no core was free), the next
+# After handing hashes over, wait at most this long for the thread to start on them (it
+# needs the GIL to start, and what the consumer does next may hold it for long).
+HANDOFF_SECONDS = 0.0005
+# When the consumer waited for more than half of the hashing at WAITS_BEFORE_IN_PLACE
+# resumes in a row (it does nothing between next() calls, or no core was free), the next
 # IN_PLACE_AFTER_WAITS large arrays are hashed in place, then the thread is tried again.
 WAITS_BEFORE_IN_PLACE = 3
 IN_PLACE_AFTER_WAITS = 16
@@ -158,7 +161,7 @@ class Watch(_State):
         self.background = False
         self.background_above = BACKGROUND_ABOVE
         self.deferred: list[list[Any]] = []
-        self.waits = 0  # resumes in a row that found the background hash not started
+        self.waits = 0  # resumes in a row that waited for most of the background hash
         self.in_place = 0  # large arrays left to hash in place before trying again
 
     def process(self, value: Any) -> Any:
@@ -243,6 +246,7 @@ class Watch(_State):
             submit(job)
             self.inflight = job
             self.deferred = deferred
+            job.handed(HANDOFF_SECONDS)
         window = self.window
         window.append(records)
         if len(window) > self.size:
@@ -265,9 +269,8 @@ class Watch(_State):
         A consumer that writes into a batch in place while its hash runs may see its
         write taken into the digest; the blocks sampled at yield time (arrays hashed in
         the background are all sampled) still show it when the yield leaves the window.
-        A consumer that keeps coming back before the thread has started on the hash gains
-        nothing from it: the next large arrays are hashed in place, then the thread is
-        tried again.
+        A consumer that keeps waiting for most of the hash gains nothing from the thread:
+        the next large arrays are hashed in place, then the thread is tried again.
         """
         job, records = self.inflight, self.deferred
         self.inflight = None
@@ -275,13 +278,6 @@ class Watch(_State):
         if job is None:
             return
         start = perf_counter()
-        if job.started():
-            self.waits = 0
-        else:
-            self.waits += 1
-            if self.waits >= WAITS_BEFORE_IN_PLACE:
-                self.waits = 0
-                self.in_place = IN_PLACE_AFTER_WAITS
         try:
             digests = job.wait()
         except BaseException as error:
@@ -292,7 +288,15 @@ class Watch(_State):
             )
             raise
         finally:
-            self.stats.seconds += perf_counter() - start
+            waited = perf_counter() - start
+            self.stats.seconds += waited
+        if waited > job.seconds / 2:
+            self.waits += 1
+            if self.waits >= WAITS_BEFORE_IN_PLACE:
+                self.waits = 0
+                self.in_place = IN_PLACE_AFTER_WAITS
+        else:
+            self.waits = 0
         for record, value in zip(records, digests, strict=True):
             record[_DIGEST] = value
 
