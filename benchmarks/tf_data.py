@@ -74,6 +74,7 @@ CHECK_TARGET = 0.9
 # is this script's own pipeline; (6, "tf.function") is the independent harness's.
 CONDITIONS = ((16, "python loop"), (16, "tf.function"), (6, "python loop"), (6, "tf.function"))
 CONDITION_VARIANTS = ("bare", "check", "check, hash in place", "copy")
+CONDITION_BATCHES = 150  # per round: long enough for a shared machine's noise to average
 
 # name, x shape, x dtype, y shape, batches per round (full, quick)
 FULL_SIZES = (
@@ -359,6 +360,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name, x_shape, dtype, y_shape, n in sizes:
             sections.append(run_size(name, x_shape, dtype, y_shape, n, rounds, args.prefetch, bar))
         _, x_shape, dtype, y_shape, n = sizes[-1]
+        n = n if args.quick else CONDITION_BATCHES
         conditions = run_conditions(
             x_shape, dtype, y_shape, n, condition_rounds, args.prefetch, bar
         )
@@ -383,6 +385,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "rounds": rounds,
         "condition_rounds": condition_rounds,
+        "condition_batches": n,
         "prefetch": args.prefetch,
         "note": args.note,
         "load_average": {"start": load_start, "end": os.getloadavg()},
@@ -462,7 +465,8 @@ def write(result: dict[str, Any], out: Path) -> None:
     lines += [
         f"## What decides check mode's cost: large batch ({batch}) under four conditions",
         "",
-        f"{result['condition_rounds']} interleaved rounds, every (condition, variant) pair "
+        f"{result['condition_rounds']} interleaved rounds of {result['condition_batches']} "
+        "batches, every (condition, variant) pair "
         "in a new random order each round. Pool: distinct batches the generator cycles "
         "through. Consumer: `python loop` pulls batches and drops them (the pipeline runs "
         "as fast as the generator's thread); `tf.function` hands each batch to a "
