@@ -147,6 +147,11 @@ class Watch(_State):
     warned about rather than raised. For yields that do not overlap earlier ones, the cost
     per yield is one hash of the new bytes plus a bounded re-check, whatever the window;
     overlapping yields re-hash every watched array they overlap.
+
+    With ``background`` set (by the generator and iterator drivers), arrays of at least
+    ``BACKGROUND_ABOVE`` bytes that overlap nothing watched are hashed on safegen's hashing
+    thread (``safegen._hasher``) while the consumer works; ``settle()`` collects the
+    digests before the generator resumes.
     """
 
     def __init__(self, settings: Settings, source: Source) -> None:
