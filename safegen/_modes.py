@@ -371,17 +371,22 @@ class Watch(_State):
                 # No need to note the record seen: it is forgotten next.
                 array = record[_ARRAY]
                 blocks = record[_SAMPLE]
-                if blocks is None:  # hashed in place
+                if blocks is None:  # hashed in place: the common, small case
                     try:
-                        ok = hash_buffer(array) == record[_DIGEST]
-                        hashed += array.nbytes
+                        current = hash_buffer(array)
                     except (ValueError, TypeError, BufferError):
                         blocks = _FULL
+                    else:
+                        if current != record[_DIGEST]:
+                            self._violation(record, count, attributed=False)
+                        hashed += array.nbytes
+                        forget(record)
+                        continue
                 if blocks is _FULL:
                     current, size = fingerprint(array)
                     ok = current == record[_DIGEST]
                     hashed += size
-                elif blocks is not None:
+                else:
                     ok = verify_sample(array, blocks)
                     hashed += len(blocks) * SAMPLE_BLOCK_BYTES
                 if not ok:
