@@ -324,3 +324,39 @@ class _NoBlocker:
 
     def __exit__(self, *exc):
         return None
+
+
+@pytest.mark.keras
+class TestTfData:
+    """Background hashing inside tf.data.Dataset.from_generator (TensorFlow's own threads)."""
+
+    @staticmethod
+    def _dataset(make, shape=(8, 250, 250, 5)):
+        tf = pytest.importorskip("tensorflow")
+        signature = tf.TensorSpec(shape, tf.float64)
+        return tf, tf.data.Dataset.from_generator(make, output_signature=signature).prefetch(2)
+
+    def test_reused_buffer_caught_inside_tf_data(self):
+        """A reused 20 MB buffer read through from_generator(...).prefetch(2) is caught."""
+
+        def make():
+            return safegen.guard(reused(shape=(8, 250, 250, 5)))
+
+        tf, dataset = self._dataset(make)
+        with pytest.raises(Exception) as info:  # TensorFlow wraps the AliasingError
+            for batch in dataset:
+                tf.reduce_sum(batch)
+        assert "AliasingError: reused() at " in str(info.value)
+        assert "yield #1 array (float64, shape (8, 250, 250, 5)) changed" in str(info.value)
+
+    def test_clean_generator_passes_with_a_tf_function_consumer(self):
+        """Fresh 20 MB arrays go through from_generator and a tf.function with no report."""
+        reports = []
+
+        def make():
+            return safegen.guard(fresh(12, shape=(8, 250, 250, 5)), on_violation=reports.append)
+
+        tf, dataset = self._dataset(make)
+        total = tf.function(lambda batch: tf.reduce_sum(batch))
+        assert sum(1 for batch in dataset if total(batch) is not None) == 12
+        assert reports == []
