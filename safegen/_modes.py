@@ -48,9 +48,10 @@ BACKGROUND_ABOVE = 4 << 20
 # After handing hashes over, wait at most this long for the thread to start on them (it
 # needs the GIL to start, and what the consumer does next may hold it for long).
 HANDOFF_SECONDS = 0.0005
-# When the consumer waited for more than half of the hashing at WAITS_BEFORE_IN_PLACE
-# resumes in a row (it does nothing between next() calls, or no core was free), the next
-# IN_PLACE_AFTER_WAITS large arrays are hashed in place, then the thread is tried again.
+# When, WAITS_BEFORE_IN_PLACE times in a row, the thread did not start within
+# HANDOFF_SECONDS or the consumer waited for more than half of the hashing (it does
+# nothing between next() calls, or no core was free), the next IN_PLACE_AFTER_WAITS large
+# arrays are hashed in place, then the thread is tried again.
 WAITS_BEFORE_IN_PLACE = 3
 IN_PLACE_AFTER_WAITS = 16
 
@@ -165,6 +166,7 @@ class Watch(_State):
         # drivers, which call settle() before resuming (datasets hash in place).
         self.background = False
         self.background_above = BACKGROUND_ABOVE
+        self.handoff = HANDOFF_SECONDS
         self.deferred: list[list[Any]] = []
         self.waits = 0  # resumes in a row that waited for most of the background hash
         self.in_place = 0  # large arrays left to hash in place before trying again
@@ -251,7 +253,8 @@ class Watch(_State):
             submit(job)
             self.inflight = job
             self.deferred = deferred
-            job.handed(HANDOFF_SECONDS)
+            if self.handoff and not job.handed(self.handoff):
+                self._missed()  # no core came free for the thread in time
         window = self.window
         window.append(records)
         if len(window) > self.size:
@@ -274,8 +277,9 @@ class Watch(_State):
         A consumer that writes into a batch in place while its hash runs may see its
         write taken into the digest; the blocks sampled at yield time (arrays hashed in
         the background are all sampled) still show it when the yield leaves the window.
-        A consumer that keeps waiting for most of the hash gains nothing from the thread:
-        the next large arrays are hashed in place, then the thread is tried again.
+        When the thread keeps failing to take the hash off the consumer's path (see
+        WAITS_BEFORE_IN_PLACE), the next large arrays are hashed in place, then the thread
+        is tried again.
         """
         job, records = self.inflight, self.deferred
         self.inflight = None
@@ -296,14 +300,18 @@ class Watch(_State):
             waited = perf_counter() - start
             self.stats.seconds += waited
         if waited > job.seconds / 2:
-            self.waits += 1
-            if self.waits >= WAITS_BEFORE_IN_PLACE:
-                self.waits = 0
-                self.in_place = IN_PLACE_AFTER_WAITS
+            self._missed()
         else:
             self.waits = 0
         for record, value in zip(records, digests, strict=True):
             record[_DIGEST] = value
+
+    def _missed(self) -> None:
+        """The thread did not take the hash off the consumer's path this time."""
+        self.waits += 1
+        if self.waits >= WAITS_BEFORE_IN_PLACE:
+            self.waits = 0
+            self.in_place = IN_PLACE_AFTER_WAITS
 
     def _defer(self) -> bool:
         """Whether to hash the next large array in the background (see settle())."""
