@@ -549,8 +549,8 @@ def _markdown(report):
             "## Background hashing: check-mode overhead per `next()` (median µs)",
             "",
             "Check mode as shipped (in the background from `BACKGROUND_ABOVE`, in place "
-            "while the consumer keeps coming back before the thread has started on the "
-            "hash), with every hash made in place, "
+            "for a while after the thread failed 3 times in a row to take the hash off "
+            "the consumer's path), with every hash made in place, "
             "and with every hash handed to the thread whatever the size; the consumer idle "
             "(`next()` in a loop) or busy (NumPy work for twice an `np.copy` of the batch "
             "after each `next()`). Overhead against the bare generator with the same consumer.",
