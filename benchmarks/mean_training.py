@@ -33,7 +33,7 @@ about half a percent wide on an idle machine, wider when it is shared.
 
 Usage::
 
-    python benchmarks/mean_training.py           # full run, about 3 minutes (6 shared)
+    python benchmarks/mean_training.py           # full run, about 2 minutes (4 when busy)
     python benchmarks/mean_training.py --quick   # smoke run, about 15 seconds
 
 Writes ``mean_training.json`` and ``.md`` into ``--out`` (default ``benchmarks/results/``;

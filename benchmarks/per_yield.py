@@ -38,8 +38,8 @@ the same consumer. A last section sweeps check mode's ``window`` (1, 12, 48, 192
 1 MiB batch, over a pool of 208 distinct batches so that every batch is new to the check
 whatever the window.
 
-Run: ``python benchmarks/per_yield.py`` (about 3 minutes on an idle 2-core machine, 4 to 5
-when it is shared; ``--quick`` for a smoke run of a few seconds). Writes
+Run: ``python benchmarks/per_yield.py`` (about 1 minute on the 2-core machine, 2 when it is
+busy; ``--quick`` for a smoke run of a few seconds). Writes
 ``per_yield.json``, ``per_yield.md`` and the plot ``per_yield.png`` (overhead per
 ``next()`` against batch size, log-log, one line per mode and baseline; right panel:
 check-mode overhead against the window) into ``--out`` (default ``benchmarks/results/``;
@@ -549,8 +549,8 @@ def _markdown(report):
             "## Background hashing: check-mode overhead per `next()` (median µs)",
             "",
             "Check mode as shipped (in the background from `BACKGROUND_ABOVE`, in place "
-            "while the consumer keeps coming back before the thread has started on the "
-            "hash), with every hash made in place, "
+            "for a while after the thread failed 3 times in a row to take the hash off "
+            "the consumer's path), with every hash made in place, "
             "and with every hash handed to the thread whatever the size; the consumer idle "
             "(`next()` in a loop) or busy (NumPy work for twice an `np.copy` of the batch "
             "after each `next()`). Overhead against the bare generator with the same consumer.",

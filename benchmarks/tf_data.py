@@ -38,7 +38,7 @@ independent harness's conditions).
 
 Usage::
 
-    python benchmarks/tf_data.py           # full run, about 6 minutes on 2 shared cores
+    python benchmarks/tf_data.py           # full run, about 3 minutes (5 when busy)
     python benchmarks/tf_data.py --quick   # smoke run, about 20 seconds
 
 Writes ``tf_data.json``, ``tf_data.md`` and ``tf_data.png`` (throughput ratio to bare,

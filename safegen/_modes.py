@@ -322,7 +322,7 @@ class Watch(_State):
         self.background_above = BACKGROUND_ABOVE
         self.handoff = HANDOFF_SECONDS
         self.deferred: list[list[Any]] = []
-        self.waits = 0  # resumes in a row that waited for most of the background hash
+        self.waits = 0  # hand-overs in a row the thread did not take off the path
         self.in_place = 0  # large arrays left to hash in place before trying again
 
     def process(self, value: Any) -> Any:
