@@ -24,6 +24,37 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def bootstrap(
+    values: list[float], confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> dict[str, float]:
+    """Median of ``values`` with a percentile-bootstrap confidence interval for it.
+
+    The rounds are resampled with replacement ``resamples`` times; the interval is the
+    central ``confidence`` share of the resampled medians.
+
+    Example:
+        >>> ci = bootstrap([1.0, 1.01, 0.99, 1.02, 0.98])
+        >>> ci["ci_low"] <= ci["median"] <= ci["ci_high"]
+        True
+    """
+    data = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    medians = np.median(data[rng.integers(0, len(data), (resamples, len(data)))], axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    return {
+        **spread(values),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "confidence": confidence,
+    }
+
+
+def load_average() -> tuple[float, ...]:
+    """The machine's 1, 5 and 15 minute load averages (how shared it was)."""
+    return tuple(os.getloadavg())
+
+
 def environment() -> dict[str, Any]:
     """Versions and machine facts to store with the results."""
     env: dict[str, Any] = {

@@ -1,14 +1,16 @@
 """What safegen costs per yield, from 1.5 KiB to 100 MB batches, against same-run baselines.
 
-Batches, one section each: the seed's (x (64, 2) and y (64, 1) float64, 1.5 KiB), then
-single float32 image batches of 64 KiB, 1 MiB, 19.3 MB (32x224x224x3) and 96 MB
-(160x224x224x3). In each section every variant is timed over the same number of
-``next()`` calls, the variants interleaved in random order within each round, for several
-rounds; each figure is the median over rounds, with min and max.
+Batches, one section each: the seed's (x (64, 2) float64 and y = ``np.expand_dims`` of
+its row means, (64, 1), 1.5 KiB), then single float32 image batches of 64 KiB, 1 MiB,
+19.3 MB (32x224x224x3) and 96 MB (160x224x224x3). In each section every variant is timed
+over the same number of ``next()`` calls, the variants interleaved in random order within
+each round, for several rounds; each figure is the median over rounds, with min and max.
 
-The generators yield batches taken in turn from a pool of 16 distinct, pre-made batches
-(more than check mode's default window of 12), so that a batch costs nothing to make, is
-new to the check when it comes, and the figures are safegen's own cost. Variants:
+The generators yield batches taken in turn from a pool of distinct, pre-made batches, so
+that a batch costs nothing to make, is new to the check when it comes, and the figures
+are safegen's own cost: 256 seed batches (so each yield is memory not touched for 255
+yields, as in a real pipeline), 16 image batches (more than check mode's default window
+of 12; at 19.3 MB the pool is 309 MB, far more than the caches). Variants:
 
 * ``bare``: the generator alone (the baseline of every "overhead").
 * ``check``, ``copy``, ``freeze``: the same generator under ``safegen.guard``.
@@ -24,15 +26,24 @@ new to the check when it comes, and the figures are safegen's own cost. Variants
 "Overhead" is a variant's time per ``next()`` minus the bare generator's in the same
 round; ratios (overhead / ``np.copy``, copy / hand copy) are taken per round, paired, and
 summarized as median [min, max]. The 19.3 MB section also times one hot array re-yielded
-(it stays in cache) next to the pool of 16 cold ones. A last section sweeps check mode's
-``window`` (1, 12, 48, 192) on the 1 MiB batch, over a pool of 208 distinct batches so
-that every batch is new to the check whatever the window.
+(it stays in cache) next to the pool of 16 cold ones.
 
-Run: ``python benchmarks/per_yield.py`` (about 3 minutes; ``--quick`` for a smoke run of a
-few seconds). Writes ``per_yield.json``, ``per_yield.md`` and the plot ``per_yield.png``
-(overhead per ``next()`` against batch size, log-log, one line per mode and baseline;
-right panel: check-mode overhead against the window) into ``--out``
-(default ``benchmarks/results/``; quick runs write ``per_yield_quick.*``).
+"Background hashing" decides the size from which check mode hashes on its hashing thread
+(``safegen._modes.BACKGROUND_ABOVE``): for batches of 256 KiB to 19.3 MB it times check
+mode as shipped and with the hash made in place (the state's ``background`` switched
+off), each with an idle consumer (``next()`` in a loop: nothing to overlap with) and
+with a busy one (after each ``next()``, NumPy work on data of its own, releasing the GIL,
+for twice the time an ``np.copy`` of the batch takes), against the bare generator with
+the same consumer. A last section sweeps check mode's ``window`` (1, 12, 48, 192) on the
+1 MiB batch, over a pool of 208 distinct batches so that every batch is new to the check
+whatever the window.
+
+Run: ``python benchmarks/per_yield.py`` (about 1 minute on the 2-core machine, 2 when it is
+busy; ``--quick`` for a smoke run of a few seconds). Writes
+``per_yield.json``, ``per_yield.md`` and the plot ``per_yield.png`` (overhead per
+``next()`` against batch size, log-log, one line per mode and baseline; right panel:
+check-mode overhead against the window) into ``--out`` (default ``benchmarks/results/``;
+quick runs write ``per_yield_quick.*``).
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import random
 import statistics
@@ -53,6 +65,7 @@ import safegen
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POOL = 16  # more distinct batches than check mode's default window of 12
+SEED_POOL = 256  # seed batches: each yield is memory not touched for 255 yields
 WINDOWS = (1, 12, 48, 192)
 TF_VARIANT = "tf.nest.map_structure(np.copy)"
 # Lines of the plot: (variant, label).
@@ -65,6 +78,15 @@ PLOTTED = (
     (TF_VARIANT, TF_VARIANT),
     ("np.copy (no generator)", "np.copy, no generator"),
 )
+
+# name, shape: the batches of the background-hashing section
+BACKGROUND_SIZES = (
+    ("256 KiB", (4, 128, 128, 1)),
+    ("1 MiB", (16, 128, 128, 1)),
+    ("4 MiB", (16, 256, 256, 1)),
+    ("19.3 MB", (32, 224, 224, 3)),
+)
+QUICK_BACKGROUND_SIZES = (("256 KiB", (4, 128, 128, 1)), ("1.6 MB", (8, 128, 128, 3)))
 
 # name, shape, calls per round (full run), calls per round (quick run)
 FULL_SIZES = (
@@ -236,18 +258,22 @@ def _np_copy_ratios(samples):
     }
 
 
+def _seed(rng):
+    """One seed batch: x, and y the row means as the seed's generator makes it (a view)."""
+    x = rng.integers(0, 100, (64, 2)).astype(np.float64)
+    return x, np.expand_dims((x[:, 0] + x[:, 1]) / 2, -1)
+
+
 def seed_batch(count, rounds, progress, tf):
     rng = np.random.default_rng(0)
-    pool = _pool(lambda i: (rng.random((64, 2)), rng.random((64, 1))))
+    pool = _pool(lambda i: _seed(rng), SEED_POOL)
     same = pool[0]
     variants = {
         "bare": _variant(lambda: _cycle(pool)),
         **_modes(pool),
         **_copy_baselines(pool, tf, pair=True),
         "check, same arrays": _variant(lambda: safegen.guard(_cycle([same]), mode="check")),
-        "check, window 48": _variant(
-            lambda: safegen.guard(_cycle(_pool(lambda i: pool[i % POOL], 64)), window=48)
-        ),
+        "check, window 48": _variant(lambda: safegen.guard(_cycle(pool), window=48)),
     }
     samples = measure(variants, count, rounds, progress)
     table = summarize(samples, baseline="bare")
@@ -263,7 +289,7 @@ def seed_batch(count, rounds, progress, tf):
         "copy per yield / hand-copy per yield": _ratio(samples["copy"], samples["hand copy"]),
     }
     return {
-        "batch": "x (64, 2) + y (64, 1) float64, 1.5 KiB",
+        "batch": f"x (64, 2) + y (64, 1) float64, 1.5 KiB, pool of {SEED_POOL} batches",
         "name": "seed",
         "nbytes": sum(a.nbytes for a in same),
         "variants": table,
@@ -313,6 +339,128 @@ def image_batch(name, shape, count, rounds, progress, tf, hot=False):
     }
 
 
+class Busy:
+    """A consumer's work after each ``next()``: NumPy calls on 1 MiB of data of its own, for
+    about ``seconds`` in all, each of which releases the GIL for its whole duration (as a
+    compiled training step does)."""
+
+    def __init__(self, seconds):
+        self.data = np.random.default_rng(1).random(1 << 18, dtype=np.float32)
+        self.out = np.empty_like(self.data)
+        unit = self._unit()
+        if seconds < unit:  # one call on fewer elements
+            size = max(1 << 10, int(self.data.size * seconds / unit))
+            self.data = self.data[:size].copy()
+            self.out = self.out[:size].copy()
+            unit = self._unit()
+        self.repeats = max(1, round(seconds / unit))
+        self.seconds = self.repeats * unit
+
+    def _unit(self):
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            np.sin(self.data, out=self.out)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    def __call__(self):
+        for _ in range(self.repeats):
+            np.sin(self.data, out=self.out)
+
+
+def _time_busy(it, count, busy):
+    advance = it.__next__
+    start = time.perf_counter()
+    for _ in range(count):
+        advance()
+        busy()
+    return (time.perf_counter() - start) / count
+
+
+def _in_place(pool):
+    """Check mode with the hash made in place, for comparison (not a public switch)."""
+    guarded = safegen.guard(_cycle(pool), mode="check")
+    safegen._guard._STATES[guarded].background = False
+    return guarded
+
+
+def _always_background(pool):
+    """Check mode handing every array above 128 KiB to the thread, whatever its size."""
+    guarded = safegen.guard(_cycle(pool), mode="check")
+    safegen._guard._STATES[guarded].background_above = 0
+    return guarded
+
+
+def background(name, shape, rounds, progress, quick):
+    """Check mode with and without the background hash, idle and busy consumers."""
+    pool = _distinct(shape, POOL)
+    nbytes = pool[0].nbytes
+    copy_time = min(_time_np_copy(pool, 2 * POOL) for _ in range(3))
+    busy = Busy(2 * copy_time)
+    count = max(4, round((0.004 if quick else 0.03) / (3 * copy_time)))
+    makers = {
+        "bare": lambda: _cycle(pool),
+        "check": lambda: safegen.guard(_cycle(pool), mode="check"),
+        "check, hash in place": lambda: _in_place(pool),
+        "check, hash in background": lambda: _always_background(pool),
+    }
+    variants = {}
+    for label, make in makers.items():
+        variants[f"{label}, idle consumer"] = _variant(make)
+        it = make()
+        variants[f"{label}, busy consumer"] = lambda n, it=it: _time_busy(it, n, busy)
+    variants["np.copy (no generator)"] = lambda n: _time_np_copy(pool, n)
+    samples = measure(variants, count, rounds, progress)
+    out = {}
+    for consumer in ("idle", "busy"):
+        base = samples[f"bare, {consumer} consumer"]
+        for label in ("check", "check, hash in place", "check, hash in background"):
+            values = samples[f"{label}, {consumer} consumer"]
+            out[f"{label}, {consumer} consumer"] = _spread(_minus(values, base), 1e6)
+    table = summarize(samples)
+    for key, value in out.items():
+        row = table[key]
+        row["overhead_median_us"] = value["median"]
+        row["overhead_min_us"] = value["min"]
+        row["overhead_max_us"] = value["max"]
+    for consumer in ("idle", "busy"):
+        row = table[f"bare, {consumer} consumer"]
+        row["overhead_median_us"] = row["overhead_min_us"] = row["overhead_max_us"] = 0.0
+    np_copy = samples["np.copy (no generator)"]
+    table["np.copy (no generator)"].update(
+        overhead_median_us=table["np.copy (no generator)"]["median_us"],
+        overhead_min_us=table["np.copy (no generator)"]["min_us"],
+        overhead_max_us=table["np.copy (no generator)"]["max_us"],
+    )
+    targets = {}
+    for consumer in ("idle", "busy"):
+        base = samples[f"bare, {consumer} consumer"]
+        over = _minus(samples[f"check, {consumer} consumer"], base)
+        in_place = _minus(samples[f"check, hash in place, {consumer} consumer"], base)
+        thread = _minus(samples[f"check, hash in background, {consumer} consumer"], base)
+        ratio = _ratio(over, np_copy)
+        if name.startswith("19.3"):
+            ratio = _target(ratio, 0.6)
+        targets[f"check overhead / np.copy, {consumer} consumer"] = ratio
+        targets[f"check overhead / in-place hash overhead, {consumer} consumer"] = _ratio(
+            over, in_place
+        )
+        targets[f"background-hash overhead / in-place hash overhead, {consumer} consumer"] = _ratio(
+            thread, in_place
+        )
+    return {
+        "batch": f"background hashing, {name}: {shape} float32, {nbytes / 1e6:.3g} MB; "
+        f"busy consumer: {busy.repeats} x np.sin on {busy.data.nbytes / 1024:.0f} KiB "
+        f"(about {busy.seconds * 1e6:.0f} us)",
+        "name": f"background {name}",
+        "nbytes": nbytes,
+        "variants": table,
+        "overhead_vs_np_copy": {},
+        "targets": targets,
+    }
+
+
 def window_sweep(shape, count, rounds, progress):
     pool = _distinct(shape, max(WINDOWS) + POOL)
     nbytes = pool[0].nbytes
@@ -349,16 +497,32 @@ def _fmt(value):
     return f"{value:.2f} | | |"
 
 
+def _load(values):
+    return "(" + ", ".join(f"{v:.2f}" for v in values) + ")"
+
+
+def _by_size(report):
+    """The sections of the batch-size ladder (not the background and window sections)."""
+    return [
+        s
+        for s in report["sections"]
+        if s["name"] != "window sweep" and not s["name"].startswith("background")
+    ]
+
+
 def _markdown(report):
     lines = [f"# Per-yield cost ({report['machine']})", ""]
     lines += [
         f"{report['rounds']} interleaved rounds{' (quick run)' if report['quick'] else ''}. "
-        "Overhead = the variant's time per `next()` minus the bare generator's, same round.",
+        "Overhead = the variant's time per `next()` minus the bare generator's, same round. "
+        f"{report['note'] + ' ' if report['note'] else ''}Load average (1, 5, 15 min) at the start "
+        f"{_load(report['load_average']['start'])}, at the end "
+        f"{_load(report['load_average']['end'])}.",
         "",
         "## Overhead per `next()` by batch size (median µs)",
         "",
     ]
-    sizes = [s for s in report["sections"] if s["name"] != "window sweep"]
+    sizes = _by_size(report)
     names = [name for name, _ in PLOTTED if name in sizes[0]["variants"]]
     lines += [
         "| batch | bytes | " + " | ".join(names) + " |",
@@ -378,6 +542,43 @@ def _markdown(report):
         ratios = section["overhead_vs_np_copy"]
         cells = [f"{ratios[n]['median']:.3g}" for n in names if n != "np.copy (no generator)"]
         lines.append(f"| {section['name']} | " + " | ".join(cells) + " |")
+    background = [s for s in report["sections"] if s["name"].startswith("background")]
+    if background:
+        lines += [
+            "",
+            "## Background hashing: check-mode overhead per `next()` (median µs)",
+            "",
+            "Check mode as shipped (in the background from `BACKGROUND_ABOVE`, in place "
+            "for a while after the thread failed 3 times in a row to take the hash off "
+            "the consumer's path), with every hash made in place, "
+            "and with every hash handed to the thread whatever the size; the consumer idle "
+            "(`next()` in a loop) or busy (NumPy work for twice an `np.copy` of the batch "
+            "after each `next()`). Overhead against the bare generator with the same consumer.",
+            "",
+            "| batch | bytes | idle: as shipped | idle: in place | idle: in background "
+            "| busy: as shipped | busy: in place | busy: in background "
+            "| in background / in place, idle | same, busy |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for section in background:
+            v = section["variants"]
+            cells = [
+                f"{v[f'{label}, {consumer} consumer']['overhead_median_us']:.3g}"
+                for consumer in ("idle", "busy")
+                for label in ("check", "check, hash in place", "check, hash in background")
+            ]
+            cells += [
+                f"{section['targets'][key]['median']:.2f}"
+                for key in (
+                    "background-hash overhead / in-place hash overhead, idle consumer",
+                    "background-hash overhead / in-place hash overhead, busy consumer",
+                )
+            ]
+            lines.append(
+                f"| {section['name'][len('background ') :]} | {section['nbytes']:,} | "
+                + " | ".join(cells)
+                + " |"
+            )
     lines.append("")
     for section in report["sections"]:
         lines += [
@@ -406,7 +607,7 @@ def plot(report, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = [s for s in report["sections"] if s["name"] != "window sweep"]
+    sizes = _by_size(report)
     sweep = [s for s in report["sections"] if s["name"] == "window sweep"]
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [2, 1]}, constrained_layout=True
@@ -456,8 +657,6 @@ def _tensorflow(quick):
     if quick:
         return None
     try:
-        import os
-
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
     except ImportError:
@@ -470,29 +669,41 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument(
+        "--note", default="", help="a sentence on the conditions, stored with the results"
+    )
     args = parser.parse_args(argv)
     from tqdm import tqdm
 
+    load_start = os.getloadavg()
     rounds = args.rounds or (3 if args.quick else 21)
     tf = _tensorflow(args.quick)
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     seed_count = 1_000 if args.quick else 20_000
     sweep_count = 20 if args.quick else 300
+    background_sizes = QUICK_BACKGROUND_SIZES if args.quick else BACKGROUND_SIZES
     extra = 0 if tf is None else 1
     total = rounds * (
-        (9 + extra) + sum(7 + extra + (2 if "19.3" in s[0] else 0) for s in sizes) + 6
+        (9 + extra)
+        + sum(7 + extra + (2 if "19.3" in s[0] else 0) for s in sizes)
+        + 9 * len(background_sizes)
+        + 6
     )
     with tqdm(total=total, desc="per_yield", unit="timing", file=sys.stderr) as progress:
         sections = [seed_batch(seed_count, rounds, progress, tf)]
         for name, shape, count in sizes:
             hot = name.startswith("19.3")
             sections.append(image_batch(name, shape, count, rounds, progress, tf, hot=hot))
+        for name, shape in background_sizes:
+            sections.append(background(name, shape, rounds, progress, args.quick))
         sections.append(window_sweep(sizes[1][1], sweep_count, rounds, progress))
     report = {
         "machine": f"{platform.node()}, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}, NumPy {np.__version__}",
         "quick": args.quick,
         "rounds": rounds,
+        "note": args.note,
+        "load_average": {"start": load_start, "end": os.getloadavg()},
         "tensorflow": None if tf is None else tf.__version__,
         "sections": sections,
     }

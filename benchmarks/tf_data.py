@@ -7,9 +7,17 @@ loops consume a generator. The generator cycles through a pool of 16 distinct, p
 nothing and the figures are the pipeline's cost. Batches: the seed's (x (64, 2) and
 y (64, 1) float64, 1.5 KiB) and an image batch (x 32x224x224x3 float32, 19.3 MB, y (32, 1)
 float32). Variants: the bare generator, and the same generator under
-``safegen.guard(..., mode="copy")`` and ``mode="check"``, and a generator that yields
-``np.copy`` of each array by hand (``hand copy``), to tell safegen's cost from the cost of
-handing TensorFlow a freshly allocated array.
+``safegen.guard(..., mode="copy")`` and ``mode="check"``, check mode with its hash made in
+place (``check, hash in place``: its background hashing switched off, as it was before),
+and a generator that yields ``np.copy`` of each array by hand (``hand copy``), to tell
+safegen's cost from the cost of handing TensorFlow a freshly allocated array.
+
+What decides check mode's cost end to end: the large batch is also run under four
+conditions, pool of 16 or 6 batches x consumer (``python loop``: the batches are pulled
+and dropped, so the pipeline runs at the generator thread's pace, the way this script
+always measured; ``tf.function``: each batch goes to a ``tf.function`` that sums it, the
+way an independent harness measured), for bare, check, check with the hash in place, and
+copy. With a consumer that does work, the producer's cost hides behind it.
 
 Why copy mode may cost almost nothing end to end: TensorFlow 2.x turns a NumPy array
 yielded into ``from_generator`` into a tensor *without copying* when its data is 64-byte
@@ -24,13 +32,14 @@ with them (an in-place write to the array after the tensor came out shows in the
 Every round iterates ``n`` batches through each variant's dataset (built once, warmed up),
 in a new random order. Reported: batches per second and MB/s (median, min, max over
 rounds), each variant's per-round ratio to bare (median [min, max]), and safegen's own
-time per batch from ``safegen.stats``. Target: copy at least 0.95 of bare's throughput on
-the large batches.
+time per batch from ``safegen.stats``. Targets on the large batches: copy at least 0.95
+of bare's throughput, check at least 0.9 (in this script's pipeline, and in the
+independent harness's conditions).
 
 Usage::
 
-    python benchmarks/tf_data.py           # full run, about 1 minute
-    python benchmarks/tf_data.py --quick   # smoke run, about 10 seconds
+    python benchmarks/tf_data.py           # full run, about 3 minutes (5 when busy)
+    python benchmarks/tf_data.py --quick   # smoke run, about 20 seconds
 
 Writes ``tf_data.json``, ``tf_data.md`` and ``tf_data.png`` (throughput ratio to bare,
 median with min-max bars, per batch size and mode) into ``--out`` (default
@@ -58,8 +67,14 @@ from tqdm import tqdm  # noqa: E402
 import safegen  # noqa: E402
 
 POOL = 16
-VARIANTS = ("bare", "copy", "check", "hand copy")
+VARIANTS = ("bare", "copy", "check", "check, hash in place", "hand copy")
 TARGET = 0.95
+CHECK_TARGET = 0.9
+# The conditions compared on the large batch: (pool size, consumer). (16, "python loop")
+# is this script's own pipeline; (6, "tf.function") is the independent harness's.
+CONDITIONS = ((16, "python loop"), (16, "tf.function"), (6, "python loop"), (6, "tf.function"))
+CONDITION_VARIANTS = ("bare", "check", "check, hash in place", "copy")
+CONDITION_BATCHES = 150  # per round: long enough for a shared machine's noise to average
 
 # name, x shape, x dtype, y shape, batches per round (full, quick)
 FULL_SIZES = (
@@ -72,11 +87,13 @@ QUICK_SIZES = (
 )
 
 
-def make_pool(x_shape: tuple[int, ...], dtype: Any, y_shape: tuple[int, ...]) -> list[Any]:
-    """``POOL`` distinct ``(x, y)`` batches; y is the mean of each sample of x."""
+def make_pool(
+    x_shape: tuple[int, ...], dtype: Any, y_shape: tuple[int, ...], size: int = POOL
+) -> list[Any]:
+    """``size`` distinct ``(x, y)`` batches; y is the mean of each sample of x."""
     rng = np.random.default_rng(0)
     pool = []
-    for _ in range(POOL):
+    for _ in range(size):
         if len(x_shape) == 2:
             x = rng.integers(0, 100, x_shape).astype(dtype)
         else:
@@ -103,17 +120,40 @@ def hand_copy_function(pool: list[Any]) -> Any:
     return batches
 
 
+def in_place_function(guarded: Any) -> Any:
+    """``guarded`` with check mode's hash made in place (for comparison; not a public
+    switch): what check mode did before it hashed large arrays in the background."""
+
+    def batches() -> Any:
+        gen = guarded()
+        safegen._guard._STATES[gen].background = False
+        return gen
+
+    return batches
+
+
+@tf.function
+def reduce_batch(x: Any, y: Any) -> Any:
+    """The ``tf.function`` consumer: a reduction over the whole batch."""
+    return tf.reduce_sum(x) + tf.reduce_sum(y)
+
+
 def dataset(function: Any, pool: list[Any], prefetch: int) -> Any:
     x, y = pool[0]
     signature = (tf.TensorSpec(x.shape, x.dtype), tf.TensorSpec(y.shape, y.dtype))
     return tf.data.Dataset.from_generator(function, output_signature=signature).prefetch(prefetch)
 
 
-def iterate(ds: Any, n: int) -> float:
-    """Seconds to pull ``n`` batches through ``ds`` in Python."""
+def iterate(ds: Any, n: int, consumer: str = "python loop") -> float:
+    """Seconds to pull ``n`` batches through ``ds`` in Python (and hand each batch to the
+    ``tf.function`` consumer, if that is the ``consumer``)."""
     start = time.perf_counter()
-    for _batch in ds.take(n):
-        pass
+    if consumer == "tf.function":
+        for x, y in ds.take(n):
+            reduce_batch(x, y)
+    else:
+        for _batch in ds.take(n):
+            pass
     return time.perf_counter() - start
 
 
@@ -155,16 +195,22 @@ def run_size(
     pool = make_pool(x_shape, dtype, y_shape)
     nbytes = sum(a.nbytes for a in pool[0])
     bare = generator_function(pool)
-    functions = {
-        "bare": bare,
+    guarded = {
         "copy": safegen.guard(bare, mode="copy"),
         "check": safegen.guard(bare, mode="check"),
+        "check, hash in place": safegen.guard(bare, mode="check"),
+    }
+    functions = {
+        "bare": bare,
+        "copy": guarded["copy"],
+        "check": guarded["check"],
+        "check, hash in place": in_place_function(guarded["check, hash in place"]),
         "hand copy": hand_copy_function(pool),
     }
     datasets = {v: dataset(functions[v], pool, prefetch) for v in VARIANTS}
     for v in VARIANTS:  # warm-up
         iterate(datasets[v], max(2, n // 10))
-    before = {v: safegen.stats(functions[v]) for v in ("copy", "check")}
+    before = {v: safegen.stats(g) for v, g in guarded.items()}
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     order = list(VARIANTS)
     for _ in range(rounds):
@@ -181,7 +227,7 @@ def run_size(
     bare_batch = statistics.median(times["bare"]) / n
     own = {}
     for v, start in before.items():
-        now = safegen.stats(functions[v])
+        now = safegen.stats(guarded[v])
         yields = now.yields - start.yields
         seconds = now.seconds - start.seconds
         own[v] = {
@@ -212,6 +258,56 @@ def run_size(
     }
 
 
+def run_conditions(
+    x_shape: Any, dtype: Any, y_shape: Any, n: int, rounds: int, prefetch: int, bar: Any
+) -> list[dict[str, Any]]:
+    """Check and copy against bare on the large batch, under each of ``CONDITIONS``.
+
+    All conditions' datasets are built first, and every round runs every (condition,
+    variant) pair in a new random order, so that the conditions see the same machine.
+    """
+    runs: dict[tuple[int, str, str], Any] = {}
+    for size, consumer in CONDITIONS:
+        pool = make_pool(x_shape, dtype, y_shape, size)
+        bare = generator_function(pool)
+        functions = {
+            "bare": bare,
+            "check": safegen.guard(bare, mode="check"),
+            "check, hash in place": in_place_function(safegen.guard(bare, mode="check")),
+            "copy": safegen.guard(bare, mode="copy"),
+        }
+        for v in CONDITION_VARIANTS:
+            ds = dataset(functions[v], pool, prefetch)
+            iterate(ds, max(2, n // 10), consumer)  # warm-up (and trace the consumer)
+            runs[size, consumer, v] = ds
+    times: dict[tuple[int, str, str], list[float]] = {key: [] for key in runs}
+    order = list(runs)
+    for _ in range(rounds):
+        random.shuffle(order)
+        for key in order:
+            times[key].append(iterate(runs[key], n, key[1]))
+            bar.update(1)
+    out = []
+    for size, consumer in CONDITIONS:
+        base = times[size, consumer, "bare"]
+        out.append(
+            {
+                "pool": size,
+                "consumer": consumer,
+                "batches_per_second": {
+                    v: spread([n / t for t in times[size, consumer, v]]) for v in CONDITION_VARIANTS
+                },
+                # throughput ratio = bare's time / the variant's time, per round
+                "ratio_vs_bare": {
+                    v: spread([b / t for t, b in zip(times[size, consumer, v], base, strict=True)])
+                    for v in CONDITION_VARIANTS
+                    if v != "bare"
+                },
+            }
+        )
+    return out
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     """Throughput ratio to bare per batch size and mode, median with min-max bars."""
     import matplotlib
@@ -221,9 +317,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     sections = result["sections"]
-    width = 0.25
-    for i, v in enumerate(("copy", "check", "hand copy")):
-        xs = [j + (i - 1) * width for j in range(len(sections))]
+    width = 0.2
+    for i, v in enumerate(("copy", "check", "check, hash in place", "hand copy")):
+        xs = [j + (i - 1.5) * width for j in range(len(sections))]
         rows = [s["ratio_vs_bare"][v] for s in sections]
         med = [r["median"] for r in rows]
         err = [
@@ -248,21 +344,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--prefetch", type=int, default=2, help="the k of prefetch(k)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument(
+        "--note", default="", help="a sentence on the conditions, stored with the results"
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 20)
+    condition_rounds = args.rounds or (2 if args.quick else 12)
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    load_start = os.getloadavg()
 
     sections = []
-    with tqdm(total=rounds * len(VARIANTS) * len(sizes), desc="tf_data", unit="run") as bar:
+    total = rounds * len(VARIANTS) * len(sizes)
+    total += condition_rounds * len(CONDITIONS) * len(CONDITION_VARIANTS)
+    with tqdm(total=total, desc="tf_data", unit="run") as bar:
         for name, x_shape, dtype, y_shape, n in sizes:
             sections.append(run_size(name, x_shape, dtype, y_shape, n, rounds, args.prefetch, bar))
-    large = sections[-1]["ratio_vs_bare"]["copy"]
+        _, x_shape, dtype, y_shape, n = sizes[-1]
+        n = n if args.quick else CONDITION_BATCHES
+        conditions = run_conditions(
+            x_shape, dtype, y_shape, n, condition_rounds, args.prefetch, bar
+        )
+    large = sections[-1]["ratio_vs_bare"]
+
+    def target(value: dict[str, float], limit: float) -> dict[str, Any]:
+        return {**value, "target": limit, "met": value["median"] >= limit}
+
+    harness = next(c for c in conditions if (c["pool"], c["consumer"]) == (6, "tf.function"))
     targets = {
-        f"large batch: copy throughput / bare (target >= {TARGET})": {
-            **large,
-            "target": TARGET,
-            "met": large["median"] >= TARGET,
-        }
+        f"large batch: copy throughput / bare (target >= {TARGET})": target(large["copy"], TARGET),
+        f"large batch: check throughput / bare (target >= {CHECK_TARGET})": target(
+            large["check"], CHECK_TARGET
+        ),
+        "large batch, pool of 6 and a tf.function consumer: check throughput / bare "
+        f"(target >= {CHECK_TARGET})": target(harness["ratio_vs_bare"]["check"], CHECK_TARGET),
     }
     result: dict[str, Any] = {
         "benchmark": "tf_data",
@@ -270,14 +384,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "for batch in ds.take(n)",
         "quick": args.quick,
         "rounds": rounds,
+        "condition_rounds": condition_rounds,
+        "condition_batches": n,
         "prefetch": args.prefetch,
+        "note": args.note,
+        "load_average": {"start": load_start, "end": os.getloadavg()},
         "sections": sections,
+        "conditions": conditions,
         "targets": targets,
         "meets_target": all(t["met"] for t in targets.values()),
         "environment": environment(),
     }
     write(result, args.out)
     return result
+
+
+def _note(result: dict[str, Any]) -> str:
+    return f"{result['note']} " if result["note"] else ""
+
+
+def _load(values: Any) -> str:
+    return "(" + ", ".join(f"{v:.2f}" for v in values) + ")"
 
 
 def write(result: dict[str, Any], out: Path) -> None:
@@ -287,7 +414,9 @@ def write(result: dict[str, Any], out: Path) -> None:
         "# tf.data.Dataset.from_generator throughput",
         "",
         f"Pipeline: `{result['pipeline']}`; {result['rounds']} interleaved rounds"
-        f"{' (quick run)' if result['quick'] else ''}.",
+        f"{' (quick run)' if result['quick'] else ''}. {_note(result)}Load average "
+        f"(1, 5, 15 min) at the start {_load(result['load_average']['start'])}, at the end "
+        f"{_load(result['load_average']['end'])}.",
         "",
     ]
     for s in result["sections"]:
@@ -332,7 +461,32 @@ def write(result: dict[str, Any], out: Path) -> None:
                 )
         align = s["pool_alignment_mod_64"]["x"]
         lines += ["", f"Alignment (% 64) of the bare pool's 16 x arrays: {align}.", ""]
-    lines += ["| target | median | min | max | met? |", "|---|---:|---:|---:|---|"]
+    batch = result["sections"][-1]["batch"]
+    lines += [
+        f"## What decides check mode's cost: large batch ({batch}) under four conditions",
+        "",
+        f"{result['condition_rounds']} interleaved rounds of {result['condition_batches']} "
+        "batches, every (condition, variant) pair "
+        "in a new random order each round. Pool: distinct batches the generator cycles "
+        "through. Consumer: `python loop` pulls batches and drops them (the pipeline runs "
+        "as fast as the generator's thread); `tf.function` hands each batch to a "
+        "`tf.function` that sums it. Throughput ratio to bare, per round: median [min, max].",
+        "",
+        "| pool | consumer | bare batches/s | check / bare | check, hash in place / bare "
+        "| copy / bare |",
+        "|---:|---|---:|---|---|---|",
+    ]
+    for c in result["conditions"]:
+        r = c["ratio_vs_bare"]
+        cells = " | ".join(
+            f"{r[v]['median']:.3f} [{r[v]['min']:.3f}, {r[v]['max']:.3f}]"
+            for v in ("check", "check, hash in place", "copy")
+        )
+        lines.append(
+            f"| {c['pool']} | {c['consumer']} | "
+            f"{c['batches_per_second']['bare']['median']:.0f} | {cells} |"
+        )
+    lines += ["", "| target | median | min | max | met? |", "|---|---:|---:|---:|---|"]
     for name, t in result["targets"].items():
         met = "yes" if t["met"] else "**no**"
         lines.append(f"| {name} | {t['median']:.3f} | {t['min']:.3f} | {t['max']:.3f} | {met} |")

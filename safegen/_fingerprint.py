@@ -33,6 +33,7 @@ __all__ = [
     "SAMPLE_ABOVE",
     "SAMPLE_BLOCK_BYTES",
     "bounds",
+    "digest",
     "fingerprint",
     "hash_buffer",
     "memory_key",
@@ -93,6 +94,11 @@ def fingerprint(a: np.ndarray) -> tuple[int, int]:
             pass
     c = _contiguous(a)
     return _hash_bytes(c), c.nbytes
+
+
+def digest(a: np.ndarray) -> int:
+    """The fingerprint of ``a`` alone (what the hashing thread computes)."""
+    return fingerprint(a)[0]
 
 
 def _next_base(node: Any) -> Any:

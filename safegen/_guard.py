@@ -69,6 +69,8 @@ def _run(gen: Generator[Any, Any, Any], state: _State) -> Generator[Any, Any, An
             raise
         except BaseException as thrown:
             out = None
+            if state.inflight is not None:
+                state.settle()
             try:
                 value = gen.throw(thrown)
             except StopIteration as stop:
@@ -78,6 +80,8 @@ def _run(gen: Generator[Any, Any, Any], state: _State) -> Generator[Any, Any, An
                 state.annotate(exc)
                 raise
             continue
+        if state.inflight is not None:  # hashes still running (check mode, large arrays)
+            state.settle()
         try:
             value = gen.send(sent)
         except StopIteration as stop:
@@ -94,6 +98,8 @@ def _run_iterator(it: Iterator[Any], state: _State) -> Generator[Any, None, None
     process = state.process
     advance = it.__next__
     while True:
+        if state.inflight is not None:
+            state.settle()
         try:
             value = advance()
         except StopIteration:
@@ -129,6 +135,8 @@ async def _run_async(agen: AsyncGenerator[Any, Any], state: _State) -> AsyncGene
             raise
         except BaseException as thrown:
             out = None
+            if state.inflight is not None:
+                state.settle()
             try:
                 value = await agen.athrow(thrown)
             except StopAsyncIteration:
@@ -138,6 +146,8 @@ async def _run_async(agen: AsyncGenerator[Any, Any], state: _State) -> AsyncGene
                 state.annotate(exc)
                 raise
             continue
+        if state.inflight is not None:
+            state.settle()
         try:
             value = await agen.asend(sent)
         except StopAsyncIteration:
@@ -166,7 +176,7 @@ def _wrap_iterator(
     """A guarded generator (or async generator) yielding what ``obj`` yields."""
     if settings.mode == "off":
         return obj
-    state = make_state(settings, source)
+    state = make_state(settings, source, background=True)
     state.producer = obj
     guarded: Any
     if inspect.isgenerator(obj):

@@ -27,6 +27,7 @@ from safegen._fingerprint import (
     SAMPLE_ABOVE,
     SAMPLE_BLOCK_BYTES,
     bounds,
+    digest,
     fingerprint,
     hash_buffer,
     memory_key,
@@ -34,6 +35,7 @@ from safegen._fingerprint import (
     verify_sample,
 )
 from safegen._frames import MACHINERY, user_stacklevel
+from safegen._hasher import Job, submit
 from safegen._report import DATASET_FIX, EPOCH_FIX, FIX, AliasingReport, epoch_method_name
 from safegen._stats import Stats
 from safegen._structure import Path, format_path, leaves, map_arrays
@@ -43,6 +45,25 @@ __all__ = ["Source", "make_state"]
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 _ndarray = np.ndarray
+
+# Check mode hashes arrays of at least this many bytes on safegen's hashing thread, off
+# the consumer's critical path, when it guards a generator or iterator (whose next step
+# cannot start before the hash is done). Below it, handing the hash over costs more than
+# it saves (see benchmarks/per_yield.py, "background hashing").
+BACKGROUND_ABOVE = 4 << 20
+# After handing hashes over, wait at most this long for the thread to start on them (it
+# needs the GIL to start, and what the consumer does next may hold it for long).
+HANDOFF_SECONDS = 0.0005
+# When, WAITS_BEFORE_IN_PLACE times in a row, the thread did not start within
+# HANDOFF_SECONDS or the consumer waited for more than half of the hashing (it does
+# nothing between next() calls, or no core was free), the next IN_PLACE_AFTER_WAITS large
+# arrays are hashed in place, then the thread is tried again.
+WAITS_BEFORE_IN_PLACE = 3
+IN_PLACE_AFTER_WAITS = 16
+
+# The paths of the leaves of a flat tuple or list, made once.
+_FLAT = 64
+_INDEX_PATHS: tuple[Path, ...] = tuple((i,) for i in range(_FLAT))
 
 
 class Source:
@@ -118,7 +139,13 @@ def _worker_process_name() -> str:
 
 
 class _State:
-    """Shared by every mode: settings, statistics, and the generator's name."""
+    """Shared by every mode: settings, statistics, and the generator's name.
+
+    ``inflight`` is not ``None`` while work started by the last ``process`` still runs
+    elsewhere; the driver calls ``settle()`` before it resumes the generator.
+    """
+
+    inflight: Job | None = None
 
     def __init__(self, settings: Settings, source: Source) -> None:
         self.settings = settings
@@ -130,6 +157,9 @@ class _State:
 
     def process(self, value: Any) -> Any:
         raise NotImplementedError
+
+    def settle(self) -> None:
+        """Finish the work ``process`` left running (before the generator resumes)."""
 
     def finish(self) -> None:
         """The generator is exhausted."""
@@ -150,6 +180,9 @@ class _State:
 
 # Fields of a watched array's record (a list, for speed on the per-yield path).
 _ARRAY, _KEY, _PATH, _DIGEST, _YIELD, _SEEN, _SAMPLE, _BOUNDS, _DEAD = range(9)
+# The record's _SAMPLE says how to re-verify it when its yield leaves the window: None,
+# hashed in place (hash_buffer); _FULL, through fingerprint(); a list, by sampled blocks.
+_FULL: Any = ()
 
 # Up to this many watched records of one memory owner are kept in a list and scanned for
 # overlaps; beyond it, in an _Owner index (many row views of one array, see
@@ -269,6 +302,11 @@ class Watch(_State):
     warned about rather than raised. For yields that do not overlap earlier ones, the cost
     per yield is one hash of the new bytes plus a bounded re-check, whatever the window;
     overlapping yields re-hash every watched array they overlap.
+
+    With ``background`` set (by the generator and iterator drivers), arrays of at least
+    ``BACKGROUND_ABOVE`` bytes that overlap nothing watched are hashed on safegen's hashing
+    thread (``safegen._hasher``) while the consumer works; ``settle()`` collects the
+    digests before the generator resumes.
     """
 
     def __init__(self, settings: Settings, source: Source) -> None:
@@ -278,46 +316,105 @@ class Watch(_State):
         self.size = settings.window
         self.verify_all = settings.verify_all
         self.pending: list[AliasingReport] = []
+        # Hash large arrays on the hashing thread: set by the generator and iterator
+        # drivers, which call settle() before resuming (datasets hash in place).
+        self.background = False
+        self.background_above = BACKGROUND_ABOVE
+        self.handoff = HANDOFF_SECONDS
+        self.deferred: list[list[Any]] = []
+        self.waits = 0  # hand-overs in a row the thread did not take off the path
+        self.in_place = 0  # large arrays left to hash in place before trying again
 
     def process(self, value: Any) -> Any:
         start = perf_counter()
-        stats = self.stats
+        if self.inflight is not None:
+            self.settle()
         count = self.count = self.count + 1
+        # The usual batch, a flat tuple or list of plain arrays, is taken as it is: no
+        # walk, and its leaves' paths come from a table instead of new tuples.
+        kind = type(value)
+        arrays: Any = None
+        if (kind is tuple or kind is list) and len(value) <= _FLAT:
+            for array in value:
+                if type(array) is not _ndarray:
+                    break
+            else:
+                arrays = value
+                paths: Any = _INDEX_PATHS
+        if arrays is None:
+            found = leaves(value)
+            paths = [path for path, _ in found]
+            arrays = [array for _, array in found]
         by_root = self.by_root
         records = []
+        deferred: list[list[Any]] | None = None
         hashed = 0
-        for path, array in leaves(value):
-            if array.dtype.kind == "T":
-                digest, size = fingerprint(array)
-                hashed += size
-            else:
-                try:  # C-contiguous arrays are hashed in place; the rest raise
-                    digest = hash_buffer(array)
-                    hashed += array.nbytes
-                except (ValueError, TypeError, BufferError):
-                    digest, size = fingerprint(array)
-                    hashed += size
+        index = 0
+        for array in arrays:
+            nbytes = array.nbytes
+            hashed += nbytes
             base = array.base
             if base is None:
                 key = id(array)
             elif type(base) is _ndarray and base.base is None:
-                key = id(base)  # a view of an array that owns its memory
+                key = id(base)
             else:
                 key = memory_key(array)
-            record = [array, key, path, digest, count, count, None, None, False]
-            if array.nbytes > SAMPLE_ABOVE:
-                record[_SAMPLE] = sample(array)
             same_root = by_root.get(key)
+            blocks: Any = None  # None: hashed in place (C-contiguous), re-hashed so
+            if nbytes <= SAMPLE_ABOVE:
+                if array.dtype.kind != "T":
+                    try:
+                        fp = hash_buffer(array)
+                    except (ValueError, TypeError, BufferError):
+                        blocks = _FULL
+                else:
+                    blocks = _FULL
+                if blocks is not None:
+                    fp, size = fingerprint(array)
+                    hashed += size - nbytes
+            else:
+                # The sampled blocks are the yield-time reference for the re-check when
+                # the yield leaves the window (see settle() on consumers' writes).
+                blocks = sample(array) or _FULL
+                if (
+                    nbytes >= self.background_above
+                    and same_root is None
+                    and blocks is not _FULL
+                    and self.background
+                    and self._defer()
+                ):
+                    record = [array, key, paths[index], None, count, count, blocks, None, False]
+                    index += 1
+                    if deferred is None:
+                        deferred = []
+                    deferred.append(record)
+                    records.append(record)
+                    by_root[key] = [record]
+                    continue
+                fp, size = fingerprint(array)
+                hashed += size - nbytes
+            record = [array, key, paths[index], fp, count, count, blocks, None, False]
+            index += 1
             if same_root is None:
                 by_root[key] = [record]
             else:
                 hashed += self._recheck(key, same_root, record, count)
             records.append(record)
-        self.window.append(records)
-        if len(self.window) > self.size:
-            hashed += self._evict(self.window.popleft(), count)
+        if deferred is not None:
+            job = Job(digest, [record[_ARRAY] for record in deferred])
+            submit(job)
+            self.inflight = job
+            self.deferred = deferred
+            if self.handoff and not job.handed(self.handoff):
+                self._missed()  # no core came free for the thread in time
+        window = self.window
+        window.append(records)
+        if len(window) > self.size:
+            hashed += self._evict(window.popleft(), count)
         if self.verify_all:
             hashed += self._verify_all(count)
+        stats = self.stats
         stats.yields += 1
         stats.arrays += len(records)
         stats.bytes_fingerprinted += hashed
@@ -325,6 +422,56 @@ class Watch(_State):
         if self.pending:
             self._dispatch()
         return value
+
+    def settle(self) -> None:
+        """Wait for the background hashes of the last yield: called before the generator
+        resumes, so that they are of the bytes as the generator left them.
+
+        A consumer that writes into a batch in place while its hash runs may see its
+        write taken into the digest; the blocks sampled at yield time (arrays hashed in
+        the background are all sampled) still show it when the yield leaves the window.
+        When the thread keeps failing to take the hash off the consumer's path (see
+        WAITS_BEFORE_IN_PLACE), the next large arrays are hashed in place, then the thread
+        is tried again.
+        """
+        job, records = self.inflight, self.deferred
+        self.inflight = None
+        self.deferred = []
+        if job is None:
+            return
+        start = perf_counter()
+        try:
+            digests = job.wait()
+        except BaseException as error:
+            where = ", ".join(format_path(record[_PATH]) or "(the array)" for record in records)
+            error.add_note(
+                f"safegen: hashing yield #{self.count} of {self.source.where()} (leaf "
+                f"{where}) on safegen's hashing thread failed"
+            )
+            raise
+        finally:
+            waited = perf_counter() - start
+            self.stats.seconds += waited
+        if waited > job.seconds / 2:
+            self._missed()
+        else:
+            self.waits = 0
+        for record, value in zip(records, digests, strict=True):
+            record[_DIGEST] = value
+
+    def _missed(self) -> None:
+        """The thread did not take the hash off the consumer's path this time."""
+        self.waits += 1
+        if self.waits >= WAITS_BEFORE_IN_PLACE:
+            self.waits = 0
+            self.in_place = IN_PLACE_AFTER_WAITS
+
+    def _defer(self) -> bool:
+        """Whether to hash the next large array in the background (see settle())."""
+        if self.in_place:
+            self.in_place -= 1
+            return False
+        return True
 
     def _recheck(self, key: Any, same_root: Any, new: list[Any], count: int) -> int:
         """Re-hash the watched arrays that may share memory with ``new``, then watch it.
@@ -378,7 +525,7 @@ class Watch(_State):
         if record[_DEAD]:
             return 0
         array = record[_ARRAY]
-        if sampled and record[_SAMPLE] is not None:
+        if sampled and record[_SAMPLE]:
             ok = verify_sample(array, record[_SAMPLE])
             size = len(record[_SAMPLE]) * SAMPLE_BLOCK_BYTES
         else:
@@ -403,17 +550,35 @@ class Watch(_State):
             del self.by_root[record[_KEY]]
 
     def _evict(self, records: list[list[Any]], count: int) -> int:
+        """Re-verify, then forget, the records of the yield that leaves the window."""
         hashed = 0
-        by_root = self.by_root
+        forget = self._forget
         for record in records:
-            hashed += self._verify(record, count, sampled=True)
-            owner = by_root[record[_KEY]]
-            if type(owner) is not _Owner:
-                self._forget(record)
-                continue
-            owner.remove(record)
-            if not owner.size:
-                del by_root[record[_KEY]]
+            if not record[_DEAD]:
+                # No need to note the record seen: it is forgotten next.
+                array = record[_ARRAY]
+                blocks = record[_SAMPLE]
+                if blocks is None:  # hashed in place: the common, small case
+                    try:
+                        current = hash_buffer(array)
+                    except (ValueError, TypeError, BufferError):
+                        blocks = _FULL
+                    else:
+                        if current != record[_DIGEST]:
+                            self._violation(record, count, attributed=False)
+                        hashed += array.nbytes
+                        forget(record)
+                        continue
+                if blocks is _FULL:
+                    current, size = fingerprint(array)
+                    ok = current == record[_DIGEST]
+                    hashed += size
+                else:
+                    ok = verify_sample(array, blocks)
+                    hashed += len(blocks) * SAMPLE_BLOCK_BYTES
+                if not ok:
+                    self._violation(record, count, attributed=False)
+            forget(record)
         return hashed
 
     def _verify_all(self, count: int) -> int:
@@ -425,6 +590,8 @@ class Watch(_State):
         return hashed
 
     def finish(self) -> None:
+        if self.inflight is not None:
+            self.settle()
         start = perf_counter()
         self.stats.bytes_fingerprinted += self._verify_all(self.count + 1)
         self.stats.seconds += perf_counter() - start
@@ -539,18 +706,23 @@ class Copy(_State):
         start = perf_counter()
         copied = arrays = 0
         # Fast path: a tuple or list of small plain arrays, the usual (x, y) batch, copied
-        # without map_arrays' closure and walk (see benchmarks/per_yield.py).
+        # in one pass, without map_arrays' closure and walk (see benchmarks/per_yield.py).
         kind = type(value)
         if kind is tuple or kind is list:
+            copies = []
             for array in value:
-                if type(array) is not _ndarray or array.nbytes >= ALIGN_ABOVE:
-                    copied = 0
+                if type(array) is not _ndarray:
                     break
-                copied += array.nbytes
+                nbytes = array.nbytes
+                if nbytes >= ALIGN_ABOVE:
+                    break
+                copied += nbytes
+                copies.append(array.copy("K"))
             else:
-                copies = [array.copy("K") for array in value]
                 arrays = len(copies)
                 out: Any = tuple(copies) if kind is tuple else copies
+            if not arrays:
+                copied = 0
         if not arrays:
             pool = self.pool
 
@@ -727,9 +899,15 @@ class Freeze(_State):
         return None
 
 
-def make_state(settings: Settings, source: Source) -> _State:
-    """The per-generator state for ``settings.mode`` (not ``"off"``)."""
+def make_state(settings: Settings, source: Source, background: bool = False) -> _State:
+    """The per-generator state for ``settings.mode`` (not ``"off"``).
+
+    ``background``: the caller calls ``settle()`` before each resume of the generator, so
+    check mode may hash large arrays on the hashing thread meanwhile.
+    """
     kind = {"check": Watch, "copy": Copy, "freeze": Freeze}[settings.mode]
     state = kind(settings, source)
     _session.record_source(source.name, source.location, settings.mode, state.stats)
+    if background and isinstance(state, Watch):
+        state.background = True
     return state

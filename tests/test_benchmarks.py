@@ -40,8 +40,16 @@ class TestBenchmarks:
         _run("per_yield.py", tmp_path)
         report = json.loads((tmp_path / "per_yield_quick.json").read_text())
         sections = {section["name"]: section for section in report["sections"]}
-        assert len(sections) == 6 and list(sections)[:3] == ["seed", "64 KiB", "1 MiB"]
+        assert len(sections) == 8 and list(sections)[:3] == ["seed", "64 KiB", "1 MiB"]
         assert list(sections)[-1] == "window sweep"
+        background = [s for s in report["sections"] if s["name"].startswith("background")]
+        assert len(background) == 2
+        for section in background:
+            assert {f"check, {c} consumer" for c in ("idle", "busy")} <= set(section["variants"])
+            assert (
+                "background-hash overhead / in-place hash overhead, busy consumer"
+                in section["targets"]
+            )
         seed = sections["seed"]
         assert set(seed["variants"]) >= {"bare", "hand copy", "check", "copy", "freeze"}
         assert "copy.deepcopy" in seed["variants"]
@@ -84,7 +92,9 @@ class TestBenchmarks:
         for ratio in report["ratio_vs_bare"].values():
             assert set(ratio) >= {"median", "min", "max"}
         assert len(report["targets"]) == 2
-        assert (tmp_path / "mean_training_quick.md").exists()
+        for ratio in report["ratio_vs_bare"].values():
+            assert ratio["ci_low"] <= ratio["median"] <= ratio["ci_high"]
+        assert "A/A control's interval" in (tmp_path / "mean_training_quick.md").read_text()
 
     @pytest.mark.keras
     def test_tf_data(self, tmp_path):
@@ -94,14 +104,17 @@ class TestBenchmarks:
         _run("tf_data.py", tmp_path)
         report = json.loads((tmp_path / "tf_data_quick.json").read_text())
         assert len(report["sections"]) == 2
+        variants = {"bare", "copy", "check", "check, hash in place", "hand copy"}
         for section in report["sections"]:
-            assert set(section["batches_per_second"]) == {"bare", "copy", "check", "hand copy"}
-            assert set(section["ratio_vs_bare"]) == {"copy", "check", "hand copy"}
+            assert set(section["batches_per_second"]) == variants
+            assert set(section["ratio_vs_bare"]) == variants - {"bare"}
             assert set(section["zero_copy"]) == {"bare", "copy", "check"}
             for leaves in section["zero_copy"].values():
                 assert set(leaves["x"]) == {"nbytes", "address_mod_64", "tensor_shares_memory"}
             assert len(section["pool_alignment_mod_64"]["x"]) == 16
-        assert report["targets"]
+        assert len(report["targets"]) == 3
+        conditions = {(c["pool"], c["consumer"]) for c in report["conditions"]}
+        assert conditions == {(p, c) for p in (16, 6) for c in ("python loop", "tf.function")}
         assert (tmp_path / "tf_data_quick.md").exists()
         assert (tmp_path / "tf_data_quick.png").stat().st_size > 0
 
