@@ -159,19 +159,6 @@ class OutputCheck(abc.ABC):
 
     # The check -------------------------------------------------------------------------
 
-    def run(
-        self,
-        layer: Any,
-        state: CheckState,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        outputs: Any,
-    ) -> Any:
-        """Checks ``outputs``; returns them (see :meth:`check_outputs`) and records the layer."""
-        outputs = self.check_outputs(layer, state, args, kwargs, outputs)
-        _session.record_layer(layer)
-        return outputs
-
     def _tensor_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
         """The tensors a layer was called with, masks left out."""
         leaves = list(self.flatten(args))
@@ -235,7 +222,7 @@ class OutputCheck(abc.ABC):
         state.cache[key] = result
         return result
 
-    def check_outputs(
+    def run(
         self,
         layer: Any,
         state: CheckState,
@@ -246,7 +233,8 @@ class OutputCheck(abc.ABC):
         """Raises ShapeError (or adds run-time assertions) where ``outputs`` break the declaration.
 
         Returns ``outputs``, where a leaf of rank unknown at trace time is replaced by what
-        :meth:`assert_rank` returned for it (the only case that can change the graph).
+        :meth:`assert_rank` returned for it (the only case that can change the graph), and
+        records the layer as checked.
         """
         declared, source = self._declared(layer, state, args, kwargs)
         tensors = self._tensor_args(args, kwargs)
@@ -288,10 +276,11 @@ class OutputCheck(abc.ABC):
                 )
             if state.check == "shape":
                 self._check_dims(layer, x, got, want, where, batch_ref, text)
-        if not replaced:
-            return outputs
-        flat = [replaced.get(id(x), x) for x in self.flatten(outputs)]
-        return self.pack_sequence_as(outputs, flat)
+        if replaced:
+            flat = [replaced.get(id(x), x) for x in self.flatten(outputs)]
+            outputs = self.pack_sequence_as(outputs, flat)
+        _session.record_layer(layer)
+        return outputs
 
     def _check_dims(
         self,
