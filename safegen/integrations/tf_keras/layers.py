@@ -15,7 +15,10 @@ What differs from Keras 3:
   wrong *static* rank is reported already when the model is built, and again, once per
   trace, in ``fit``/``predict``;
 * saved files (``.keras``, SavedModel, HDF5) store the plain layer: a reloaded model does
-  not check until ``ShapeChecked``/``check_layers`` is applied again.
+  not check until ``ShapeChecked``/``check_layers`` is applied again;
+* run-time assertion messages are the short form (without the static and declared
+  shapes), and the batch dimension is asserted at run time even where the first input's
+  rank is unknown (Keras 3 skips that case).
 """
 
 from __future__ import annotations
