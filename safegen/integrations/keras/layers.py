@@ -7,7 +7,8 @@ hide the difference.
 
 How a layer is checked: :func:`ShapeChecked` switches the class of that one layer object
 to a subclass of its own class that overrides ``call`` and ``quantized_call`` (the
-original, then the check; the check itself is in ``_check``) and, for saving,
+original, then the check: ``_check`` for Keras 3's side of it, the comparison itself
+in ``safegen.integrations._checked_layers``) and, for saving,
 ``get_config``/``from_config``. The subclass is made once per class, keeps the class's
 name and module, and forwards ``call``'s signature, so the layer stays itself: the same
 object, call
@@ -43,27 +44,14 @@ from __future__ import annotations
 
 import functools
 import sys
-import threading
-import warnings
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import keras
 
-from safegen._errors import SafegenWarning
-from safegen._shapes import (
-    SHAPE_HELP,
-    CheckMode,
-    normalize_output_shape,
-    validate_check,
-)
-from safegen.integrations.keras._check import (
-    STATE_ATTR,
-    CheckState,
-    inferring,
-    run_check,
-)
+from safegen._shapes import CheckMode
+from safegen.integrations._checked_layers import STATE_ATTR, CheckState, LayerChecks, subclass
+from safegen.integrations.keras._check import Keras3Check
 
 __all__ = [
     "ShapeChecked",
@@ -78,16 +66,91 @@ _REGISTERED_NAME = "ShapeChecked"  # serialized as "safegen>ShapeChecked"
 
 
 # --------------------------------------------------------------------------------------
-# Checked classes: one subclass per layer class, overriding only `call`
+# Checked classes: one subclass per layer class, overriding `call` and saving
 # --------------------------------------------------------------------------------------
 
-_checked_classes: dict[type, type] = {}
-_bases: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
-_classes_lock = threading.Lock()
+
+class _Keras3Layers(LayerChecks):
+    framework = "Keras 3"
+    layer_class = keras.layers.Layer
+    lambda_class = keras.layers.Lambda
+    model_class = keras.Model
+    layer_class_name = "keras.layers.Layer"
+    lambda_class_name = "keras.layers.Lambda"
+
+    def make_checked_class(self, base: Any) -> Any:
+        return _make_checked_class(base)
+
+    def checking_lambda_call(self, original: Any) -> Callable[..., Any]:
+        check_lambda = self.check_lambda
+
+        @functools.wraps(original)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            outputs = original(self, *args, **kwargs)
+            return check_lambda(self, args, kwargs, outputs)
+
+        return call
+
+    def validate_layer(self, layer: Any, name: str) -> None:
+        if "call" in vars(layer):
+            raise TypeError(
+                f"ShapeChecked({name!r}): this layer has its own `call` attribute set on the "
+                "instance, which would bypass the check; check the layer it delegates to."
+            )
+
+    def on_check(self, layer: Any) -> None:
+        quantize = vars(layer).get("quantize")
+        if quantize is not None and not getattr(quantize, "_safegen_plain_class", False):
+            object.__setattr__(layer, "quantize", _as_plain_class(layer, quantize))
+
+    def on_unwrap(self, layer: Any) -> None:
+        quantize = vars(layer).get("quantize")
+        if getattr(quantize, "_safegen_plain_class", False):
+            object.__setattr__(layer, "quantize", quantize.__wrapped__)
 
 
-def _base_class(cls: type) -> type:
-    return _bases.get(cls, cls)
+_checks = _Keras3Layers(Keras3Check())
+
+
+def _make_checked_class(base: Any) -> Any:
+    """The checked subclass of ``base``: checks in ``call``, saved with its settings."""
+    after_call = _checks.after_call
+
+    @functools.wraps(base.call)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        outputs = super(checked, self).call(*args, **kwargs)
+        return after_call(self, args, kwargs, outputs)
+
+    @functools.wraps(base.quantized_call)
+    def quantized_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        outputs = super(checked, self).quantized_call(*args, **kwargs)
+        return after_call(self, args, kwargs, outputs)
+
+    @functools.wraps(base.get_config)  # keeps Keras's "is default" marker
+    def get_config(self: Any) -> Any:
+        config = super(checked, self).get_config()
+        state = self.__dict__.get(STATE_ATTR)
+        if state is not None and _called_by_keras_serializer():
+            config = {**config, "safegen": _state_config(state, base)}
+        return config
+
+    def from_config(klass: type, config: Any, *args: Any, **kwargs: Any) -> Any:
+        config = dict(config)
+        info = config.pop("safegen", None) or {}
+        layer = base.from_config(config, *args, **kwargs)
+        return ShapeChecked(layer, info.get("output_shape"), check=info.get("check", "rank"))
+
+    methods = {
+        "call": call,
+        "quantized_call": quantized_call,
+        "get_config": get_config,
+        "from_config": classmethod(from_config),
+    }
+    checked: Any = subclass(base, methods)
+    keras.saving.register_keras_serializable("safegen", _REGISTERED_NAME)(checked)
+    # The registered name must resolve to the loader, which handles every class.
+    keras.saving.register_keras_serializable("safegen", _REGISTERED_NAME)(_Loader)
+    return checked
 
 
 def is_checked(layer: Any) -> bool:
@@ -98,7 +161,7 @@ def is_checked(layer: Any) -> bool:
         >>> is_checked(ShapeChecked(keras.layers.Dense(1)))
         True
     """
-    return type(layer) in _bases and STATE_ATTR in vars(layer)
+    return _checks.is_checked(layer)
 
 
 def _called_by_keras_serializer() -> bool:
@@ -115,60 +178,6 @@ def _called_by_keras_serializer() -> bool:
             return True
         frame = frame.f_back
     return False
-
-
-def _checked_class(base: Any) -> Any:
-    with _classes_lock:
-        cls = _checked_classes.get(base)
-        if cls is not None:
-            return cls
-
-        @functools.wraps(base.call)
-        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-            outputs = super(checked, self).call(*args, **kwargs)
-            state = self.__dict__.get(STATE_ATTR)
-            if state is not None and not inferring.depth:
-                outputs = run_check(self, state, args, kwargs, outputs)
-            return outputs
-
-        @functools.wraps(base.quantized_call)
-        def quantized_call(self: Any, *args: Any, **kwargs: Any) -> Any:
-            outputs = super(checked, self).quantized_call(*args, **kwargs)
-            state = self.__dict__.get(STATE_ATTR)
-            if state is not None and not inferring.depth:
-                outputs = run_check(self, state, args, kwargs, outputs)
-            return outputs
-
-        @functools.wraps(base.get_config)  # keeps Keras's "is default" marker
-        def get_config(self: Any) -> Any:
-            config = super(checked, self).get_config()
-            state = self.__dict__.get(STATE_ATTR)
-            if state is not None and _called_by_keras_serializer():
-                config = {**config, "safegen": _state_config(state, base)}
-            return config
-
-        def from_config(klass: type, config: Any, *args: Any, **kwargs: Any) -> Any:
-            config = dict(config)
-            info = config.pop("safegen", None) or {}
-            layer = base.from_config(config, *args, **kwargs)
-            return ShapeChecked(layer, info.get("output_shape"), check=info.get("check", "rank"))
-
-        namespace = {
-            "call": call,
-            "quantized_call": quantized_call,
-            "get_config": get_config,
-            "from_config": classmethod(from_config),
-            "__module__": base.__module__,
-            "__qualname__": base.__qualname__,
-            "__doc__": base.__doc__,
-        }
-        checked: Any = type(base)(base.__name__, (base,), namespace)
-        keras.saving.register_keras_serializable("safegen", _REGISTERED_NAME)(checked)
-        # The registered name must resolve to the loader, which handles every class.
-        keras.saving.register_keras_serializable("safegen", _REGISTERED_NAME)(_Loader)
-        _checked_classes[base] = checked
-        _bases[checked] = base
-        return checked
 
 
 def _state_config(state: CheckState, base: type) -> dict[str, Any]:
@@ -231,28 +240,7 @@ def ShapeChecked(  # noqa: N802 - the public name reads like a class
         >>> ShapeChecked(dense, (3,), check="shape") is dense
         True
     """
-    if not isinstance(layer, keras.layers.Layer):
-        raise TypeError(
-            "ShapeChecked(layer): layer must be a Keras 3 layer (keras.layers.Layer); "
-            f"got {layer!r} of type {type(layer).__name__}."
-        )
-    name = getattr(layer, "name", None) or type(layer).__name__
-    validate_check(check, f"ShapeChecked({name!r})")
-    if output_shape is not None:
-        output_shape = normalize_output_shape(output_shape, f"ShapeChecked({name!r})")
-    if "call" in vars(layer):
-        raise TypeError(
-            f"ShapeChecked({name!r}): this layer has its own `call` attribute set on the "
-            "instance, which would bypass the check; check the layer it delegates to."
-        )
-    checked = _checked_class(_base_class(type(layer)))
-    object.__setattr__(layer, STATE_ATTR, CheckState(check, output_shape))
-    if type(layer) is not checked:
-        object.__setattr__(layer, "__class__", checked)
-    quantize = vars(layer).get("quantize")
-    if quantize is not None and not getattr(quantize, "_safegen_plain_class", False):
-        object.__setattr__(layer, "quantize", _as_plain_class(layer, quantize))
-    return layer
+    return _checks.shape_checked(layer, output_shape, check)
 
 
 def _as_plain_class(layer: Any, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -265,7 +253,7 @@ def _as_plain_class(layer: Any, method: Callable[..., Any]) -> Callable[..., Any
     @functools.wraps(method)
     def run(*args: Any, **kwargs: Any) -> Any:
         checked = type(layer)
-        base = _bases.get(checked)
+        base = _checks.base_of(checked)
         if base is None:
             return method(*args, **kwargs)
         object.__setattr__(layer, "__class__", base)
@@ -294,37 +282,7 @@ def ShapeCheckedLambda(  # noqa: N802 - reads like the layer class it returns
         >>> type(ShapeCheckedLambda(lambda x: x, (2,))).__name__
         'Lambda'
     """
-    if not callable(function):
-        raise TypeError(
-            f"ShapeCheckedLambda(function): function must be callable; got {function!r} "
-            f"of type {type(function).__name__}."
-        )
-    if output_shape is None:
-        raise TypeError(
-            f"ShapeCheckedLambda: output_shape is required; expected {SHAPE_HELP}, "
-            "or a function of the input shape."
-        )
-    if not callable(output_shape):
-        output_shape = normalize_output_shape(output_shape, "ShapeCheckedLambda")
-    layer = keras.layers.Lambda(function, output_shape=output_shape, **lambda_kwargs)
-    return ShapeChecked(layer, check=check)
-
-
-def _sublayers(model: Any, who: str) -> list[Any]:
-    if not isinstance(model, keras.layers.Layer):
-        raise TypeError(
-            f"{who}(model): model must be a Keras 3 model or layer; "
-            f"got {model!r} of type {type(model).__name__}."
-        )
-    layers: list[Any] = model._flatten_layers(include_self=True, recursive=True)
-    return layers
-
-
-def _retrace(model: Any) -> None:
-    """Drops a model's compiled train/test/predict functions so they trace again."""
-    for name in ("train_function", "test_function", "predict_function"):
-        if getattr(model, name, None) is not None:
-            setattr(model, name, None)
+    return _checks.shape_checked_lambda(function, output_shape, check, lambda_kwargs)
 
 
 def check_layers(
@@ -343,38 +301,7 @@ def check_layers(
         >>> [layer.name for layer in check_layers(model, layer_types=keras.layers.Dense)]
         ['d']
     """
-    if layer_types is None:
-        layer_types = (keras.layers.Lambda,)
-    if isinstance(layer_types, type):
-        layer_types = (layer_types,)
-    if not (
-        isinstance(layer_types, tuple)
-        and layer_types
-        and all(isinstance(t, type) for t in layer_types)
-    ):
-        raise TypeError(
-            "check_layers(layer_types): expected a layer class or a non-empty tuple of "
-            f"layer classes, e.g. (keras.layers.Lambda,); got {layer_types!r}."
-        )
-    validate_check(check, "check_layers")
-    layers = _sublayers(model, "check_layers")
-    matched = [
-        layer
-        for layer in layers
-        if isinstance(layer, layer_types) and not isinstance(layer, keras.Model)
-    ]
-    for layer in matched:
-        if not is_checked(layer):
-            ShapeChecked(layer, check=check)
-    if not matched:
-        names = ", ".join(t.__name__ for t in layer_types)
-        warnings.warn(
-            f"check_layers: model {model.name!r} has no layer of type {names}; nothing is checked.",
-            SafegenWarning,
-            stacklevel=3,
-        )
-    _retrace(model)
-    return matched
+    return _checks.check_layers(model, layer_types, check)
 
 
 def unwrap(model: Any) -> Any:
@@ -388,32 +315,12 @@ def unwrap(model: Any) -> Any:
         >>> type(unwrap(dense)) is keras.layers.Dense
         True
     """
-    for layer in _sublayers(model, "unwrap"):
-        if type(layer) in _bases:
-            object.__setattr__(layer, "__class__", _bases[type(layer)])
-        layer.__dict__.pop(STATE_ATTR, None)
-        quantize = vars(layer).get("quantize")
-        if getattr(quantize, "_safegen_plain_class", False):
-            object.__setattr__(layer, "quantize", quantize.__wrapped__)
-    _retrace(model)
-    return model
+    return _checks.unwrap(model)
 
 
 # --------------------------------------------------------------------------------------
 # Every Lambda, for safegen.enable()
 # --------------------------------------------------------------------------------------
-
-_install_lock = threading.Lock()
-_installed: list[tuple[object, CheckMode]] = []  # one token per install, newest last
-_original_lambda_call: Any = None
-_lambda_states: weakref.WeakKeyDictionary[Any, CheckState] = weakref.WeakKeyDictionary()
-
-
-def _lambda_state(layer: Any, check: CheckMode) -> CheckState:
-    state = _lambda_states.get(layer)
-    if state is None or state.check != check:
-        state = _lambda_states[layer] = CheckState(check, None)
-    return state
 
 
 def install_lambda_checks(check: CheckMode = "rank") -> Callable[[], None]:
@@ -443,43 +350,4 @@ def install_lambda_checks(check: CheckMode = "rank") -> Callable[[], None]:
         safegen.ShapeError: layer 'm' (Lambda) returned rank 1, shape (3,); ...
         >>> undo()
     """
-    global _original_lambda_call
-    validate_check(check, "install_lambda_checks")
-    token = object()
-    with _install_lock:
-        if not _installed:
-            original = keras.layers.Lambda.__dict__["call"]
-
-            @functools.wraps(original)
-            def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-                outputs = original(self, *args, **kwargs)
-                installs = _installed
-                if (
-                    installs
-                    and not inferring.depth
-                    and STATE_ATTR not in self.__dict__  # ShapeChecked checks it itself
-                    and getattr(self, "_output_shape", None) is not None
-                ):
-                    state = _lambda_state(self, installs[-1][1])
-                    outputs = run_check(self, state, args, kwargs, outputs)
-                return outputs
-
-            _original_lambda_call = original
-            keras.layers.Lambda.call = call
-        _installed.append((token, check))
-
-    def undo() -> None:
-        global _original_lambda_call
-        with _install_lock:
-            for i, (t, _) in enumerate(_installed):
-                if t is token:
-                    del _installed[i]
-                    break
-            else:
-                return
-            if not _installed and _original_lambda_call is not None:
-                keras.layers.Lambda.call = _original_lambda_call
-                _original_lambda_call = None
-                _lambda_states.clear()
-
-    return undo
+    return _checks.install_lambda_checks(check)

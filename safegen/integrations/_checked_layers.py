@@ -1,0 +1,584 @@
+"""What the Keras 3 and ``tf_keras`` layer checks share (this module imports no framework).
+
+* :class:`OutputCheck`: compares what a layer returned with the shape it declares
+  (declared shapes cached per call signature, static checks in Python, run-time
+  assertions where a rank or dimension is unknown at trace time) and raises
+  :class:`safegen.ShapeError` with the same text for both Kerases.
+* :class:`LayerChecks`: a checked layer is the layer itself, its class switched to a
+  cached per-class subclass whose ``call`` runs the original, then the check;
+  ``ShapeChecked``, ``ShapeCheckedLambda``, ``check_layers``, ``unwrap`` and
+  ``install_lambda_checks`` (a patched ``Lambda.call``) on top of that.
+
+Each integration (``safegen.integrations.keras`` for Keras 3,
+``safegen.integrations.tf_keras`` for Keras 2) subclasses both with what its Keras does
+its own way: the Layer/Lambda/Model classes, how structures are flattened and static
+shapes read, how the declared output is inferred, which run-time assertions exist, and
+what the checked subclass and the patched ``Lambda.call`` look like.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from safegen import _session
+from safegen._errors import SafegenWarning, ShapeError
+from safegen._shapes import (
+    SHAPE_HELP,
+    CheckMode,
+    Shape,
+    flatten_shapes,
+    fmt,
+    fmt_path,
+    message,
+    normalize_output_shape,
+    rank_hint,
+    validate_check,
+)
+
+__all__ = ["STATE_ATTR", "CheckState", "Inferring", "LayerChecks", "OutputCheck", "subclass"]
+
+STATE_ATTR = "_safegen_check"  # the instance attribute holding a layer's CheckState
+_CACHE_LIMIT = 64
+
+Declared = tuple[list[Shape | None], str]  # every output leaf's declared shape, and who said so
+
+
+class CheckState:
+    """A checked layer's settings and declared-shape cache (a plain, untracked object)."""
+
+    __slots__ = ("cache", "check", "output_shape", "__weakref__")
+
+    def __init__(self, check: CheckMode, output_shape: Any) -> None:
+        self.check: CheckMode = check
+        self.output_shape: Any = output_shape
+        self.cache: dict[Any, Declared] = {}
+
+
+class Inferring(threading.local):
+    """How deep this thread is in a declared-shape inference (checks are off meanwhile)."""
+
+    depth = 0
+
+
+def _describe(layer: Any) -> str:
+    return f"{layer.name!r} ({type(layer).__name__})"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _shape_error(layer: Any, text: str) -> ShapeError:
+    """A ShapeError that Keras passes through as is (no re-raise with its own context)."""
+    _session.record_shape_error(layer, text)
+    error: ShapeError = ShapeError(text)
+    # Keras's call wrapper re-raises a layer's exception as type(e)(message + the call's
+    # arguments, in ANSI bold) unless this attribute is set: keep the message clean.
+    vars(error)["_keras_call_info_injected"] = True
+    return error
+
+
+# --------------------------------------------------------------------------------------
+# The output check
+# --------------------------------------------------------------------------------------
+
+
+class OutputCheck(abc.ABC):
+    """Checks a layer's outputs against its declared shapes, for one Keras.
+
+    ``args``/``kwargs`` are the arguments ``call`` got (``tf_keras`` passes ``inputs`` as
+    ``args[0]``). Subclasses say how their Keras reads tensors and declared shapes.
+    """
+
+    # Whether run-time assertion messages repeat the static and declared shapes
+    # (Keras 3's do; tf_keras's have always been the short form).
+    detailed_runtime_messages = True
+    # Whether the batch check is skipped when the first input tensor has no known
+    # batch dimension (unknown rank or a scalar): Keras 3 skips, tf_keras asserts.
+    skip_batch_without_input_batch = True
+
+    def __init__(self) -> None:
+        self.inferring = Inferring()
+
+    # What each Keras does its own way -------------------------------------------------
+
+    @abc.abstractmethod
+    def is_tensor(self, x: Any) -> bool:
+        """Whether ``x`` is a tensor (concrete or symbolic)."""
+
+    @abc.abstractmethod
+    def static_shape(self, x: Any) -> Shape | None:
+        """The static shape of a tensor, or ``None`` if its rank is unknown."""
+
+    @abc.abstractmethod
+    def flatten(self, structure: Any) -> list[Any]:
+        """The leaves of a nested structure."""
+
+    @abc.abstractmethod
+    def flatten_with_path(self, structure: Any) -> list[tuple[tuple[Any, ...], Any]]:
+        """(path, leaf) pairs of a nested structure, in :meth:`flatten`'s order."""
+
+    @abc.abstractmethod
+    def pack_sequence_as(self, structure: Any, flat: list[Any]) -> Any:
+        """``structure`` with its leaves replaced by ``flat``."""
+
+    @abc.abstractmethod
+    def inference(
+        self, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Callable[[], Any], str]:
+        """A function returning what ``layer`` declares for this call, and who declares it.
+
+        Errors raised here propagate as they are; errors of the returned function become
+        a ShapeError saying the declared shape could not be determined.
+        """
+
+    @abc.abstractmethod
+    def declared_shapes(self, declared: Any) -> list[Shape | None]:
+        """The declared shape of every output leaf, from what the inference returned."""
+
+    def output_details(self, outputs: Any) -> tuple[str, ...]:
+        """Detail lines for an error about the number of outputs."""
+        return ()
+
+    @abc.abstractmethod
+    def assert_rank(self, x: Any, want: Shape, text: str) -> Any:
+        """Asserts ``x``'s rank at run time; returns ``x`` or the tensor to use instead."""
+
+    @abc.abstractmethod
+    def assert_dim(self, x: Any, axis: int, expected: Any, text: str) -> None:
+        """Asserts ``x.shape[axis] == expected`` at run time.
+
+        ``expected`` is an int, or ``("dynamic", tensor)`` for that tensor's batch size.
+        """
+
+    # The check -------------------------------------------------------------------------
+
+    def _tensor_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+        """The tensors a layer was called with, masks left out."""
+        leaves = list(self.flatten(args))
+        for key, value in kwargs.items():
+            if key != "mask" and not key.endswith("_mask"):
+                leaves.extend(self.flatten(value))
+        return [x for x in leaves if self.is_tensor(x)]
+
+    def _input_shapes(self, tensors: list[Any]) -> str:
+        shapes = [fmt(self.static_shape(x)) for x in tensors]
+        return shapes[0] if len(shapes) == 1 else "[" + ", ".join(shapes) + "]"
+
+    def _cache_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Every call argument: tensors by static shape and dtype, the rest by value."""
+        parts: list[Any] = []
+        for path, x in self.flatten_with_path((args, kwargs)):
+            if self.is_tensor(x):
+                parts.append((path, "T", self.static_shape(x), str(x.dtype)))
+                continue
+            try:
+                hash(x)
+                parts.append((path, "V", type(x).__name__, x))
+            except TypeError:
+                parts.append((path, "R", repr(x)))
+        return tuple(parts)
+
+    def _declared(
+        self, layer: Any, state: CheckState, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Declared:
+        """The declared shape of every output leaf, and who declared it (cached per call)."""
+        key = self._cache_key(args, kwargs)
+        cached = state.cache.get(key)
+        if cached is not None:
+            return cached
+        tensors = self._tensor_args(args, kwargs)
+        if state.output_shape is not None:
+            first = self.static_shape(tensors[0]) if tensors else None
+            batch = first[0] if first else None
+            result: Declared = (
+                [(batch, *s) for s in flatten_shapes(state.output_shape)],
+                f"output_shape={state.output_shape!r} given to ShapeChecked",
+            )
+        else:
+            infer, source = self.inference(layer, args, kwargs)
+            self.inferring.depth += 1
+            try:
+                declared = infer()
+            except Exception as e:
+                raise _shape_error(
+                    layer,
+                    f"layer {_describe(layer)}: safegen could not determine its declared "
+                    f"output shape for input shape {self._input_shapes(tensors)}: "
+                    f"{type(e).__name__}: {_first_line(e)}\n"
+                    "  Pass output_shape= to safegen.ShapeChecked.",
+                ) from e
+            finally:
+                self.inferring.depth -= 1
+            result = (self.declared_shapes(declared), source)
+        if len(state.cache) >= _CACHE_LIMIT:
+            state.cache.clear()
+        state.cache[key] = result
+        return result
+
+    def run(
+        self,
+        layer: Any,
+        state: CheckState,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        outputs: Any,
+    ) -> Any:
+        """Raises ShapeError (or adds run-time assertions) where ``outputs`` break the declaration.
+
+        Returns ``outputs``, where a leaf of rank unknown at trace time is replaced by what
+        :meth:`assert_rank` returned for it (the only case that can change the graph), and
+        records the layer as checked.
+        """
+        declared, source = self._declared(layer, state, args, kwargs)
+        tensors = self._tensor_args(args, kwargs)
+        inputs = self._input_shapes(tensors)
+
+        def text(what: str, *, hint: str | None = None, details: tuple[str, ...] = ()) -> str:
+            return message(_describe(layer), what, source, inputs, state.check, hint=hint,
+                           details=details)  # fmt: skip
+
+        actual = [(p, x) for p, x in self.flatten_with_path(outputs) if x is not None]
+        several = len(actual) > 1 or len(declared) > 1
+        if len(actual) != len(declared):
+            raise _shape_error(
+                layer,
+                text(
+                    f"returned {len(actual)} output tensor(s); declared {len(declared)}",
+                    details=self.output_details(outputs),
+                ),
+            )
+        batch_ref = tensors[0] if tensors else None
+        replaced: dict[int, Any] = {}
+        for (path, x), want in zip(actual, declared, strict=True):
+            if want is None or not hasattr(x, "shape"):
+                continue
+            where = f"output {fmt_path(path)} " if several else ""
+            got = self.static_shape(x)
+            if got is None:  # rank unknown at trace time: only a run-time check can tell
+                what = f"{where}rank is not {len(want)} (declared shape {fmt(want)})"
+                replaced[id(x)] = self.assert_rank(x, want, "ShapeError: " + text(what))
+                continue
+            if len(got) != len(want):
+                raise _shape_error(
+                    layer,
+                    text(
+                        f"{where}returned rank {len(got)}, shape {fmt(got)}; "
+                        f"declared rank {len(want)}, shape {fmt(want)}",
+                        hint=rank_hint(got, want),
+                    ),
+                )
+            if state.check == "shape":
+                self._check_dims(layer, x, got, want, where, batch_ref, text)
+        if replaced:
+            flat = [replaced.get(id(x), x) for x in self.flatten(outputs)]
+            outputs = self.pack_sequence_as(outputs, flat)
+        _session.record_layer(layer)
+        return outputs
+
+    def _check_dims(
+        self,
+        layer: Any,
+        x: Any,
+        got: Shape,
+        want: Shape,
+        where: str,
+        batch_ref: Any,
+        text: Callable[..., str],
+    ) -> None:
+        static = f" (static shape {fmt(got)}, declared {fmt(want)})"
+
+        def runtime(axis: int, expected: Any, what: str) -> None:
+            if self.detailed_runtime_messages:
+                what += static
+            self.assert_dim(x, axis, expected, "ShapeError: " + text(what))
+
+        for axis, (g, w) in enumerate(zip(got, want, strict=True)):
+            if axis == 0 and batch_ref is not None:
+                ref_shape = self.static_shape(batch_ref)
+                if not ref_shape and self.skip_batch_without_input_batch:
+                    continue
+                ref = w if w is not None else (ref_shape[0] if ref_shape else None)
+                if g is not None and ref is not None:
+                    if g != ref:
+                        raise _shape_error(
+                            layer,
+                            text(
+                                f"{where}returned batch dimension {g}, shape {fmt(got)}; the "
+                                f"input's batch dimension is {ref} (declared shape {fmt(want)})"
+                            ),
+                        )
+                else:
+                    runtime(
+                        0,
+                        ref if ref is not None else ("dynamic", batch_ref),
+                        f"{where}batch dimension differs from the input's",
+                    )
+                continue
+            if w is None:
+                continue
+            if g is None:
+                runtime(axis, w, f"{where}dimension {axis} is not {w}")
+            elif g != w:
+                raise _shape_error(
+                    layer,
+                    text(
+                        f"{where}returned shape {fmt(got)}; declared shape {fmt(want)} "
+                        f"(dimension {axis}: {g} != {w})"
+                    ),
+                )
+
+
+# --------------------------------------------------------------------------------------
+# Checked layers
+# --------------------------------------------------------------------------------------
+
+
+def subclass(base: Any, methods: dict[str, Any]) -> Any:
+    """A subclass of ``base`` with ``methods`` and ``base``'s name, module and docstring."""
+    namespace = {
+        **methods,
+        "__module__": base.__module__,
+        "__qualname__": base.__qualname__,
+        "__doc__": base.__doc__,
+    }
+    return type(base)(base.__name__, (base,), namespace)
+
+
+class LayerChecks(abc.ABC):
+    """``ShapeChecked`` and friends for one Keras; one instance per integration.
+
+    Subclasses set the class attributes and make the checked subclass of a layer class
+    (:meth:`make_checked_class`) and the checking ``Lambda.call``
+    (:meth:`checking_lambda_call`); both end in :meth:`after_call` /
+    :meth:`check_lambda`.
+    """
+
+    framework: str  # as error messages name it: "Keras 3", "tf_keras"
+    layer_class: Any
+    lambda_class: Any
+    model_class: Any
+    layer_class_name: str  # "keras.layers.Layer"
+    lambda_class_name: str  # "keras.layers.Lambda"
+
+    def __init__(self, output_check: OutputCheck) -> None:
+        self.output_check = output_check
+        self._checked_classes: dict[type, type] = {}
+        self._bases: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+        self._classes_lock = threading.Lock()
+        self._install_lock = threading.Lock()
+        self._installed: list[tuple[object, CheckMode]] = []  # one per install, newest last
+        self._original_lambda_call: Any = None
+        self._lambda_states: weakref.WeakKeyDictionary[Any, CheckState] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # What each Keras does its own way -------------------------------------------------
+
+    @abc.abstractmethod
+    def make_checked_class(self, base: Any) -> Any:
+        """The checked subclass of ``base`` (its ``call`` ends in :meth:`after_call`)."""
+
+    @abc.abstractmethod
+    def checking_lambda_call(self, original: Any) -> Callable[..., Any]:
+        """``Lambda.call`` running ``original``, then :meth:`check_lambda`."""
+
+    def validate_layer(self, layer: Any, name: str) -> None:
+        """Raises where ``layer`` cannot be checked (after the generic validation)."""
+        return None
+
+    def on_check(self, layer: Any) -> None:
+        """Called when ``layer`` has just been switched to its checked class."""
+        return None
+
+    def on_unwrap(self, layer: Any) -> None:
+        """Called when ``layer`` has just been switched back to its plain class."""
+        return None
+
+    # Classes ---------------------------------------------------------------------------
+
+    def base_of(self, cls: type) -> type | None:
+        """The plain class of a checked class, else ``None``."""
+        return self._bases.get(cls)
+
+    def is_checked(self, layer: Any) -> bool:
+        return type(layer) in self._bases and STATE_ATTR in vars(layer)
+
+    def checked_class(self, base: type) -> Any:
+        with self._classes_lock:
+            cls = self._checked_classes.get(base)
+            if cls is not None:
+                return cls
+            checked = self.make_checked_class(base)
+            self._checked_classes[base] = checked
+            self._bases[checked] = base
+            return checked
+
+    def after_call(
+        self, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any], outputs: Any
+    ) -> Any:
+        """What a checked class's ``call`` returns: ``outputs``, checked if ``layer`` is."""
+        state = layer.__dict__.get(STATE_ATTR)
+        if state is not None and not self.output_check.inferring.depth:
+            outputs = self.output_check.run(layer, state, args, kwargs, outputs)
+        return outputs
+
+    # Public functions ------------------------------------------------------------------
+
+    def shape_checked(self, layer: Any, output_shape: Any, check: CheckMode) -> Any:
+        if not isinstance(layer, self.layer_class):
+            raise TypeError(
+                f"ShapeChecked(layer): layer must be a {self.framework} layer "
+                f"({self.layer_class_name}); got {layer!r} of type {type(layer).__name__}."
+            )
+        name = getattr(layer, "name", None) or type(layer).__name__
+        validate_check(check, f"ShapeChecked({name!r})")
+        if output_shape is not None:
+            output_shape = normalize_output_shape(output_shape, f"ShapeChecked({name!r})")
+        self.validate_layer(layer, name)
+        checked = self.checked_class(self._bases.get(type(layer), type(layer)))
+        object.__setattr__(layer, STATE_ATTR, CheckState(check, output_shape))
+        if type(layer) is not checked:
+            object.__setattr__(layer, "__class__", checked)
+        self.on_check(layer)
+        return layer
+
+    def shape_checked_lambda(
+        self,
+        function: Callable[..., Any],
+        output_shape: Any,
+        check: CheckMode,
+        lambda_kwargs: dict[str, Any],
+    ) -> Any:
+        if not callable(function):
+            raise TypeError(
+                f"ShapeCheckedLambda(function): function must be callable; got {function!r} "
+                f"of type {type(function).__name__}."
+            )
+        if output_shape is None:
+            raise TypeError(
+                f"ShapeCheckedLambda: output_shape is required; expected {SHAPE_HELP}, "
+                "or a function of the input shape."
+            )
+        if not callable(output_shape):
+            output_shape = normalize_output_shape(output_shape, "ShapeCheckedLambda")
+        layer = self.lambda_class(function, output_shape=output_shape, **lambda_kwargs)
+        return self.shape_checked(layer, None, check)
+
+    def _sublayers(self, model: Any, who: str) -> list[Any]:
+        if not isinstance(model, self.layer_class):
+            raise TypeError(
+                f"{who}(model): model must be a {self.framework} model or layer; "
+                f"got {model!r} of type {type(model).__name__}."
+            )
+        return list(model._flatten_layers(include_self=True, recursive=True))
+
+    def check_layers(
+        self,
+        model: Any,
+        layer_types: type | tuple[type, ...] | None,
+        check: CheckMode,
+    ) -> list[Any]:
+        """See :func:`safegen.check_layers`; called by an integration's ``check_layers``."""
+        if layer_types is None:
+            layer_types = (self.lambda_class,)
+        if isinstance(layer_types, type):
+            layer_types = (layer_types,)
+        if not (
+            isinstance(layer_types, tuple)
+            and layer_types
+            and all(isinstance(t, type) for t in layer_types)
+        ):
+            raise TypeError(
+                "check_layers(layer_types): expected a layer class or a non-empty tuple of "
+                f"layer classes, e.g. ({self.lambda_class_name},); got {layer_types!r}."
+            )
+        validate_check(check, "check_layers")
+        matched = [
+            layer
+            for layer in self._sublayers(model, "check_layers")
+            if isinstance(layer, layer_types) and not isinstance(layer, self.model_class)
+        ]
+        for layer in matched:
+            if not self.is_checked(layer):
+                self.shape_checked(layer, None, check)
+        if not matched:
+            names = ", ".join(t.__name__ for t in layer_types)
+            warnings.warn(
+                f"check_layers: model {model.name!r} has no layer of type {names}; "
+                "nothing is checked.",
+                SafegenWarning,
+                # the user's code, above safegen.check_layers and the integration's
+                stacklevel=4,
+            )
+        _retrace(model)
+        return matched
+
+    def unwrap(self, model: Any) -> Any:
+        for layer in self._sublayers(model, "unwrap"):
+            if type(layer) in self._bases:
+                object.__setattr__(layer, "__class__", self._bases[type(layer)])
+            layer.__dict__.pop(STATE_ATTR, None)
+            self.on_unwrap(layer)
+        _retrace(model)
+        return model
+
+    # Every Lambda, for safegen.enable() ------------------------------------------------
+
+    def check_lambda(
+        self, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any], outputs: Any
+    ) -> Any:
+        """What the patched ``Lambda.call`` returns: ``outputs``, checked while installed."""
+        installs = self._installed
+        if (
+            installs
+            and not self.output_check.inferring.depth
+            and STATE_ATTR not in layer.__dict__  # ShapeChecked checks it itself
+            and getattr(layer, "_output_shape", None) is not None
+        ):
+            check = installs[-1][1]
+            state = self._lambda_states.get(layer)
+            if state is None or state.check != check:
+                state = self._lambda_states[layer] = CheckState(check, None)
+            outputs = self.output_check.run(layer, state, args, kwargs, outputs)
+        return outputs
+
+    def install_lambda_checks(self, check: CheckMode) -> Callable[[], None]:
+        """See :func:`safegen.integrations.keras.layers.install_lambda_checks`."""
+        validate_check(check, "install_lambda_checks")
+        token = object()
+        with self._install_lock:
+            if not self._installed:
+                original = self.lambda_class.__dict__["call"]
+                call = self.checking_lambda_call(original)
+                self._original_lambda_call = original
+                self.lambda_class.call = call
+            self._installed.append((token, check))
+
+        def undo() -> None:
+            with self._install_lock:
+                for i, (t, _) in enumerate(self._installed):
+                    if t is token:
+                        del self._installed[i]
+                        break
+                else:
+                    return
+                if not self._installed and self._original_lambda_call is not None:
+                    self.lambda_class.call = self._original_lambda_call
+                    self._original_lambda_call = None
+                    self._lambda_states.clear()
+
+        return undo
+
+
+def _retrace(model: Any) -> None:
+    """Drops a model's compiled train/test/predict functions so they trace again."""
+    for name in ("train_function", "test_function", "predict_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
