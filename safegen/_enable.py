@@ -5,8 +5,9 @@ framework (``Model.fit``/``evaluate``/``predict``, ``tf.data.Dataset.from_genera
 ``keras.layers.Lambda``). This module is the switch; it never imports a framework. An
 integration is installed at once when its framework is already imported, and otherwise
 the moment the program imports it (a finder on ``sys.meta_path`` runs the installer after
-the framework's module has finished executing). ``disable()`` undoes exactly what was
-installed, and removes the finder.
+the framework's module has finished executing; the finder stays from ``import safegen``
+on, so that saved checked layers load too). ``disable()`` undoes exactly what was
+installed.
 
 Thread safety: ``enable``, ``disable`` and the installers run under one lock, so they are
 safe to call from any thread; a call into Keras already running on another thread keeps
@@ -157,7 +158,7 @@ def enable(
         _add_finder()
         for framework in _frameworks():
             if _imported(framework):
-                _install(framework)
+                _install_or_warn(framework)
 
 
 def disable() -> None:
@@ -247,21 +248,26 @@ def _imported(framework: str) -> bool:
 
 
 def _install(framework: str) -> None:
-    """Run ``framework``'s installers, once while enabled."""
+    """Run ``framework``'s installers, once while enabled; all or nothing."""
     with _lock:
         if _options is None or framework in _undo:
             return
         undo: list[Undo] = []
+        try:
+            for target in _installers(framework):
+                module_name, _, function = target.partition(":")
+                try:
+                    module = importlib.import_module(module_name)
+                except ModuleNotFoundError as error:
+                    if error.name == module_name:  # that integration is not shipped
+                        continue
+                    raise
+                undo.append(getattr(module, function)())
+        except BaseException:
+            for step in reversed(undo):
+                step()
+            raise
         _undo[framework] = undo
-        for target in _installers(framework):
-            module_name, _, function = target.partition(":")
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as error:
-                if error.name == module_name:  # that integration is not shipped
-                    continue
-                raise
-            undo.append(getattr(module, function)())
 
 
 def _uninstall_all() -> None:
@@ -276,13 +282,41 @@ _LAYER_FRAMEWORKS = ("keras", "tf_keras")
 
 
 def _on_import(framework: str) -> None:
-    """``framework`` has just finished importing."""
-    if framework in _LAYER_FRAMEWORKS:
-        from safegen._layers import register_loaded
+    """``framework`` has just finished importing (its import statement has not returned).
 
-        register_loaded()
+    A failure here must not break the program's ``import``: it becomes a warning, and
+    whatever was installed of that framework's integration is undone.
+    """
+    try:
+        if framework in _LAYER_FRAMEWORKS:
+            from safegen._layers import register_loaded
+
+            register_loaded()
+    except Exception as error:  # noqa: BLE001 - reported, never raised into `import`
+        _warn_failed(framework, error)
     if _options is not None:
+        _install_or_warn(framework)
+
+
+def _install_or_warn(framework: str) -> None:
+    """:func:`_install`, with a failure turned into a warning (the program goes on)."""
+    try:
         _install(framework)
+    except Exception as error:  # noqa: BLE001 - reported, never raised into the program
+        _warn_failed(framework, error)
+
+
+def _warn_failed(framework: str, error: Exception) -> None:
+    import warnings
+
+    from safegen._errors import SafegenWarning
+
+    warnings.warn(
+        f"safegen could not install its {framework} integration ({type(error).__name__}: "
+        f"{error}); {framework} works as usual, without safegen's checks",
+        SafegenWarning,
+        stacklevel=3,
+    )
 
 
 def _add_finder() -> None:
@@ -299,21 +333,31 @@ class _PostImportFinder:
     from ``importlib.abc``, whose import would cost ``import safegen`` several
     milliseconds."""
 
+    def __init__(self) -> None:
+        self._looking = threading.local()  # names this thread is finding the spec of
+
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
+        # Every framework import is wrapped, enabled or not: enable() may come while
+        # another thread is importing it, and _on_import decides what to do then.
         if fullname not in _INTEGRATIONS:
             return None
-        if fullname not in _LAYER_FRAMEWORKS and (_options is None or fullname in _undo):
+        looking: set[str] = self._looking.__dict__.setdefault("names", set())
+        if fullname in looking:  # another hook of this kind asked us back: step aside
             return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec: ModuleSpec | None = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
+        looking.add(fullname)
+        try:
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec: ModuleSpec | None = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    break
+            else:
+                return None
+        finally:
+            looking.discard(fullname)
         loader = spec.loader
         if loader is None or not hasattr(loader, "exec_module"):
             return None

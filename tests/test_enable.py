@@ -77,6 +77,56 @@ class TestSwitch:
             safegen.enable(**kwargs)
         assert not safegen.is_enabled()
 
+    def test_a_failing_integration_does_not_break_the_import(self):
+        """An integration that fails to install warns, at enable() or at the framework's
+        import, and the program goes on; nothing of it stays installed."""
+        code = (
+            "import sys, types, warnings, safegen\n"
+            "from safegen import _enable\n"
+            "broken = types.ModuleType('broken_integration')\n"
+            "def install():\n"
+            "    raise RuntimeError('no luck')\n"
+            "broken.install = install\n"
+            "sys.modules['broken_integration'] = broken\n"
+            "for name in ('json', 'colorsys'):  # imported already, and not yet\n"
+            "    _enable._INTEGRATIONS[name] = ('broken_integration:install',)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    safegen.enable()\n"
+            "    import colorsys\n"
+            "print(colorsys.rgb_to_hsv(0, 0, 0), sorted(_enable._undo))\n"
+            "for warning in caught:\n"
+            "    print(warning.category.__name__, str(warning.message).split(' (')[0])\n"
+        )
+        result = _python(code)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [
+            "(0.0, 0.0, 0) []",
+            "SafegenWarning safegen could not install its json integration",
+            "SafegenWarning safegen could not install its colorsys integration",
+        ]
+
+    def test_another_hook_of_the_same_kind(self):
+        """A second finder that also asks the others for the spec causes no recursion."""
+        code = (
+            "import sys, safegen\n"
+            "class Other:\n"
+            "    busy = False\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        for finder in sys.meta_path:\n"
+            "            if finder is not self and hasattr(finder, 'find_spec'):\n"
+            "                spec = finder.find_spec(name, path, target)\n"
+            "                if spec is not None:\n"
+            "                    return spec\n"
+            "sys.meta_path.insert(0, Other())\n"
+            "safegen.enable()\n"
+            "import keras\n"
+            "print('imported', safegen._enable._undo.keys() >= {'keras'})\n"
+        )
+        result = _python(code, env={"PYTHONPATH": str(ROOT), "KERAS_BACKEND": "tensorflow"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip() == "imported True"
+
     def test_import_and_enable_load_no_framework(self):
         """enable() imports neither Keras nor TensorFlow: a program without them pays nothing."""
         code = (
@@ -306,6 +356,23 @@ class TestFromGenerator:
         cause = caught.value.__cause__
         assert isinstance(cause, tf.errors.OpError)
         assert "re-raised below" in str(cause) and "yield #1" not in str(cause)
+
+    def test_users_own_error_of_a_similar_name_is_left_alone(self):
+        """A user's BadShapeError raised in a data thread is not taken for safegen's."""
+
+        class BadShapeError(Exception):
+            pass
+
+        def broken():
+            raise BadShapeError("ShapeError: the user's own words")
+            yield  # pragma: no cover
+
+        safegen.enable()
+        dataset = tf.data.Dataset.from_generator(broken, output_signature=_signature())
+        with pytest.raises(tf.errors.OpError, match="BadShapeError") as caught:
+            for _ in dataset:
+                pass
+        assert not isinstance(caught.value, safegen.SafegenError)
 
     def test_fit_on_from_generator_raises_aliasing_error(self):
         """fit on a from_generator dataset over the reused buffer raises AliasingError."""

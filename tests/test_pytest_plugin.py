@@ -98,6 +98,11 @@ class TestPlugin:
         )
         assert not safegen.is_enabled()  # the inner session switched it off again
 
+    def test_bare_option_before_a_path(self, pipelines):
+        """`pytest --safegen test_file.py` takes the file as a path, not as the mode."""
+        result = pipelines.runpytest(*PLUGIN, "--safegen", "test_pipelines.py")
+        result.assert_outcomes(passed=1, failed=1)
+
     def test_mode_option(self, pipelines):
         """--safegen=copy guards in copy mode (over the ini file's mode): both pipelines pass."""
         pipelines.makeini(

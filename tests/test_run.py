@@ -53,6 +53,53 @@ class TestAsPythonWould:
             f"__main__ {[str(script), '--mode', 'x', '-m']} {tmp_path}"
         )
 
+    def test_relative_and_linked_script(self, tmp_path):
+        """sys.argv[0] stays as typed, __file__ is absolute, and sys.path[0] is the real
+        folder of a script reached through a symbolic link, as Python sets them."""
+        real = tmp_path / "real"
+        real.mkdir()
+        (real / "helper.py").write_text("VALUE = 'found next to the real script'\n")
+        _write(
+            real / "prog.py",
+            """
+            import sys, helper
+            print(sys.argv[0], __file__, sys.path[0], helper.VALUE)
+            """,
+        )
+        (tmp_path / "link").mkdir()
+        (tmp_path / "link" / "prog.py").symlink_to(real / "prog.py")
+        result = _run("link/prog.py", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split("\n")[0] == (
+            f"link/prog.py {tmp_path / 'link' / 'prog.py'} {real} found next to the real script"
+        )
+
+    def test_programs_own_excepthook_and_threads(self, tmp_path):
+        """The program's sys.excepthook reports its uncaught error, and its non-daemon
+        threads finish under safegen before the summary."""
+        _write(
+            tmp_path / "prog.py",
+            """
+            import sys, threading, time, safegen
+
+            def late():
+                time.sleep(0.3)
+                print("thread sees safegen enabled:", safegen.is_enabled(), flush=True)
+
+            sys.excepthook = lambda kind, error, tb: print("OWN HOOK", kind.__name__)
+            threading.Thread(target=late).start()
+            raise ValueError("boom")
+            """,
+        )
+        result = _run(str(tmp_path / "prog.py"), cwd=tmp_path)
+        assert result.returncode == 1
+        assert result.stdout.splitlines() == [
+            "OWN HOOK ValueError",
+            "thread sees safegen enabled: True",
+        ]
+        assert "Traceback" not in result.stderr
+        assert "(the program raised ValueError)" in result.stderr
+
     def test_module_sees_main_argv_and_path(self, tmp_path):
         """-m package.module runs it as __main__ with its arguments, cwd first on sys.path."""
         package = tmp_path / "pkg"

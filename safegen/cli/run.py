@@ -13,10 +13,17 @@ error of ``safegen run`` itself (one line on stderr).
 from __future__ import annotations
 
 import argparse
+import builtins
+import importlib.machinery
+import io
 import os
 import runpy
+import signal
 import sys
+import threading
 import traceback
+import types
+import zipfile
 from types import TracebackType
 from typing import Any
 
@@ -95,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     safegen.enable(args.mode, shapes=not args.no_shapes, window=args.window)
     session = safegen._session.current()
     status, outcome = _execute(kind, target, argv)
+    if outcome != "interrupted":
+        _wait_for_threads()  # as Python does before it exits; they stay guarded meanwhile
     safegen.disable()
     if session is not None:
         print(session.summary(outcome), file=sys.stderr)
@@ -105,7 +114,32 @@ def run(args: argparse.Namespace) -> int:
             except OSError as error:
                 print(f"safegen run: cannot write --report: {error}", file=sys.stderr)
                 return status or USAGE_ERROR
+    if outcome == "interrupted" and os.name == "posix":
+        # End as Python ends on an uncaught KeyboardInterrupt: killed by SIGINT, which
+        # shells and make tell apart from an exit status.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     return status
+
+
+def _wait_for_threads() -> None:
+    """Join the program's non-daemon threads, as the interpreter does at exit."""
+    main = threading.main_thread()
+    try:
+        while True:
+            running = [
+                thread
+                for thread in threading.enumerate()
+                if thread is not main and not thread.daemon and thread.is_alive()
+            ]
+            if not running:
+                return
+            for thread in running:
+                thread.join()
+    except KeyboardInterrupt:
+        return
 
 
 def _target(args: argparse.Namespace) -> tuple[str, str, list[str]]:
@@ -138,20 +172,24 @@ def _check_report(path: str | None) -> None:
 
 def _execute(kind: str, target: str, argv: list[str]) -> tuple[int, str]:
     """Run the program as Python would; returns its exit status and a word on how it ended."""
-    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
-    if kind == "script":
-        sys.argv = [target, *argv]
-        directory = os.path.dirname(os.path.abspath(target))
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = [target, *argv]  # for -m, runpy puts the module's file name in sys.argv[0]
+    folder_or_zip = kind == "script" and (os.path.isdir(target) or zipfile.is_zipfile(target))
+    if folder_or_zip:
+        del sys.path[:1]  # runpy puts the folder (or zip) itself first, as Python does
     else:
-        sys.argv = [target, *argv]  # runpy puts the module's file name in sys.argv[0]
-        directory = os.getcwd()
-    if sys.path:
-        sys.path[0] = directory
-    else:
-        sys.path.insert(0, directory)
+        # As Python: the script's real folder (symbolic links resolved), or for -m the
+        # current directory.
+        directory = os.path.dirname(os.path.realpath(target)) if kind == "script" else os.getcwd()
+        if sys.path:
+            sys.path[0] = directory
+        else:
+            sys.path.insert(0, directory)
     try:
-        if kind == "script":
-            runpy.run_path(os.path.abspath(target), run_name="__main__")
+        if folder_or_zip:
+            runpy.run_path(target, run_name="__main__")
+        elif kind == "script":
+            _run_script(target)
         else:
             runpy.run_module(target, run_name="__main__", alter_sys=True)
     except SystemExit as exit_:
@@ -167,10 +205,33 @@ def _execute(kind: str, target: str, argv: list[str]) -> tuple[int, str]:
         return 1, f"the program raised {type(error).__name__}"
     finally:
         sys.argv = saved_argv
-        if saved_path0 is not None and sys.path:
-            sys.path[0] = saved_path0
+        sys.path[:] = saved_path
         sys.stdout.flush()
     return 0, "the program finished"
+
+
+def _run_script(target: str) -> None:
+    """Execute a script file as ``python target`` does: as ``__main__``, with an absolute
+    ``__file__`` (and so absolute file names in tracebacks) and ``sys.argv[0]`` as typed."""
+    path = os.path.abspath(target)
+    with io.open_code(path) as file:
+        source = file.read()
+    code = compile(source, path, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        __file__=path,
+        __builtins__=builtins,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", path),
+        __spec__=None,
+        __cached__=None,
+    )
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def _is_missing(error: ImportError, target: str) -> bool:
@@ -199,6 +260,10 @@ def _print_traceback(error: BaseException) -> None:
     tb: TracebackType | None = error.__traceback__
     while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in _OUR_FILES:
         tb = tb.tb_next
+    if sys.excepthook is not sys.__excepthook__:  # the program installed its own
+        sys.excepthook(type(error), error, tb)
+        sys.stderr.flush()
+        return
     report = traceback.TracebackException(type(error), error, tb)
     seen: set[int] = set()
     pending = [report]

@@ -118,21 +118,29 @@ def training_method(
     return method
 
 
-# "AliasingError: <message>" inside a framework's error text; the message ends where the
-# framework's own text starts again.
+# "AliasingError: <message>" inside a framework's error text (the name standing alone, not
+# the end of another exception's name); the message ends where the framework's own text
+# starts again.
 _IN_TEXT = re.compile(
-    r"(?:safegen\.)?(?P<kind>AliasingError|ShapeError): (?P<message>.*?)"
+    r"(?<![\w.])(?:safegen\.)?(?P<kind>AliasingError|ShapeError): (?P<message>.*?)"
     r"(?=\n\s*\[\[|\n\nTraceback|\n\s*Traceback \(most recent call last\)|\Z)",
     re.DOTALL,
 )
 _KINDS: dict[str, type[SafegenError]] = {"AliasingError": AliasingError, "ShapeError": ShapeError}
+# What only safegen's own messages say, so that a user's exception of the same name is
+# never taken for safegen's.
+_SIGNATURES = {
+    "AliasingError": (" changed after it was ", " changed while "),
+    "ShapeError": ("; declared ", "declared by: "),
+}
 
 
 def safegen_error_behind(error: BaseException) -> SafegenError | None:
     """The safegen error that ``error`` (a framework's) carries, if any.
 
-    Prefer the very exception safegen raised in this process (a data thread); failing
-    that (it was raised in a worker process), rebuild it from the text.
+    Prefer the very exception safegen raised in this process (a data thread), taken out
+    of the session so that it is re-raised once; failing that (it was raised in a worker
+    process), rebuild it from the text when the text is safegen's.
     """
     if isinstance(error, SafegenError):
         return error
@@ -142,15 +150,19 @@ def safegen_error_behind(error: BaseException) -> SafegenError | None:
     session = _session.current()
     if session is not None:
         with session.lock:
-            recorded = list(session.errors)
-        for candidate in reversed(recorded):
-            first_line = str(candidate).split("\n", 1)[0]
-            if first_line and first_line in text and isinstance(candidate, SafegenError):
-                return candidate
+            for index in range(len(session.errors) - 1, -1, -1):
+                candidate = session.errors[index]
+                first_line = str(candidate).split("\n", 1)[0]
+                if first_line and first_line in text and isinstance(candidate, SafegenError):
+                    del session.errors[index]
+                    return candidate
     found = _IN_TEXT.search(text)
     if found is None:
         return None
-    return _KINDS[found["kind"]](found["message"].strip())
+    kind, message = found["kind"], found["message"].strip()
+    if not any(signature in message for signature in _SIGNATURES[kind]):
+        return None
+    return _KINDS[kind](message)
 
 
 def reraise_safegen_error(error: Exception) -> None:
@@ -162,6 +174,10 @@ def reraise_safegen_error(error: Exception) -> None:
     found = safegen_error_behind(error)
     if found is None or found is error:
         return
+    if found.__traceback__ is None:
+        # Rebuilt from the text (raised in a worker process): the framework's error holds
+        # the worker's traceback, the only record of where it came from; keep it whole.
+        raise found from error
     cause = _shortened(error, type(found).__name__)
     raise found.with_traceback(found.__traceback__) from cause
 

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from safegen._config import Mode
 
-__all__ = ["pytest_addoption", "pytest_configure", "pytest_terminal_summary"]
+__all__ = [
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_load_initial_conftests",
+    "pytest_terminal_summary",
+]
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("", "false", "no", "0")
@@ -49,6 +54,16 @@ def pytest_addoption(parser: Any) -> None:
         "switch safegen on for every test run: a mode (check, copy, freeze, off) or true",
         default="",
     )
+
+
+def pytest_load_initial_conftests(early_config: Any, parser: Any, args: list[str]) -> None:
+    """Read a bare ``--safegen`` as ``--safegen=default``, so that ``pytest --safegen
+    tests/`` does not take ``tests/`` for the mode."""
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--safegen":
+            args[index] = "--safegen=default"
 
 
 def _requested_mode(config: Any) -> tuple[bool, Mode | None]:
