@@ -11,7 +11,7 @@
 
 Usage::
 
-    python benchmarks/run_overhead.py           # about 3 minutes
+    python benchmarks/run_overhead.py           # about 4 minutes
     python benchmarks/run_overhead.py --quick   # 2 rounds, about 30 seconds
 
 Writes ``run_overhead.json`` and ``.md`` into ``--out`` (default ``benchmarks/results/``;
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import RESULTS, environment, spread, write_results
+from _common import RESULTS, bootstrap, environment, load_average, spread, write_results
 from tqdm import tqdm
 
 HERE = Path(__file__).resolve().parent
@@ -66,7 +66,7 @@ def _start(under_safegen: bool, script: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds of short runs")
-    parser.add_argument("--rounds", type=int, default=10, help="training rounds (default 10)")
+    parser.add_argument("--rounds", type=int, default=20, help="training rounds (default 20)")
     parser.add_argument("--start-rounds", type=int, default=30, help="start-up rounds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
@@ -114,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "environment": environment(),
         "note": "2 shared cores; other work may have run on the machine at the same time",
+        "load_average": load_average(),
         "training": {
             "rounds": rounds,
             "steps_per_epoch": steps,
             "epochs": epochs,
             "steps_per_second": {name: spread(values) for name, values in fit.items()},
-            "ratio run / python": spread(ratios),
+            "ratio run / python": bootstrap(ratios),
         },
         "start_up": {
             "rounds": start_rounds,
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     md.append(
         f"| seed model `fit`, steps/s | {sps['python']['median']:.0f} | "
         f"{sps['safegen run']['median']:.0f} | **{r['median']:.3f}** "
-        f"[{r['min']:.3f}, {r['max']:.3f}] (target >= 0.97) |"
+        f"[{r['min']:.3f}, {r['max']:.3f}], 95% bootstrap interval of the median "
+        f"({r['ci_low']:.3f}, {r['ci_high']:.3f}) (target >= 0.97) |"
     )
     for name in scripts:
         ms = result["start_up"]["ms"][name]
