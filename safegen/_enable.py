@@ -28,8 +28,6 @@ from safegen import _session
 from safegen._config import (
     Mode,
     OnViolation,
-    Settings,
-    resolve,
     validate_mode,
     validate_on_violation,
     validate_window,
@@ -66,10 +64,6 @@ class Options:
     def __init__(self, overrides: dict[str, Any], shapes: bool) -> None:
         self.overrides = overrides
         self.shapes = shapes
-
-    def settings(self) -> Settings:
-        """The settings for a source guarded here and now."""
-        return resolve(self.overrides)
 
 
 _lock = threading.RLock()
@@ -156,7 +150,7 @@ def enable(
         if previous is not None and previous.shapes != shapes:
             _uninstall_all()  # the set of installers changed: start over
         _add_finder()
-        for framework in _frameworks():
+        for framework in _INTEGRATIONS:
             if _imported(framework):
                 _install_or_warn(framework)
 
@@ -226,10 +220,6 @@ def enabled(
 
 
 # -- Installing integrations --------------------------------------------------------------
-
-
-def _frameworks() -> list[str]:
-    return list(_INTEGRATIONS)
 
 
 def _installers(framework: str) -> Sequence[str]:

@@ -106,12 +106,6 @@ class Session:
 
     # -- Reading it -------------------------------------------------------------------
 
-    def totals(self) -> Stats:
-        """The sum over every source."""
-        with self.lock:
-            records = list(self.sources.values())
-        return sum((r.total() for r in records), Stats())
-
     def as_dict(self) -> dict[str, Any]:
         """Everything in plain JSON-able types (what ``--report`` writes)."""
         with self.lock:
