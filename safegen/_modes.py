@@ -21,6 +21,7 @@ from safegen._address import ADDRESS_OFFSET as _ADDRESS_OFFSET
 from safegen._address import extent
 from safegen._address import read_address as _read_address
 from safegen._config import Settings
+from safegen._containers import ContainerWatch, Rebound, detach
 from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array, copy_foreign
 from safegen._errors import AliasingError, AliasingWarning
 from safegen._fingerprint import (
@@ -324,6 +325,7 @@ class Watch(_State):
         self.deferred: list[list[Any]] = []
         self.waits = 0  # hand-overs in a row the thread did not take off the path
         self.in_place = 0  # large arrays left to hash in place before trying again
+        self.containers = ContainerWatch(settings.window)
 
     def process(self, value: Any) -> Any:
         start = perf_counter()
@@ -345,6 +347,9 @@ class Watch(_State):
             found = leaves(value)
             paths = [path for path, _ in found]
             arrays = [array for _, array in found]
+        if kind is not tuple or arrays is not value:  # may hold a dict or list
+            for rebound in self.containers.check(value, count):
+                self._rebound(rebound, count)
         by_root = self.by_root
         records = []
         deferred: list[list[Any]] | None = None
@@ -667,6 +672,36 @@ class Watch(_State):
             )
         )
 
+    def _rebound(self, rebound: Rebound, count: int) -> None:
+        """Record a container yielded again after a key or index in it was rebound."""
+        self.stats.violations += 1
+        if isinstance(rebound.container, dict):
+            keys = [repr(key) for key in rebound.keys]
+            what = ("key " if len(keys) == 1 else "keys ") + ", ".join(keys[:8])
+        else:
+            keys = [str(key) for key in rebound.keys]
+            what = ("index " if len(keys) == 1 else "indices ") + ", ".join(keys[:8])
+        if len(keys) > 8:
+            what += f" (and {len(keys) - 8} more)"
+        self.pending.append(
+            AliasingReport(
+                source=self.source.name,
+                location=self.source.location,
+                path=format_path(rebound.path),
+                dtype="",
+                shape=(),
+                changed_yield=rebound.changed_yield,
+                last_seen_unchanged=rebound.changed_yield,
+                detected_at=count,
+                kind=self.source.kind,
+                process=_worker_process_name(),
+                yield_location=current_line(self.producer),
+                made_by=self.source.made_by,
+                container=type(rebound.container).__name__,
+                rebound=what,
+            )
+        )
+
     def _dispatch(self) -> None:
         """Hand the reports found during this step to ``on_violation``."""
         reports, self.pending = self.pending, []
@@ -750,7 +785,9 @@ class Copy(_State):
 
 class Freeze(_State):
     """Freeze mode: every yielded array becomes read-only, and so does each array it views
-    that covers exactly the same memory (``x`` behind ``x.reshape(...)`` or ``x.T``).
+    that covers exactly the same memory (``x`` behind ``x.reshape(...)`` or ``x.T``);
+    each yielded ``dict`` or ``list`` is handed over as a shallow copy of its own type,
+    so that a generator refilling one container cannot rebind a batch already out.
 
     The generator's next write into a buffer it already yielded then raises NumPy's
     ``ValueError: assignment destination is read-only`` at that very line, and
@@ -795,6 +832,11 @@ class Freeze(_State):
         if len(self.recent) > self.settings.window:
             for key in self.recent.popleft():
                 self.frozen.pop(key, None)
+        # A dict or list cannot be made read-only: the consumer gets a shallow copy of
+        # it (same type, same frozen arrays), which the generator's rebinding of its own
+        # container cannot reach (see safegen._containers).
+        if type(value) is not tuple or not all(type(leaf) is _ndarray for leaf in value):
+            value = detach(value)
         stats = self.stats
         stats.yields += 1
         stats.arrays += len(found)

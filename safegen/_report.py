@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 __all__ = ["AliasingReport"]
 
@@ -19,6 +20,21 @@ EPOCH_FIX = (
     "not np.random.shuffle(self.x)), return copies from __getitem__ "
     '(self.x[i:j].copy()), or use @safegen.guard(mode="copy").'
 )
+
+
+CONTAINER_FIX = (
+    "Build a new {kind} for every yield (inside the loop), yield a copy ({kind}(...) of it), "
+    'or use @safegen.guard(mode="copy") or mode="freeze".'
+)
+
+_FRAMEWORKS = ("keras", "tensorflow", "tf_keras", "jax", "torch")
+
+
+def _consumers() -> str:
+    """Who may still hold a batch: the frameworks' read-ahead when one is loaded."""
+    if any(name in sys.modules for name in _FRAMEWORKS):
+        return " (Keras peeks batches ahead, tf.data prefetches, worker threads run ahead)"
+    return ""
 
 
 def epoch_method_name(writer: str) -> str:
@@ -57,6 +73,11 @@ class AliasingReport:
             out the changed memory again (where to look), or ``""`` if unknown.
         made_by: when the guarded callable is a factory that returned the generator,
             that factory and its location (``"make() at data.py:1"``), else ``""``.
+        container: for a reused container (a ``dict`` or ``list`` yielded again after
+            a key or index in it was rebound), its type name, else ``""``; ``path`` is
+            then the container's place in the yield, and ``dtype`` and ``shape`` are
+            empty.
+        rebound: for a reused container, the keys or indices rebound, e.g. ``"'x'"``.
 
     Example:
         >>> import safegen
@@ -87,6 +108,8 @@ class AliasingReport:
     writer: str = ""
     yield_location: str = ""
     made_by: str = ""
+    container: str = ""
+    rebound: str = ""
 
     @property
     def message(self) -> str:
@@ -110,6 +133,8 @@ class AliasingReport:
                 f"after {item} #{self.last_seen_unchanged} and before {item} "
                 f"#{self.detected_at} was {produced}"
             )
+        if self.container:
+            return self._container_message(where, item)
         if self.writer:
             method = epoch_method_name(self.writer)
             return (
@@ -122,26 +147,45 @@ class AliasingReport:
                 f"{EPOCH_FIX}"
             )
         if not self.attributed:
+            writers = [f"the {writer} through a reference it kept", "your own code"]
+            if "tensorflow" in sys.modules:
+                writers.append(
+                    "TensorFlow, which may write into 64-byte-aligned NumPy arrays that it "
+                    "wrapped without copying (seen under tf.distribute.MirroredStrategy)"
+                )
+            who = ", ".join(writers[:-1]) + " or " + writers[-1]
             return (
                 f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
                 f"{self.shape}) changed after it was "
                 f"{'returned' if item == 'batch' else 'yielded'}, {when}, but the {writer} "
                 "has not handed out that memory again, so safegen cannot tell who wrote "
-                f"into it: the {writer} through a reference it kept, your own code, or "
-                "TensorFlow, which may write into 64-byte-aligned NumPy arrays that it "
-                "wrapped without copying (seen under tf.distribute.MirroredStrategy). It "
-                f"is harmless if nothing uses that array again. {fix}"
+                f"into it: {who}. It is harmless if nothing uses that array again. {fix}"
             )
+        caveat = (
+            "\nIf your own code modifies the batches it receives in place, that is "
+            "reported too: copy the batch before changing it."
+        )
         if self.yield_location:
             when += f" (the yield at {self.yield_location} handed that memory out again)"
+            caveat = ""  # the generator's own yield handed the memory out again
         return (
             f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
             f"{self.shape}) changed after it was {'returned' if item == 'batch' else 'yielded'}"
             f", {when}. The {writer} writes into a buffer it already handed out, and every "
-            "consumer still holding that batch (Keras peeks batches ahead, tf.data "
-            f"prefetches, worker threads run ahead) now sees other data. {fix}\n"
-            "If your own code modifies the batches it receives in place, that is "
-            "reported too: copy the batch before changing it."
+            f"consumer still holding that batch{_consumers()} now sees other data. {fix}"
+            f"{caveat}"
+        )
+
+    def _container_message(self, where: str, item: str) -> str:
+        what = f"leaf {self.path} (a {self.container})" if self.path else f"(a {self.container})"
+        again = f" (at {self.yield_location})" if self.yield_location else ""
+        return (
+            f"{where}: {item} #{self.changed_yield} {what} was yielded again by "
+            f"{item} #{self.detected_at}{again}, after {self.rebound} in it "
+            f"{'were' if self.rebound.startswith(('keys', 'indices')) else 'was'} rebound. The "
+            f"generator refills one {self.container} and yields it every time, so every "
+            f"consumer still holding an earlier batch{_consumers()} sees the latest values "
+            f"instead of its own. {CONTAINER_FIX.format(kind=self.container)}"
         )
 
     def __str__(self) -> str:
