@@ -326,6 +326,7 @@ class Watch(_State):
         self.waits = 0  # hand-overs in a row the thread did not take off the path
         self.in_place = 0  # large arrays left to hash in place before trying again
         self.containers = ContainerWatch(settings.window)
+        self.warned: set[str] = set()  # the kinds of change already warned about
 
     def process(self, value: Any) -> Any:
         start = perf_counter()
@@ -647,9 +648,19 @@ class Watch(_State):
         self, record: list[Any], count: int, attributed: bool, writer: Source | None = None
     ) -> None:
         """Record a changed array. ``attributed``: the generator handed out its memory
-        again, or the change happened while ``writer`` (an epoch method) ran."""
+        again, or the change happened while ``writer`` (an epoch method) ran.
+
+        A change found otherwise is still pinned on the generator when it has yielded
+        another view of the same memory owner since the array was last seen unchanged
+        (an in-place shuffle of the array its batches are cut from): it holds that
+        array, and wrote into it.
+        """
         record[_DEAD] = True
         self.stats.violations += 1
+        later = 0
+        if not attributed and writer is None:
+            later = self._same_owner_since(record)
+            attributed = bool(later)
         if not attributed:
             self.stats.unattributed += 1
         array = record[_ARRAY]
@@ -667,10 +678,24 @@ class Watch(_State):
                 process=_worker_process_name(),
                 attributed=attributed,
                 writer="" if writer is None else writer.where(),
-                yield_location=current_line(self.producer) if attributed else "",
+                yield_location=current_line(self.producer) if attributed and not later else "",
                 made_by=self.source.made_by,
+                same_array_yield=later,
             )
         )
+
+    def _same_owner_since(self, record: list[Any]) -> int:
+        """The latest yield after ``record``'s last check that handed out another view of
+        its memory owner, or 0."""
+        same_root = self.by_root.get(record[_KEY])
+        if same_root is None:
+            return 0
+        if type(same_root) is list:
+            others: Any = same_root
+        else:
+            others = [r for filed in same_root.cells.values() for r in filed] + same_root.wide
+        seen = record[_SEEN]
+        return max((r[_YIELD] for r in others if r[_YIELD] > seen), default=0)
 
     def _rebound(self, rebound: Rebound, count: int) -> None:
         """Record a container yielded again after a key or index in it was rebound."""
@@ -722,9 +747,31 @@ class Watch(_State):
                 _session.record_error(error)
                 raise error
             if handler in ("warn", "raise"):
-                warnings.warn(report.message, AliasingWarning, stacklevel=user_stacklevel())
+                # One warning per kind of change: the repeats are counted, not shown.
+                kind = _kind_of(report)
+                if kind in self.warned:
+                    self.stats.unwarned += 1
+                    continue
+                self.warned.add(kind)
+                warnings.warn(
+                    f"{report.message}\n(safegen warns once per kind of change and data "
+                    "source; the repeats are counted in safegen.stats() and the run summary)",
+                    AliasingWarning,
+                    stacklevel=user_stacklevel(),
+                )
             elif callable(handler):
                 handler(report)
+
+
+def _kind_of(report: AliasingReport) -> str:
+    """The kind of change a report is of, for warning once per kind."""
+    if report.container:
+        return "container"
+    if report.writer:
+        return "epoch method " + report.writer
+    if report.same_array_yield:
+        return "same array"
+    return "attributed" if report.attributed else "unattributed"
 
 
 class Copy(_State):

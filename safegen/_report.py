@@ -77,7 +77,9 @@ class AliasingReport:
             a key or index in it was rebound), its type name, else ``""``; ``path`` is
             then the container's place in the yield, and ``dtype`` and ``shape`` are
             empty.
-        rebound: for a reused container, the keys or indices rebound, e.g. ``"'x'"``.
+        rebound: for a reused container, the keys or indices rebound, e.g. ``"key 'x'"``.
+        same_array_yield: when the change was pinned on the generator because it had
+            since yielded another view of the same array (yield number), else 0.
 
     Example:
         >>> import safegen
@@ -110,6 +112,7 @@ class AliasingReport:
     made_by: str = ""
     container: str = ""
     rebound: str = ""
+    same_array_yield: int = 0
 
     @property
     def message(self) -> str:
@@ -160,6 +163,19 @@ class AliasingReport:
                 f"{'returned' if item == 'batch' else 'yielded'}, {when}, but the {writer} "
                 "has not handed out that memory again, so safegen cannot tell who wrote "
                 f"into it: {who}. It is harmless if nothing uses that array again. {fix}"
+            )
+        if self.same_array_yield:
+            return (
+                f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
+                f"{self.shape}) changed after it was "
+                f"{'returned' if item == 'batch' else 'yielded'}, {when}, and {item} "
+                f"#{self.same_array_yield} is cut from the same array: the {writer} writes "
+                "into the array its batches are views of (an in-place shuffle, "
+                "x[:] = x[order], does), and every consumer still holding that batch"
+                f"{_consumers()} now sees other data. Shuffle into a new array "
+                "(x = x[order]), hand out copies (x[i:j].copy()), or use "
+                '@safegen.guard(mode="copy").\nIf your own code modifies the batches it '
+                "receives in place, that is reported too: copy the batch before changing it."
             )
         caveat = (
             "\nIf your own code modifies the batches it receives in place, that is "

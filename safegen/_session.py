@@ -136,6 +136,7 @@ class Session:
                 "bytes_copied": total.bytes_copied,
                 "violations": total.violations,
                 "unattributed": total.unattributed,
+                "unwarned": total.unwarned,
                 "layers_checked": len(layers),
                 "shape_errors": len(shape_errors),
                 "seconds": total.seconds,
@@ -163,7 +164,7 @@ class Session:
                 f"{_bytes(row['bytes_fingerprinted'] + row['bytes_copied'])} "
                 f"{'copied' if row['mode'] == 'copy' else 'checked'}, "
                 f"{row['violations']} violation(s)"
-                + (f" ({row['unattributed']} unattributed)" if row["unattributed"] else "")
+                + _details(row)
             )
         for layer in data["layers"]:
             lines.append(
@@ -182,6 +183,16 @@ class Session:
         data["outcome"] = outcome
         data["exit_status"] = exit_status
         return json.dumps(data, indent=2)
+
+
+def _details(row: dict[str, Any]) -> str:
+    """`` (3 unattributed; 2 repeated warnings not shown)``, or ``""``."""
+    parts = []
+    if row["unattributed"]:
+        parts.append(f"{row['unattributed']} unattributed")
+    if row["unwarned"]:
+        parts.append(f"{row['unwarned']} repeated warning(s) not shown")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _bytes(count: int) -> str:

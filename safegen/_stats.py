@@ -22,6 +22,8 @@ class Stats:
         violations: arrays found changed after they were yielded.
         unattributed: those of them that the generator had not handed out again, so
             that safegen could not tell who changed them (warned about, not raised).
+        unwarned: violations not warned about because one of the same kind from the
+            same generator was (``on_violation="warn"`` warns once per kind).
         seconds: time spent inside safegen, not counting the generator's own work.
 
     Example:
@@ -38,6 +40,7 @@ class Stats:
     bytes_copied: int = 0
     violations: int = 0
     unattributed: int = 0
+    unwarned: int = 0
     seconds: float = 0.0
 
     def __add__(self, other: Stats) -> Stats:

@@ -126,3 +126,44 @@ class TestPlugin:
         result = pipelines.runpytest(*PLUGIN, "--safegen=banana")
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         assert "--safegen: invalid mode 'banana'; expected one of 'check'" in result.stderr.str()
+
+
+WARNED_TESTS = """
+import numpy as np
+import keras
+
+
+def sneaky():
+    kept = []
+    for step in range(1000):
+        x = np.full((8, 2), step, np.float32)
+        kept.append(x)
+        if len(kept) > 2:
+            kept[-3][:] = -1  # a batch already handed out, never handed out again
+        yield x, x[:, :1].copy()
+
+
+def test_sneaky_pipeline():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(loss="mse")
+    model.fit(sneaky(), steps_per_epoch=20, epochs=1, verbose=0)
+"""
+
+
+class TestWarnedViolations:
+    """A violation safegen only warns about still fails the test, unless asked not to."""
+
+    def test_warned_violation_fails_the_test(self, pipelines):
+        """An unattributed change (warned, not raised) fails the test that caused it."""
+        pipelines.makepyfile(test_sneaky=WARNED_TESTS)
+        result = pipelines.runpytest(*PLUGIN, "--safegen", "test_sneaky.py")
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["E * safegen found * array(s) changed *during this test*"])
+
+    def test_safegen_warn_keeps_it_passing(self, pipelines):
+        """--safegen-warn reports the change without failing the test."""
+        pipelines.makepyfile(test_sneaky=WARNED_TESTS)
+        result = pipelines.runpytest(*PLUGIN, "--safegen", "--safegen-warn", "test_sneaky.py")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["  source sneaky() *violation(s) (*unattributed*"])

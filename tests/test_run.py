@@ -241,3 +241,73 @@ class TestUnmodifiedPrograms:
         assert result.returncode == 0, result.stderr[-3000:]
         assert "source train_iterator() at examples/unmodified/mean_generator.py:" in result.stderr
         assert "[copy]" in result.stderr
+
+
+SNEAKY_PROGRAM = """
+import numpy as np
+import keras
+
+
+def sneaky():
+    kept = []
+    for step in range(1000):
+        x = np.full((8, 2), step, np.float32)
+        kept.append(x)
+        if len(kept) > 2:
+            kept[-3][:] = -1  # a batch already handed out, never handed out again
+        yield x, x[:, :1].copy()
+
+
+def shuffled(x, y, batch=16):
+    while True:
+        order = np.random.permutation(len(x))
+        x[:] = x[order]  # in place: the batches handed out are views of x
+        y[:] = y[order]
+        for i in range(0, len(x), batch):
+            yield x[i : i + batch], y[i : i + batch]
+
+
+inputs = keras.Input((2,))
+model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+model.compile(loss="mse")
+x = np.random.rand(512, 2).astype("float32")
+if __import__("sys").argv[1:] == ["shuffle"]:
+    model.fit(shuffled(x, x[:, :1].copy()), steps_per_epoch=32, epochs=2, verbose=0)
+else:
+    model.fit(sneaky(), steps_per_epoch=20, epochs=1, verbose=0)
+"""
+
+
+class TestViolationsFailTheRun:
+    """A run in which safegen found a violation does not exit 0 (issue 19, bug 2)."""
+
+    def test_warned_violation_exits_1_once_warned(self, tmp_path):
+        """Changes safegen only warns about: one warning with a count, and exit status 1."""
+        pytest.importorskip("keras")
+        script = _write(tmp_path / "prog.py", SNEAKY_PROGRAM)
+        result = _run(str(script), cwd=tmp_path)
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert result.stderr.count("AliasingWarning: sneaky() at prog.py:") == 1
+        assert "repeated warning(s) not shown)" in result.stderr
+        assert "violation(s), which --warn would not fail on)" in result.stderr
+
+    def test_warn_option_keeps_the_exit_status(self, tmp_path):
+        """--warn: the program's own exit status, 0 here."""
+        pytest.importorskip("keras")
+        script = _write(tmp_path / "prog.py", SNEAKY_PROGRAM)
+        result = _run("--warn", str(script), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "AliasingWarning: sneaky() at prog.py:" in result.stderr
+
+    def test_in_place_shuffle_pinned_on_the_generator(self, tmp_path):
+        """An in-place shuffle of the array batches are cut from raises AliasingError
+        naming the generator, though the shuffled rows were not handed out again."""
+        pytest.importorskip("keras")
+        script = _write(tmp_path / "prog.py", SNEAKY_PROGRAM)
+        result = _run(str(script), "shuffle", cwd=tmp_path)
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "safegen.AliasingError: shuffled() at prog.py:16: yield #" in result.stderr
+        assert "is cut from the same array: the generator writes into the array" in (
+            result.stderr
+        )
+        assert "generator_data_adapter.py" not in result.stderr.split("AliasingError: ")[-1]

@@ -6,8 +6,10 @@ through :mod:`runpy`, as ``coverage run`` does. At exit, a summary of what safeg
 guarded and checked goes to stderr (and, with ``--report``, to a JSON file).
 
 Exit status: the program's own; 1 for an uncaught exception (``AliasingError`` and
-``ShapeError`` included), whose traceback is printed as Python prints it; 2 for a usage
-error of ``safegen run`` itself (one line on stderr).
+``ShapeError`` included), whose traceback is printed as Python prints it, and 1 when the
+program ended well but safegen found a violation it only warned about (an array changed
+that it could not pin on the generator), unless ``--warn`` asked for warnings; 2 for a
+usage error of ``safegen run`` itself (one line on stderr).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from safegen.cli._common import USAGE_ERROR, UsageError, positive
 
 __all__ = ["add_parser", "run"]
 
-_USAGE = "%(prog)s [--mode MODE] [--no-shapes] [--window N] [--report FILE.json] " + (
+_USAGE = "%(prog)s [--mode MODE] [--warn] [--no-shapes] [--window N] [--report FILE.json] " + (
     "(script.py | -m module) [args ...]"
 )
 _OUR_FILES = frozenset(
@@ -53,7 +55,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
             "fit/evaluate/predict and every callable given to tf.data.Dataset."
             "from_generator is guarded, and every Lambda layer's output rank is checked. "
             "A summary goes to stderr at exit. Exit status: the program's own; 1 when it "
-            "raised (AliasingError and ShapeError included); 2 for a usage error."
+            "raised (AliasingError and ShapeError included) or when safegen found a "
+            "violation (unless --warn); 2 for a usage error."
         ),
     )
     parser.add_argument(
@@ -61,6 +64,13 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         choices=MODES,
         default=None,
         help="guard mode (default: SAFEGEN_MODE, else check)",
+    )
+    parser.add_argument(
+        "--warn",
+        action="store_true",
+        help="report changed arrays as warnings only, and keep the program's exit status "
+        "(default: raise when safegen can pin the change on the generator, and exit 1 "
+        "after any violation)",
     )
     parser.add_argument(
         "--no-shapes", action="store_true", help="do not check Lambda layers' output ranks"
@@ -99,12 +109,22 @@ def run(args: argparse.Namespace) -> int:
 
     import safegen
 
-    safegen.enable(args.mode, shapes=not args.no_shapes, window=args.window)
+    safegen.enable(
+        args.mode,
+        shapes=not args.no_shapes,
+        window=args.window,
+        on_violation="warn" if args.warn else None,
+    )
     session = safegen._session.current()
     status, outcome = _execute(kind, target, argv)
     if outcome != "interrupted":
         _wait_for_threads()  # as Python does before it exits; they stay guarded meanwhile
     safegen.disable()
+    if session is not None and status == 0 and not args.warn:
+        found = session.as_dict()["totals"]["violations"]
+        if found:
+            status = 1
+            outcome += f"; exit status 1 for {found} violation(s), which --warn would not fail on"
     if session is not None:
         print(session.summary(outcome), file=sys.stderr)
         if args.report:

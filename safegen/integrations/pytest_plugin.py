@@ -9,13 +9,17 @@ Registered through the ``pytest11`` entry point, it does nothing unless asked:
   the default mode), which the command line overrides.
 
 A test whose pipeline aliases fails with the ``AliasingError`` (safegen's own frames are
-hidden from the traceback), and the terminal summary gets a "safegen" section saying
-what was guarded and checked.
+hidden from the traceback); a test during which safegen found a change it only warned
+about (one it cannot pin on the generator) fails too, unless ``--safegen-warn`` asks for
+warnings only. The terminal summary gets a "safegen" section saying what was guarded and
+checked.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
     from safegen._config import Mode
@@ -24,6 +28,7 @@ __all__ = [
     "pytest_addoption",
     "pytest_configure",
     "pytest_load_initial_conftests",
+    "pytest_runtest_call",
     "pytest_terminal_summary",
 ]
 
@@ -48,6 +53,12 @@ def pytest_addoption(parser: Any) -> None:
         action="store_true",
         default=False,
         help="with --safegen, do not check Lambda layers' output ranks",
+    )
+    group.addoption(
+        "--safegen-warn",
+        action="store_true",
+        default=False,
+        help="with --safegen, report changed arrays as warnings only: no test fails for them",
     )
     parser.addini(
         "safegen",
@@ -98,9 +109,41 @@ def pytest_configure(config: Any) -> None:
         return
     import safegen
 
-    safegen.enable(mode, shapes=not config.getoption("safegen_no_shapes"))
+    warn = bool(config.getoption("safegen_warn"))
+    safegen.enable(
+        mode,
+        shapes=not config.getoption("safegen_no_shapes"),
+        on_violation="warn" if warn else None,
+    )
     config._safegen_session = safegen._session.current()
+    config._safegen_warn = warn
     config.add_cleanup(safegen.disable)
+
+
+def _violations(session: Any) -> int:
+    with session.lock:
+        return sum(record.total().violations for record in session.sources.values())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: Any) -> Any:
+    """Fail a test during which safegen found a violation it only warned about."""
+    session = getattr(item.config, "_safegen_session", None)
+    if session is None or getattr(item.config, "_safegen_warn", False):
+        return (yield)
+    before = _violations(session)
+    result = yield  # a failing test raises here: its own failure is reported as it is
+    found = _violations(session) - before
+    if found:
+        __tracebackhide__ = True
+        from safegen._errors import AliasingError
+
+        raise AliasingError(
+            f"safegen found {found} array(s) changed after they were handed out during "
+            "this test (see the AliasingWarning above and the safegen summary); "
+            "pytest --safegen-warn reports them without failing the test"
+        )
+    return result
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
