@@ -25,6 +25,7 @@ __all__ = [
     "current",
     "record_error",
     "record_layer",
+    "record_remote",
     "record_shape_error",
     "record_source",
 ]
@@ -77,6 +78,8 @@ class Session:
         self.layers: dict[int, LayerRecord] = {}
         self.shape_errors: list[str] = []
         self.errors: list[BaseException] = []
+        # Errors raised in worker processes (whose statistics stay there), by kind.
+        self.remote: dict[str, int] = {}
 
     def record_source(self, name: str, location: str, mode: str, stats: Stats) -> None:
         key = (name, location, mode)
@@ -104,6 +107,11 @@ class Session:
             self.errors.append(error)
             del self.errors[:-16]  # the latest few are all a re-raise needs
 
+    def record_remote(self, error: BaseException) -> None:
+        with self.lock:
+            kind = type(error).__name__
+            self.remote[kind] = self.remote.get(kind, 0) + 1
+
     # -- Reading it -------------------------------------------------------------------
 
     def as_dict(self) -> dict[str, Any]:
@@ -112,6 +120,7 @@ class Session:
             sources = list(self.sources.values())
             layers = list(self.layers.values())
             shape_errors = list(self.shape_errors)
+            remote = dict(self.remote)
         rows = []
         for record in sources:
             total = record.total()
@@ -134,14 +143,15 @@ class Session:
                 "arrays": total.arrays,
                 "bytes_fingerprinted": total.bytes_fingerprinted,
                 "bytes_copied": total.bytes_copied,
-                "violations": total.violations,
+                "violations": total.violations + remote.get("AliasingError", 0),
                 "unattributed": total.unattributed,
                 "unwarned": total.unwarned,
                 "layers_checked": len(layers),
-                "shape_errors": len(shape_errors),
+                "shape_errors": len(shape_errors) + remote.get("ShapeError", 0),
                 "seconds": total.seconds,
             },
             "shape_errors": shape_errors,
+            "in_worker_processes": remote,
         }
 
     def summary(self, outcome: str = "") -> str:
@@ -163,8 +173,12 @@ class Session:
                 f"  source {row['name']}{where} [{row['mode']}{made}]: {row['yields']} batch(es), "
                 f"{_bytes(row['bytes_fingerprinted'] + row['bytes_copied'])} "
                 f"{'copied' if row['mode'] == 'copy' else 'checked'}, "
-                f"{row['violations']} violation(s)"
-                + _details(row)
+                f"{row['violations']} violation(s)" + _details(row)
+            )
+        for kind, count in data["in_worker_processes"].items():
+            lines.append(
+                f"  {count} {kind}(s) raised in worker processes (counted above; their "
+                "batches are counted in the workers, not here)"
             )
         for layer in data["layers"]:
             lines.append(
@@ -246,6 +260,13 @@ def record_shape_error(layer: Any, message: str) -> None:
     session = _current
     if session is not None:
         session.record_layer(layer, error=message)
+
+
+def record_remote(error: BaseException) -> None:
+    """Note an error a worker process raised, rebuilt here (a no-op outside a session)."""
+    session = _current
+    if session is not None:
+        session.record_remote(error)
 
 
 def record_error(error: BaseException) -> None:

@@ -311,3 +311,52 @@ class TestViolationsFailTheRun:
             result.stderr
         )
         assert "generator_data_adapter.py" not in result.stderr.split("AliasingError: ")[-1]
+
+
+WORKER_PROGRAM = """
+import multiprocessing
+
+import numpy as np
+import keras
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.x = np.zeros((16, 2), np.float32)
+        self.y = np.zeros((16, 1), np.float32)
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        if multiprocessing.parent_process() is None:  # Keras's peek, in this process
+            return np.full((16, 2), index, np.float32), np.full((16, 1), index, np.float32)
+        self.x[:] = index  # in a worker: one buffer, refilled for every batch
+        self.y[:] = index
+        return self.x, self.y
+
+
+if __name__ == "__main__":
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(Batches(workers=2, use_multiprocessing=True), epochs=2, verbose=0)
+"""
+
+
+class TestWorkerProcessErrors:
+    """An AliasingError raised in a PyDataset worker process (issue 19, bug 3)."""
+
+    def test_shown_once_ending_with_safegen_text_and_counted(self, tmp_path):
+        """The message appears once, the error's text ends with safegen's, and the
+        summary counts the violation."""
+        pytest.importorskip("keras")
+        script = _write(tmp_path / "prog.py", WORKER_PROGRAM)
+        result = _run(str(script), cwd=tmp_path)
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert result.stderr.count("changed after it was returned") == 1, result.stderr
+        error = result.stderr.split("safegen.AliasingError: ")[-1].split("\nsafegen: ")[0]
+        assert "(in worker process Keras_worker_" in error
+        assert error.rstrip().endswith("copy the batch before changing it.")
+        assert "1 violation(s);" in result.stderr
+        assert "1 AliasingError(s) raised in worker processes" in result.stderr

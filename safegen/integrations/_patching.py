@@ -123,7 +123,8 @@ def training_method(
 # starts again.
 _IN_TEXT = re.compile(
     r"(?<![\w.])(?:safegen\.)?(?P<kind>AliasingError|ShapeError): (?P<message>.*?)"
-    r"(?=\n\s*\[\[|\n\nTraceback|\n\s*Traceback \(most recent call last\)|\Z)",
+    r"(?=\n\s*\[\[|\n\nTraceback|\n\s*Traceback \(most recent call last\)"
+    r"|\nmultiprocessing\.pool\.RemoteTraceback|\Z)",
     re.DOTALL,
 )
 _KINDS: dict[str, type[SafegenError]] = {"AliasingError": AliasingError, "ShapeError": ShapeError}
@@ -162,7 +163,9 @@ def safegen_error_behind(error: BaseException) -> SafegenError | None:
     kind, message = found["kind"], found["message"].strip()
     if not any(signature in message for signature in _SIGNATURES[kind]):
         return None
-    return _KINDS[kind](message)
+    rebuilt = _KINDS[kind](message)
+    _session.record_remote(rebuilt)  # raised in a worker process: count it here
+    return rebuilt
 
 
 def reraise_safegen_error(error: Exception) -> None:
@@ -174,16 +177,17 @@ def reraise_safegen_error(error: Exception) -> None:
     found = safegen_error_behind(error)
     if found is None or found is error:
         return
-    if found.__traceback__ is None:
-        # Rebuilt from the text (raised in a worker process): the framework's error holds
-        # the worker's traceback, the only record of where it came from; keep it whole.
-        raise found from error
     cause = _shortened(error, type(found).__name__)
+    if found.__traceback__ is None:
+        # Rebuilt from the text (raised in a worker process): safegen's message names
+        # the dataset, its line and the worker; the framework's text repeats it (with the
+        # worker's traceback, through safegen's and Keras's frames) up to 3 times.
+        raise found from cause
     raise found.with_traceback(found.__traceback__) from cause
 
 
 def _shortened(error: Exception, kind: str) -> BaseException:
-    note = f"{type(error).__name__}: it carried safegen's {kind}, re-raised below"
+    note = f"it carried safegen's {kind}, re-raised below"
     node_def = getattr(error, "node_def", _MISSING)
     op = getattr(error, "op", _MISSING)
     try:
