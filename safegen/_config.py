@@ -79,9 +79,11 @@ Settings.__module__ = "safegen"
 
 
 def validate_mode(value: object, source: str) -> Mode:
-    """Return ``value`` if it is a valid mode, else raise a ``ValueError`` naming ``source``."""
-    if isinstance(value, str) and value in MODES:
-        return value  # type: ignore[return-value]
+    """Return ``value`` in lower case if it is a valid mode in any case (``"COPY"`` is
+    ``"copy"``, in arguments as in ``SAFEGEN_MODE``), else raise a ``ValueError`` naming
+    ``source``."""
+    if isinstance(value, str) and value.lower() in MODES:
+        return value.lower()  # type: ignore[return-value]
     if not isinstance(value, str):
         raise TypeError(
             f"{source}: mode must be a string, one of {', '.join(map(repr, MODES))}; "
@@ -153,6 +155,13 @@ _context_mode: contextvars.ContextVar[Mode | None] = contextvars.ContextVar(
 _checking_anyway: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "safegen_checking_anyway", default=False
 )
+
+
+def use_mode(value: Mode) -> None:
+    """Make ``value`` the process-wide mode without reading ``SAFEGEN_MODE`` (an explicit
+    command-line ``--mode`` wins over the environment, even an invalid one)."""
+    global _global
+    _global = dataclasses.replace(_global or Settings(), mode=validate_mode(value, "--mode"))
 
 
 def _base() -> Settings:

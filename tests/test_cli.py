@@ -228,13 +228,13 @@ class TestCommandLine:
         ],
     )
     def test_bad_environment_is_a_usage_error(self, env, message):
-        """A bad SAFEGEN_MODE/SAFEGEN_DISABLE: one line on stderr and status 2, even for --help."""
-        for args in (["--help"], ["check", "tests.cli_data:fresh"]):
-            result = _safegen(*args, env=env)
-            assert result.returncode == 2 and result.stdout == ""
-            assert result.stderr.splitlines() == [
-                result.stderr.strip()
-            ] and result.stderr.startswith(f"python -m safegen: environment variable {message}")
+        """A bad SAFEGEN_MODE/SAFEGEN_DISABLE: one line on stderr and status 2 where it is
+        read (not for --help, see TestEnvironmentDoesNotLockOut)."""
+        result = _safegen("check", "tests.cli_data:fresh", env=env)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.splitlines() == [
+            result.stderr.strip()
+        ] and result.stderr.startswith(f"python -m safegen: environment variable {message}")
 
     @pytest.mark.keras
     def test_freeze_stop_is_not_the_source_ending(self):
@@ -246,6 +246,35 @@ class TestCommandLine:
             result.stdout
         )
         assert "(the source ended)" not in result.stdout
+
+
+class TestEnvironmentDoesNotLockOut:
+    """SAFEGEN_MODE=garbage leaves --help, --version and an explicit --mode working (issue
+    19, bug 6), and modes are case-insensitive everywhere."""
+
+    @pytest.mark.parametrize("args", [["--help"], ["--version"], ["check", "--help"]])
+    def test_help_and_version_answer(self, args):
+        """--help and --version exit 0 whatever SAFEGEN_MODE says."""
+        result = _safegen(*args, env={"SAFEGEN_MODE": "garbage"})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout
+
+    def test_explicit_mode_wins_over_the_environment(self):
+        """check --mode freeze runs under SAFEGEN_MODE=garbage (the option wins)."""
+        result = _check("tests.cli_data:fresh", "--mode", "FREEZE", env={"SAFEGEN_MODE": "garbage"})
+        assert result.returncode == 0, result.stderr
+        assert "in mode 'freeze'" in result.stdout
+
+    def test_one_case_rule_for_environment_and_arguments(self, monkeypatch):
+        """SAFEGEN_MODE=COPY and guard(mode="COPY") both mean copy mode."""
+        import safegen
+        from safegen import _config
+
+        assert safegen.guard(iter([np.zeros(1)]), mode="COPY") is not None
+        assert _config.validate_mode("COPY", "test") == "copy"
+        monkeypatch.setenv("SAFEGEN_MODE", "COPY")
+        _config.reset()
+        assert safegen.settings().mode == "copy"
 
 
 class TestAssertNoAliasing:

@@ -15,8 +15,10 @@ Adding a subcommand is therefore one import and one call in :func:`build_parser`
 
 What :func:`main` does for every subcommand, so that none has to:
 
-* reads ``SAFEGEN_MODE`` and ``SAFEGEN_DISABLE`` first; an invalid value is reported on
-  one line and the exit status is 2 (usage error), whatever the subcommand;
+* reads ``SAFEGEN_MODE`` and ``SAFEGEN_DISABLE`` once the command line is parsed (so
+  ``--help`` and ``--version`` always answer); an explicit ``--mode`` wins over
+  ``SAFEGEN_MODE``, which is then not read; an invalid value is reported on one line and
+  the exit status is 2 (usage error), whatever the subcommand;
 * names itself as it was invoked (``safegen`` for the console script, ``python -m
   safegen`` from ``safegen/__main__.py``) and answers ``--version``;
 * leaves quietly with status 141 (as a process killed by ``SIGPIPE``) when stdout is
@@ -111,11 +113,6 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
 
 def _main(argv: list[str] | None, prog: str | None) -> int:
     name = prog or os.path.basename(sys.argv[0]) or "safegen"
-    try:
-        _config.validate_environment()
-    except ValueError as error:
-        print(f"{name}: {error}", file=sys.stderr)
-        return USAGE_ERROR
     parser = build_parser(name)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -124,6 +121,13 @@ def _main(argv: list[str] | None, prog: str | None) -> int:
         getattr(args, args.extra).extend(unknown)
     if args.func is None:
         parser.print_help(sys.stderr)
+        return USAGE_ERROR
+    try:
+        if getattr(args, "mode", None) is not None:
+            _config.use_mode(args.mode)  # the explicit option wins over SAFEGEN_MODE
+        _config.validate_environment()
+    except ValueError as error:
+        print(f"{name}: {error}", file=sys.stderr)
         return USAGE_ERROR
     status: int = args.func(args)
     sys.stdout.flush()

@@ -74,6 +74,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--mode",
+        type=str.lower,
         choices=("check", "freeze"),
         default=None,
         help="default: SAFEGEN_MODE when it is check or freeze, else check",

@@ -61,6 +61,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--mode",
+        type=str.lower,
         choices=MODES,
         default=None,
         help="guard mode (default: SAFEGEN_MODE, else check)",

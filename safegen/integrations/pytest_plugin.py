@@ -92,6 +92,7 @@ def _requested_mode(config: Any) -> tuple[bool, Mode | None]:
             return True, None
     if value == "default":
         return True, None
+    value = value.lower()
     if value not in MODES:
         import pytest
 
