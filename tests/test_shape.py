@@ -140,6 +140,19 @@ class TestSeedLambda:
         )
 
 
+class TestDisableSwitch:
+    """SAFEGEN_DISABLE=1 switches layers' output checks off too (issue 19, bug 7)."""
+
+    def test_no_shape_error_under_disable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The seed Lambda, ShapeChecked, predicts its (n,) output without a ShapeError."""
+        from safegen import _config
+
+        monkeypatch.setenv("SAFEGEN_DISABLE", "1")
+        _config.reset()
+        x, _ = mean_data()
+        assert seed_model().predict(x, verbose=0).shape == (16,)
+
+
 class TestCorrectLambda:
     """A correct Lambda, wrapped, behaves exactly like the plain one."""
 

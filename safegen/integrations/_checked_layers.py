@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from safegen import _session
+from safegen import _config, _session
 from safegen._errors import SafegenWarning, ShapeError
 from safegen._shapes import (
     SHAPE_HELP,
@@ -425,7 +425,8 @@ class LayerChecks(abc.ABC):
     ) -> Any:
         """What a checked class's ``call`` returns: ``outputs``, checked if ``layer`` is."""
         state = layer.__dict__.get(STATE_ATTR)
-        if state is not None and not self.output_check.inferring.depth:
+        # SAFEGEN_DISABLE=1 switches every check off, layers' included.
+        if state is not None and not self.output_check.inferring.depth and not _config.disabled():
             outputs = self.output_check.run(layer, state, args, kwargs, outputs)
         return outputs
 
@@ -541,6 +542,7 @@ class LayerChecks(abc.ABC):
             and not self.output_check.inferring.depth
             and STATE_ATTR not in layer.__dict__  # ShapeChecked checks it itself
             and getattr(layer, "_output_shape", None) is not None
+            and not _config.disabled()  # SAFEGEN_DISABLE=1: every check is off
         ):
             check = installs[-1][1]
             state = self._lambda_states.get(layer)
