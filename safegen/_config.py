@@ -9,9 +9,10 @@ Above all of them sits the off switch for production, ``SAFEGEN_DISABLE=1`` (lik
 jaxtyping's ``JAXTYPING_DISABLE``): every guard in mode ``"check"`` or ``"freeze"``
 becomes a pass-through, even one written ``guard(mode="check")``, and layers' output
 checks (``ShapeChecked``, the Lambda checks of ``safegen.enable()``) are off too: no
-``ShapeError``. Guards in mode ``"copy"`` keep copying: copy mode is the fix for a reused buffer, not a check, and
-switching it off would bring the bug back. ``SAFEGEN_MODE=off`` is weaker: it is only
-the default, so it turns off the guards that do not pin a mode of their own.
+``ShapeError``. Guards in mode ``"copy"`` keep copying: copy mode is the fix for a
+reused buffer, not a check, and switching it off would bring the bug back.
+``SAFEGEN_MODE=off`` is weaker: it is only the default, so it turns off the guards that
+do not pin a mode of their own.
 ``safegen check`` and :func:`safegen.testing.assert_no_aliasing` check even under
 ``SAFEGEN_DISABLE=1``: they were asked to.
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from safegen._structure import Path, _rebuild
+from safegen._structure import Path, _rebuild, is_foreign
 
-__all__ = ["ContainerWatch", "Rebound", "detach"]
+__all__ = ["ContainerWatch", "Rebound", "detach", "unprotected_leaves"]
 
 _MUTABLE = (dict, list)
 
@@ -67,7 +67,8 @@ def _rebound(container: Any, before: tuple[Any, ...]) -> list[Any]:
         keys = [k for k, v in container.items() if k not in old or old[k] is not v]
         keys += [k for k in old if k not in container]
         return keys
-    changed: list[Any] = [i for i, (a, b) in enumerate(zip(container, before)) if a is not b]
+    pairs = enumerate(zip(container, before, strict=False))
+    changed: list[Any] = [i for i, (a, b) in pairs if a is not b]
     if len(container) != len(before):
         changed.append(f"length {len(before)} -> {len(container)}")
     return changed
@@ -138,7 +139,34 @@ def detach(value: Any, _depth: int = 0) -> Any:
         return _rebuild(value, [detach(child, _depth + 1) for child in children])
     if isinstance(value, tuple) and any(isinstance(c, (dict, list, tuple)) for c in value):
         children = [detach(child, _depth + 1) for child in value]
-        if all(a is b for a, b in zip(children, value)):
+        if all(a is b for a, b in zip(children, value, strict=True)):
             return value
         return _rebuild(value, children)
     return value
+
+
+def unprotected_leaves(value: Any) -> list[tuple[Path, Any]]:
+    """The leaves of ``value`` that hold mutable memory but are not NumPy arrays (pandas
+    objects, ``bytearray``, DLPack tensors): freeze mode cannot make them read-only."""
+    if is_foreign(value):
+        return [((), value)]
+    out: list[tuple[Path, Any]] = []
+    stack: list[tuple[Path, Any]] = [((), value)]
+    seen: set[int] = set()
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.items()
+        elif isinstance(node, (list, tuple)):
+            children = enumerate(node)
+        else:
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for key, child in children:
+            if isinstance(child, (dict, list, tuple)):
+                stack.append(((*path, key), child))
+            elif is_foreign(child):
+                out.append(((*path, key), child))
+    return out

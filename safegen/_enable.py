@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -146,7 +147,7 @@ def enable(
     with _lock:
         previous = _options
         _options = Options(overrides, shapes)
-        _session.start()
+        _session.start().off = _what_is_off(overrides, shapes)
         if previous is not None and previous.shapes != shapes:
             _uninstall_all()  # the set of installers changed: start over
         _add_finder()
@@ -217,6 +218,33 @@ def enabled(
                 )
                 if session_before is not None:
                     _session._current = session_before
+
+
+def _what_is_off(overrides: dict[str, Any], shapes: bool) -> dict[str, str]:
+    """What ``enable()`` leaves off, and why, for the run summary."""
+    from safegen import _config
+
+    off: dict[str, str] = {}
+    try:
+        mode = overrides.get("mode") or _config.settings().mode
+        disabled = _config.disabled()
+    except ValueError:  # an invalid environment variable: reported where it is used
+        return off
+    if mode == "off":
+        if "mode" in overrides:
+            why = "mode 'off' was asked for (--mode off, --safegen=off or enable('off'))"
+        elif os.environ.get(_config.ENV_VAR, "").strip():
+            why = f"{_config.ENV_VAR}={os.environ[_config.ENV_VAR].strip()}"
+        else:
+            why = "safegen.configure(mode='off') or safegen.mode('off')"
+        off["sources"] = why
+    elif disabled and mode in ("check", "freeze"):
+        off["sources"] = f"{_config.DISABLE_VAR}=1 turns check and freeze mode off"
+    if disabled:
+        off["layers"] = f"{_config.DISABLE_VAR}=1 turns layer checks off"
+    elif not shapes:
+        off["layers"] = "layer checks were switched off (--no-shapes, --safegen-no-shapes)"
+    return off
 
 
 # -- Installing integrations --------------------------------------------------------------

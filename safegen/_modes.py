@@ -21,9 +21,9 @@ from safegen._address import ADDRESS_OFFSET as _ADDRESS_OFFSET
 from safegen._address import extent
 from safegen._address import read_address as _read_address
 from safegen._config import Settings
-from safegen._containers import ContainerWatch, Rebound, detach
+from safegen._containers import ContainerWatch, Rebound, detach, unprotected_leaves
 from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array, copy_foreign
-from safegen._errors import AliasingError, AliasingWarning
+from safegen._errors import AliasingError, AliasingWarning, SafegenWarning
 from safegen._fingerprint import (
     SAMPLE_ABOVE,
     SAMPLE_BLOCK_BYTES,
@@ -830,6 +830,10 @@ class Copy(_State):
         return out
 
 
+# (source name, location, leaf type) already warned about by freeze mode.
+_WARNED_UNPROTECTED: set[tuple[str, str, str]] = set()
+
+
 class Freeze(_State):
     """Freeze mode: every yielded array becomes read-only, and so does each array it views
     that covers exactly the same memory (``x`` behind ``x.reshape(...)`` or ``x.T``);
@@ -879,6 +883,8 @@ class Freeze(_State):
         if len(self.recent) > self.settings.window:
             for key in self.recent.popleft():
                 self.frozen.pop(key, None)
+        if type(value) is not tuple or len(found) != len(value):
+            self._warn_unprotected(value, count)
         # A dict or list cannot be made read-only: the consumer gets a shallow copy of
         # it (same type, same frozen arrays), which the generator's rebinding of its own
         # container cannot reach (see safegen._containers).
@@ -889,6 +895,24 @@ class Freeze(_State):
         stats.arrays += len(found)
         stats.seconds += perf_counter() - start
         return value
+
+    def _warn_unprotected(self, value: Any, count: int) -> None:
+        """Warn once per source and type about leaves freeze mode cannot make read-only."""
+        for path, leaf in unprotected_leaves(value):
+            kind = type(leaf)
+            key = (self.source.name, self.source.location, kind.__qualname__)
+            if key in _WARNED_UNPROTECTED:
+                continue
+            _WARNED_UNPROTECTED.add(key)
+            where = f"leaf {format_path(path)}" if path else "the value"
+            warnings.warn(
+                f"{self.source.where()}: {self.source.kind} #{count} {where} is a "
+                f"{kind.__qualname__}, which freeze mode cannot make read-only: it is handed "
+                'over unprotected. mode="copy" copies it, and mode="check" reports a change '
+                "to it. (Warned once per source and type.)",
+                SafegenWarning,
+                stacklevel=user_stacklevel(),
+            )
 
     def _freeze(
         self, node: np.ndarray, leaf: np.ndarray, count: int, path: Path, frozen: list[int]
@@ -930,6 +954,7 @@ class Freeze(_State):
     def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
         if not (isinstance(exc, ValueError) and "read-only" in str(exc) and self.count):
             return
+        self.stats.violations += 1  # a write freeze mode stopped
         batch = self.source.kind == "batch"
         item = "batch" if batch else "yield"
         culprit = self._culprit(exc.__traceback__)

@@ -78,6 +78,8 @@ class Session:
         self.layers: dict[int, LayerRecord] = {}
         self.shape_errors: list[str] = []
         self.errors: list[BaseException] = []
+        # What enable() left off, and why: {"sources": ..., "layers": ...}.
+        self.off: dict[str, str] = {}
         # Errors raised in worker processes (whose statistics stay there), by kind.
         self.remote: dict[str, int] = {}
 
@@ -173,7 +175,9 @@ class Session:
                 f"  source {row['name']}{where} [{row['mode']}{made}]: {row['yields']} batch(es), "
                 f"{_bytes(row['bytes_fingerprinted'] + row['bytes_copied'])} "
                 f"{'copied' if row['mode'] == 'copy' else 'checked'}, "
-                f"{row['violations']} violation(s)" + _details(row)
+                f"{row['violations']} violation(s)"
+                + (" (writes stopped)" if row["mode"] == "freeze" and row["violations"] else "")
+                + _details(row)
             )
         for kind, count in data["in_worker_processes"].items():
             lines.append(
@@ -185,11 +189,20 @@ class Session:
                 f"  layer {layer['name']!r} ({layer['kind']}): output checked "
                 f"{layer['checks']} time(s), {layer['shape_errors']} shape error(s)"
             )
-        if not data["sources"] and not data["layers"]:
+        off = self.off
+        if not data["sources"] and not data["layers"] and not off:
             lines.append(
                 "  nothing was guarded: no generator, PyDataset or from_generator source "
                 "reached Keras or tf.data, and no Lambda layer ran"
             )
+        else:
+            if not data["sources"]:
+                why = off.get("sources") or (
+                    "no generator, PyDataset or from_generator source reached Keras or tf.data"
+                )
+                lines.append(f"  no data source guarded: {why}")
+            if not data["layers"] and "layers" in off:
+                lines.append(f"  no layer checked: {off['layers']}")
         return "\n".join(lines)
 
     def to_json(self, outcome: str = "", exit_status: int | None = None) -> str:

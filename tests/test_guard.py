@@ -522,6 +522,35 @@ class TestFreezeMode:
         assert "'total'" in info.value.__notes__[0]
 
 
+class TestFreezeAccounting:
+    """Freeze mode counts what it stopped and says what it cannot protect (issue 19, bug 5)."""
+
+    def test_stopped_write_is_counted(self):
+        """The write freeze mode stopped is a violation in the stats (and the summary)."""
+        it = safegen.guard(seed.reused_buffer, mode="freeze")()
+        next(it)
+        with pytest.raises(ValueError, match="read-only"):
+            next(it)
+        assert safegen.stats(it).violations == 1
+
+    def test_unprotected_leaf_warned_once_per_source(self):
+        """A bytearray leaf: one SafegenWarning for the source, naming copy and check
+        mode, pointing at the caller's line."""
+
+        @safegen.guard(mode="freeze")
+        def buffers():
+            for _ in range(3):
+                yield np.zeros(1), bytearray(2)
+
+        with pytest.warns(safegen.SafegenWarning, match=r'leaf \[1\] is a bytearray') as caught:
+            line = sys._getframe().f_lineno + 1
+            list(buffers())
+            list(buffers())
+        assert len(caught) == 1
+        assert 'mode="copy" copies it' in str(caught[0].message)
+        assert caught[0].filename == __file__ and caught[0].lineno == line
+
+
 class TestForms:
     """Every form guard accepts keeps the generator protocol."""
 

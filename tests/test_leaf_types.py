@@ -176,9 +176,11 @@ class TestWhatIsLeftAlone:
         assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
     def test_freeze_mode_leaves_them_writable(self):
-        """Freeze mode cannot make a bytearray read-only; it passes it through."""
+        """Freeze mode cannot make a bytearray read-only; it passes it through, and warns
+        (once per source) naming the modes that cover it."""
         buffer = bytearray(b"ab")
-        out = next(safegen.guard(iter([(buffer,)]), mode="freeze"))
+        with pytest.warns(safegen.SafegenWarning, match=r'bytearray, which freeze mode cannot'):
+            out = next(safegen.guard(iter([(buffer,)]), mode="freeze"))
         out[0][0] = 1
         assert buffer[0] == 1
 
