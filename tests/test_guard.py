@@ -919,7 +919,7 @@ class TestModesAndConfiguration:
             (lambda: safegen.guard(window=0), ValueError, "window must be an int >= 1"),
             (lambda: safegen.guard(window=2.5), TypeError, "window must be an int"),
             (lambda: safegen.guard(verify_all="yes"), TypeError, "verify_all"),
-            (lambda: safegen.configure(mode="Copy"), ValueError, "configure"),
+            (lambda: safegen.configure(mode="cpy"), ValueError, "configure"),
             (lambda: safegen.mode("none").__enter__(), ValueError, "safegen.mode"),
         ],
     )
