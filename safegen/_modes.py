@@ -8,6 +8,8 @@ generator is exhausted; ``annotate(exc)`` sees every exception the generator rai
 from __future__ import annotations
 
 import collections
+import functools
+import linecache
 import os
 import warnings
 from time import perf_counter
@@ -88,12 +90,27 @@ class Source:
     def location(self) -> str:
         if self.code is None:
             return ""
-        return f"{relative_filename(self.code.co_filename)}:{self.code.co_firstlineno}"
+        return f"{relative_filename(self.code.co_filename)}:{def_line(self.code)}"
 
     def where(self) -> str:
         location = self.location
         where = f"{self.name} at {location}" if location else self.name
         return f"{where} (returned by {self.made_by})" if self.made_by else where
+
+
+@functools.lru_cache(maxsize=256)
+def def_line(code: CodeType) -> int:
+    """The line of ``code``'s ``def`` (``co_firstlineno`` is its first decorator's)."""
+    first = code.co_firstlineno
+    for line in range(first, first + 64):
+        text = linecache.getline(code.co_filename, line).lstrip()
+        if not text:
+            break
+        if text.startswith(("def ", "async def ", "class ")):
+            return line
+        if not text.startswith("@") and line == first:
+            break  # not a decorated definition (a lambda, a generator expression)
+    return first
 
 
 def relative_filename(filename: str) -> str:

@@ -113,3 +113,25 @@ class TestFactory:
             next(it)
         assert info.value.report.source.endswith(".<locals>.batches()")
         assert info.value.report.made_by == info.value.report.yield_location == ""
+
+
+@safegen.guard(
+    mode="check",
+)
+def decorated():  # DECORATED DEF
+    x = np.zeros(2)
+    while True:
+        x += 1
+        yield x
+
+
+class TestDecoratedLocation:
+    """A decorated generator is located at its def line, not at its decorator's."""
+
+    def test_def_line(self):
+        """The report's location is the def line, below a decorator on three lines."""
+        it = decorated()
+        next(it)
+        with pytest.raises(safegen.AliasingError) as info:
+            next(it)
+        assert info.value.report.location == f"{FILE}:{_line('DECORATED DEF')}"
