@@ -1,11 +1,14 @@
-"""Which stack frames are safegen's own machinery, for warnings and notes."""
+"""Which stack frames are safegen's own machinery, for warnings, notes and tracebacks."""
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
+from types import TracebackType
+from typing import Any
 
-__all__ = ["MACHINERY", "user_stacklevel"]
+__all__ = ["MACHINERY", "format_without_safegen", "hide_safegen_frames", "user_stacklevel"]
 
 _DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -25,3 +28,45 @@ def user_stacklevel() -> int:
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
+
+
+_PACKAGE = _DIR + os.sep
+
+
+def _is_safegen_file(filename: str) -> bool:
+    return os.path.abspath(filename).startswith(_PACKAGE)
+
+
+def format_without_safegen(
+    error: BaseException, tb: TracebackType | None = None, *, keep_tb: bool = False
+) -> str:
+    """``error``'s traceback as Python prints it, without safegen's own frames (as pytest
+    hides them): they are not where the bug is. A traceback of safegen's frames only is
+    printed whole. ``tb`` replaces the error's own traceback when ``keep_tb`` is set."""
+    report = traceback.TracebackException(
+        type(error), error, tb if keep_tb else error.__traceback__
+    )
+    seen: set[int] = set()
+    pending = [report]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        kept = [frame for frame in current.stack if not _is_safegen_file(frame.filename)]
+        if kept:  # never hide every frame
+            current.stack = traceback.StackSummary.from_list(kept)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return "".join(report.format())
+
+
+def _excepthook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    sys.stderr.write(format_without_safegen(error, tb, keep_tb=True))
+    sys.stderr.flush()
+
+
+def hide_safegen_frames() -> None:
+    """Print uncaught exceptions without safegen's frames, in a plain ``python script.py``
+    too: called when safegen raises. Leaves a program's (or IPython's) own hook alone."""
+    if sys.excepthook is sys.__excepthook__:
+        sys.excepthook = _excepthook

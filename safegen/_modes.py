@@ -37,7 +37,7 @@ from safegen._fingerprint import (
     sample,
     verify_sample,
 )
-from safegen._frames import MACHINERY, user_stacklevel
+from safegen._frames import MACHINERY, hide_safegen_frames, user_stacklevel
 from safegen._hasher import Job, submit
 from safegen._report import DATASET_FIX, EPOCH_FIX, FIX, AliasingReport, epoch_method_name
 from safegen._stats import Stats
@@ -762,6 +762,7 @@ class Watch(_State):
                         )
                     )
                 _session.record_error(error)
+                hide_safegen_frames()
                 raise error
             if handler in ("warn", "raise"):
                 # One warning per kind of change: the repeats are counted, not shown.
@@ -972,6 +973,7 @@ class Freeze(_State):
         if not (isinstance(exc, ValueError) and "read-only" in str(exc) and self.count):
             return
         self.stats.violations += 1  # a write freeze mode stopped
+        hide_safegen_frames()
         batch = self.source.kind == "batch"
         item = "batch" if batch else "yield"
         culprit = self._culprit(exc.__traceback__)

@@ -41,6 +41,14 @@ def broken():
     raise KeyError("the data source itself fails")
 
 
+def interrupted():
+    """Raises KeyboardInterrupt at the 3rd item, as a Ctrl-C there would (no race)."""
+    for step in range(100):
+        if step == 2:
+            raise KeyboardInterrupt
+        yield np.zeros(2)
+
+
 @safegen.guard(mode="copy")
 def guarded_batches(batch_size=4):
     """A guarded generator function at module level (picklable by reference)."""

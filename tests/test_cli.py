@@ -115,6 +115,16 @@ class TestCheckCommand:
         assert result.returncode == 3
         assert "KeyError: 'the data source itself fails'" in result.stderr
         assert "tests/cli_data.py" in result.stderr
+        assert "safegen/_guard.py" not in result.stderr  # safegen's own frames are hidden
+        assert "safegen/_probe.py" not in result.stderr
+
+    def test_ctrl_c_is_one_line(self):
+        """Ctrl-C while pulling: one line on stderr, no traceback, ended by SIGINT."""
+        import signal
+
+        result = _check("tests.cli_data:interrupted")
+        assert result.stderr == "safegen check: tests.cli_data:interrupted: interrupted (Ctrl-C)\n"
+        assert result.returncode == (-signal.SIGINT if os.name == "posix" else 130)
 
 
 class TestCommandLine:

@@ -135,3 +135,40 @@ class TestDecoratedLocation:
         with pytest.raises(safegen.AliasingError) as info:
             next(it)
         assert info.value.report.location == f"{FILE}:{_line('DECORATED DEF')}"
+
+
+class TestPlainScriptTraceback:
+    """`python script.py`: an uncaught AliasingError is printed without safegen's frames."""
+
+    def test_no_safegen_frames(self, tmp_path):
+        """The traceback goes from the user's next() straight to the error."""
+        import os
+        import subprocess
+        import sys
+
+        script = tmp_path / "plain.py"
+        script.write_text(
+            "import numpy as np, safegen\n"
+            "@safegen.guard\n"
+            "def batches():\n"
+            "    x = np.zeros(3)\n"
+            "    while True:\n"
+            "        x += 1\n"
+            "        yield x\n"
+            "it = batches()\n"
+            "next(it)\n"
+            "next(it)\n"
+        )
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": root},
+        )
+        assert result.returncode == 1
+        assert "safegen.AliasingError: batches() at " in result.stderr
+        assert f'File "{script}", line 10, in <module>' in result.stderr
+        assert "safegen/_guard.py" not in result.stderr
+        assert "safegen/_modes.py" not in result.stderr

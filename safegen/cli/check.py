@@ -2,7 +2,8 @@
 
 Exit status: 0 clean, 1 an array changed after it was handed out, 2 usage error (bad
 path, not importable, not iterable, bad option; the message says which), 3 the data
-source itself raised (its traceback is printed).
+source itself raised (its traceback is printed, without safegen's frames); on Ctrl-C,
+one line, then killed by SIGINT as Python is.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 from safegen import _config
+from safegen._frames import format_without_safegen
 from safegen.cli._common import SOURCE_FAILED, USAGE_ERROR, UsageError, positive
 
 __all__ = ["add_parser", "run"]
+
+INTERRUPTED = 130  # where SIGINT cannot end the process (not POSIX), as shells report it
 
 _SAFEGEN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -113,6 +117,16 @@ def run(args: argparse.Namespace) -> int:
         return _source_failed(args.target, error)
     except Exception as error:
         return _source_failed(args.target, error)
+    except KeyboardInterrupt:
+        # As `safegen run` does: one line, no traceback, then end as Python ends on an
+        # uncaught KeyboardInterrupt (killed by SIGINT, which shells tell apart).
+        print(f"safegen check: {args.target}: interrupted (Ctrl-C)", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.name == "posix":
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        return INTERRUPTED
     print(result.summary())
     return 0 if result.clean else 1
 
@@ -238,7 +252,7 @@ def _from_safegen(error: BaseException) -> bool:
 
 
 def _source_failed(target: str, error: BaseException) -> int:
-    traceback.print_exception(error, file=sys.stderr)
+    sys.stderr.write(format_without_safegen(error))
     name = type(error).__name__
     print(f"safegen check: {target} raised {name} while being read", file=sys.stderr)
     return SOURCE_FAILED

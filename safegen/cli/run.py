@@ -23,12 +23,13 @@ import runpy
 import signal
 import sys
 import threading
-import traceback
 import types
 import zipfile
 from types import TracebackType
 from typing import Any
 
+from safegen._frames import _excepthook as _safegen_hook
+from safegen._frames import format_without_safegen
 from safegen.cli._common import USAGE_ERROR, UsageError, positive
 
 __all__ = ["add_parser", "run"]
@@ -281,28 +282,12 @@ def _print_traceback(error: BaseException) -> None:
     tb: TracebackType | None = error.__traceback__
     while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in _OUR_FILES:
         tb = tb.tb_next
-    if sys.excepthook is not sys.__excepthook__:  # the program installed its own
+    if sys.excepthook not in (sys.__excepthook__, _safegen_hook):  # the program's own
         sys.excepthook(type(error), error, tb)
         sys.stderr.flush()
         return
-    report = traceback.TracebackException(type(error), error, tb)
-    seen: set[int] = set()
-    pending = [report]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        kept = [frame for frame in current.stack if not _is_safegen_file(frame.filename)]
-        if kept:  # never hide every frame
-            current.stack = traceback.StackSummary.from_list(kept)
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    sys.stderr.write("".join(report.format()))
+    sys.stderr.write(format_without_safegen(error, tb, keep_tb=True))
     sys.stderr.flush()
 
 
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
-
-def _is_safegen_file(filename: str) -> bool:
-    return os.path.abspath(filename).startswith(_PACKAGE)

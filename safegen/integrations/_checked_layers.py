@@ -27,6 +27,7 @@ from typing import Any
 
 from safegen import _config, _session
 from safegen._errors import SafegenWarning, ShapeError
+from safegen._frames import hide_safegen_frames
 from safegen._shapes import (
     SHAPE_HELP,
     CheckMode,
@@ -77,6 +78,7 @@ def _first_line(e: BaseException) -> str:
 def _shape_error(layer: Any, text: str) -> ShapeError:
     """A ShapeError that Keras passes through as is (no re-raise with its own context)."""
     _session.record_shape_error(layer, text)
+    hide_safegen_frames()
     error: ShapeError = ShapeError(text)
     # Keras's call wrapper re-raises a layer's exception as type(e)(message + the call's
     # arguments, in ANSI bold) unless this attribute is set: keep the message clean.
