@@ -168,6 +168,7 @@ def message(
     *,
     hint: str | None = None,
     details: Iterable[str] = (),
+    created: str = "",
 ) -> str:
     """The text of a :class:`safegen.ShapeError`: what and where on the first line.
 
@@ -179,6 +180,7 @@ def message(
         check: the check mode.
         hint: a likely cause and fix.
         details: further lines.
+        created: where the layer was made (or its function defined), ``"model.py:12"``.
 
     Example:
         >>> print(message("'mean' (Lambda)", "returned rank 1", "output_shape=(1,)", "(5, 2)",
@@ -190,6 +192,7 @@ def message(
     """
     lines = [
         f"layer {layer} {what}.",
+        *([f"  created at: {created}"] if created else []),
         f"  declared by: {source}",
         f"  input shape: {input_shapes}",
         f"  check: {check!r}",

@@ -214,15 +214,15 @@ class TestNonLambda:
         model = keras.Model(inputs, safegen.ShapeChecked(Liar(name="liar"))(inputs))
         with pytest.raises(
             ShapeError,
-            match=r"'liar' \(Liar\) returned rank 1.*\n.*"
-            r"declared by: Liar\.compute_output_shape\(\)",
+            match=r"'liar' \(Liar\) returned rank 1.*\n  created at: tests/test_shape\.py:\d+\n"
+            r"  declared by: Liar\.compute_output_shape\(\)",
         ):
             model.predict(mean_data(4)[0], verbose=0)
 
     def test_explicit_output_shape_wins(self) -> None:
         """An explicit output_shape overrides what the layer declares."""
         layer = safegen.ShapeChecked(layers.Dense(3), output_shape=(2,), check="shape")
-        with pytest.raises(ShapeError, match=r"declared shape \(4, 2\).*\n.*output_shape=\(2,\)"):
+        with pytest.raises(ShapeError, match=r"declared shape \(4, 2\).*\n  created at: .*\n.*output_shape=\(2,\)"):
             layer(ops.ones((4, 5)))
 
     def test_dense_passes(self) -> None:

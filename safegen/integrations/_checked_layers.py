@@ -28,6 +28,7 @@ from typing import Any
 from safegen import _config, _session
 from safegen._errors import SafegenWarning, ShapeError
 from safegen._frames import hide_safegen_frames
+from safegen._modes import relative_filename
 from safegen._shapes import (
     SHAPE_HELP,
     CheckMode,
@@ -52,12 +53,44 @@ Declared = tuple[list[Shape | None], str]  # every output leaf's declared shape,
 class CheckState:
     """A checked layer's settings and declared-shape cache (a plain, untracked object)."""
 
-    __slots__ = ("cache", "check", "output_shape", "__weakref__")
+    __slots__ = ("cache", "check", "created", "output_shape", "__weakref__")
 
-    def __init__(self, check: CheckMode, output_shape: Any) -> None:
+    def __init__(self, check: CheckMode, output_shape: Any, created: str = "") -> None:
         self.check: CheckMode = check
         self.output_shape: Any = output_shape
         self.cache: dict[Any, Declared] = {}
+        # "model.py:12": the user's line that asked for the check (ShapeChecked(...)).
+        self.created = created
+
+
+def _user_line() -> str:
+    """``"file.py:12"``: the innermost caller outside safegen and Keras, or ``""``."""
+    import sys
+
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not _is_library_file(filename):
+            return f"{relative_filename(filename)}:{frame.f_lineno}"
+        frame = frame.f_back
+    return ""
+
+
+def _is_library_file(filename: str) -> bool:
+    parts = filename.replace("\\", "/").split("/")
+    return any(part in ("safegen", "keras", "tf_keras", "tensorflow") for part in parts[:-1])
+
+
+def _created_at(layer: Any, state: CheckState) -> str:
+    """Where to find ``layer`` in the user's code: the line that wrapped it, else where a
+    Lambda's function is defined (an auto-named ``lambda_4`` is hard to find otherwise)."""
+    if state.created:
+        return state.created
+    code = getattr(getattr(layer, "function", None), "__code__", None)
+    if code is None:
+        return ""
+    where = f"{relative_filename(code.co_filename)}:{code.co_firstlineno}"
+    return f"{where} (where its function is defined)"
 
 
 class Inferring(threading.local):
@@ -244,7 +277,7 @@ class OutputCheck(abc.ABC):
 
         def text(what: str, *, hint: str | None = None, details: tuple[str, ...] = ()) -> str:
             return message(_describe(layer), what, source, inputs, state.check, hint=hint,
-                           details=details)  # fmt: skip
+                           details=details, created=_created_at(layer, state))  # fmt: skip
 
         actual = [(p, x) for p, x in self.flatten_with_path(outputs) if x is not None]
         several = len(actual) > 1 or len(declared) > 1
@@ -446,7 +479,7 @@ class LayerChecks(abc.ABC):
             output_shape = normalize_output_shape(output_shape, f"ShapeChecked({name!r})")
         self.validate_layer(layer, name)
         checked = self.checked_class(self._bases.get(type(layer), type(layer)))
-        object.__setattr__(layer, STATE_ATTR, CheckState(check, output_shape))
+        object.__setattr__(layer, STATE_ATTR, CheckState(check, output_shape, _user_line()))
         if type(layer) is not checked:
             object.__setattr__(layer, "__class__", checked)
         self.on_check(layer)
