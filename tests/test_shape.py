@@ -222,7 +222,8 @@ class TestNonLambda:
     def test_explicit_output_shape_wins(self) -> None:
         """An explicit output_shape overrides what the layer declares."""
         layer = safegen.ShapeChecked(layers.Dense(3), output_shape=(2,), check="shape")
-        with pytest.raises(ShapeError, match=r"declared shape \(4, 2\).*\n  created at: .*\n.*output_shape=\(2,\)"):
+        expected = r"declared shape \(4, 2\).*\n  created at: .*\n.*output_shape=\(2,\)"
+        with pytest.raises(ShapeError, match=expected):
             layer(ops.ones((4, 5)))
 
     def test_dense_passes(self) -> None:
