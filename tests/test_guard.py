@@ -300,7 +300,7 @@ class TestCheckMode:
             stamps = np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[D]")
             records = np.zeros(2, dtype=[("a", "i4"), ("b", "f8")])
             while True:
-                stamps += 1
+                stamps += np.timedelta64(1, "D")
                 records["a"] += 1
                 yield stamps, records
 
