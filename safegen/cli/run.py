@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if outcome != "interrupted":
         _wait_for_threads()  # as Python does before it exits; they stay guarded meanwhile
     safegen.disable()
+    if outcome == "no such module":
+        return status  # a usage error: its one line is all there is to say
     if session is not None and status == 0 and not args.warn:
         found = session.as_dict()["totals"]["violations"]
         if found:
