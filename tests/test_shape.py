@@ -935,11 +935,15 @@ class TestTfKeras:
 
 @pytest.mark.slow
 class TestKerasSuite:
-    """tools/keras_suite.py runs Keras's own layer tests plain and with every layer checked."""
+    """tools/keras_suite.py runs Keras's own layer tests plain and with every layer checked.
+
+    It DOWNLOADS the installed Keras's source distribution from PyPI with pip (cached in
+    /tmp/safegen-keras-suite); without network the test is skipped (after about 30 s
+    on 2 loaded cores: pip gives up after one retry)."""
 
     def test_quick_run(self, tmp_path: Path) -> None:
-        """Keras's Lambda tests (from its sdist, fetched with pip) give the same outcomes
-        with every layer checked as without."""
+        """Keras's Lambda tests (from its sdist, downloaded with pip) give the same outcomes
+        with every layer checked as without; skipped when the download fails."""
         out = subprocess.run(
             [
                 sys.executable,

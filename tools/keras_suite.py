@@ -148,23 +148,30 @@ def fetch(version: str, workdir: Path) -> Path:
     if (source / "keras").is_dir():
         return source
     workdir.mkdir(parents=True, exist_ok=True)
-    download = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            f"keras=={version}",
-            "--no-binary",
-            ":all:",
-            "--no-deps",
-            "--quiet",
-            "-d",
-            str(workdir),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        f"keras=={version}",
+        "--no-binary",
+        ":all:",
+        "--no-deps",
+        "--quiet",
+        # Without network, give up in seconds rather than after pip's default
+        # retries (5 of them, 15 s each).
+        "--timeout",
+        "10",
+        "--retries",
+        "1",
+        "-d",
+        str(workdir),
+    ]
+    try:
+        download = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        print(f"could not download keras=={version}: pip timed out", file=sys.stderr)
+        raise SystemExit(3) from None
     if download.returncode != 0:
         print(f"could not download keras=={version}:\n{download.stderr[-2000:]}", file=sys.stderr)
         raise SystemExit(3)
