@@ -707,10 +707,11 @@ class Watch(_State):
         same_root = self.by_root.get(record[_KEY])
         if same_root is None:
             return 0
-        if type(same_root) is list:
-            others: Any = same_root
+        if isinstance(same_root, _Owner):
+            others: Any = [r for filed in same_root.cells.values() for r in filed]
+            others += same_root.wide
         else:
-            others = [r for filed in same_root.cells.values() for r in filed] + same_root.wide
+            others = same_root
         seen = record[_SEEN]
         return max((r[_YIELD] for r in others if r[_YIELD] > seen), default=0)
 

@@ -290,6 +290,3 @@ def _print_traceback(error: BaseException) -> None:
         return
     sys.stderr.write(format_without_safegen(error, tb, keep_tb=True))
     sys.stderr.flush()
-
-
-
