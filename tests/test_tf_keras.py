@@ -271,7 +271,7 @@ def test_article_program_as_written():
     )
     assert result.returncode == 1, result.stderr[-3000:]
     assert (
-        "AliasingError: train_iterator() at tests/article_keras2.py:13: yield #1 leaf [0][0] "
+        "AliasingError: train_iterator() at tests/article_keras2.py:14: yield #1 leaf [0][0] "
         "(float64, shape (64, 2)) changed after it was yielded, while yield #2 was being "
         "produced" in result.stderr
     ), result.stderr[-3000:]
