@@ -11,6 +11,7 @@ import collections
 import functools
 import linecache
 import os
+import sys
 import warnings
 from time import perf_counter
 from types import CodeType, TracebackType
@@ -772,14 +773,29 @@ class Watch(_State):
                     self.stats.unwarned += 1
                     continue
                 self.warned.add(kind)
-                warnings.warn(
+                text = (
                     f"{report.message}\n(safegen warns once per kind of change and data "
-                    "source; the repeats are counted in safegen.stats() and the run summary)",
-                    AliasingWarning,
-                    stacklevel=user_stacklevel(),
+                    "source; the repeats are counted in safegen.stats() and the run summary)"
                 )
+                level = user_stacklevel()
+                caller = sys._getframe(level - 1).f_code.co_filename
+                code = self.source.code
+                if code is not None and _in_library(caller):
+                    # The next() is a framework's (Keras's data adapter): point at the
+                    # generator instead, which is the user's code.
+                    warnings.warn_explicit(text, AliasingWarning, code.co_filename, def_line(code))
+                else:
+                    warnings.warn(text, AliasingWarning, stacklevel=level)
             elif callable(handler):
                 handler(report)
+
+
+_LIBRARIES = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+
+
+def _in_library(filename: str) -> bool:
+    """Whether ``filename`` is an installed package's (a framework's), not the user's."""
+    return any(part in filename for part in _LIBRARIES)
 
 
 def _kind_of(report: AliasingReport) -> str:

@@ -290,6 +290,8 @@ class TestViolationsFailTheRun:
         result = _run(str(script), cwd=tmp_path)
         assert result.returncode == 1, result.stderr[-3000:]
         assert result.stderr.count("AliasingWarning: sneaky() at prog.py:") == 1
+        # Located at the generator, not at Keras's data adapter that called next().
+        assert f"{script}:6: AliasingWarning: sneaky() at prog.py:6:" in result.stderr
         assert "repeated warning(s) not shown)" in result.stderr
         assert "violation(s), which --warn would not fail on)" in result.stderr
 
