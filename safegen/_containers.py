@@ -29,8 +29,18 @@ __all__ = ["ContainerWatch", "Rebound", "detach", "unprotected_leaves"]
 _MUTABLE = (dict, list)
 
 
+_NESTABLE = (dict, list, tuple)
+
+
 def _containers(value: Any) -> list[tuple[Path, Any]]:
     """The mutable containers in ``value`` (itself included), with their paths."""
+    kind = type(value)
+    if kind is list or kind is dict:  # the usual batch: one flat list or dict
+        for child in value.values() if kind is dict else value:
+            if isinstance(child, _NESTABLE):
+                break
+        else:
+            return [((), value)]
     out: list[tuple[Path, Any]] = []
     stack: list[tuple[Path, Any]] = [((), value)]
     seen: set[int] = set()
@@ -107,22 +117,22 @@ class ContainerWatch:
         for path, container in _containers(value):
             key = id(container)
             entry = by_id.get(key)
-            snapshot = _snapshot(container)
-            if entry is not None:
+            if entry is None:
+                by_id[key] = [container, _snapshot(container), count]
+            else:
                 keys = _rebound(container, entry[1])
                 if keys:
                     found.append(Rebound(path, container, keys, entry[2]))
-                entry[1] = snapshot
+                entry[1] = _snapshot(container)
                 entry[2] = count
-            else:
-                by_id[key] = [container, snapshot, count]
             ids.append(key)
-        self.recent.append((count, ids))
-        while self.recent and self.recent[0][0] <= count - self.window:
-            _, old_ids = self.recent.popleft()
+        recent = self.recent
+        recent.append((count, ids))
+        if len(recent) > self.window:
+            old_count, old_ids = recent.popleft()
             for key in old_ids:
                 entry = by_id.get(key)
-                if entry is not None and entry[2] <= count - self.window:
+                if entry is not None and entry[2] == old_count:  # not yielded again since
                     del by_id[key]
         return found
 

@@ -918,13 +918,23 @@ class Freeze(_State):
         if len(self.recent) > self.settings.window:
             for key in self.recent.popleft():
                 self.frozen.pop(key, None)
-        if type(value) is not tuple or len(found) != len(value):
-            self._warn_unprotected(value, count)
         # A dict or list cannot be made read-only: the consumer gets a shallow copy of
         # it (same type, same frozen arrays), which the generator's rebinding of its own
         # container cannot reach (see safegen._containers).
-        if type(value) is not tuple or not all(type(leaf) is _ndarray for leaf in value):
+        kind = type(value)
+        if kind is tuple or kind is list:
+            flat = all(type(child) is _ndarray for child in value)
+        elif kind is dict:
+            flat = all(type(child) is _ndarray for child in value.values())
+        else:
+            flat = kind is _ndarray
+        if not flat:
+            self._warn_unprotected(value, count)
             value = detach(value)
+        elif kind is list:
+            value = list(value)
+        elif kind is dict:
+            value = dict(value)
         stats = self.stats
         stats.yields += 1
         stats.arrays += len(found)
