@@ -453,11 +453,14 @@ def guard(
     Modes:
         * ``"check"`` (default): yields the generator's own objects and reports any
           array that changes after it was yielded, while one of the last ``window``
-          yields. A reused buffer is found by the 2nd yield.
+          yields, and any dict or list yielded again after a key or index in it was
+          rebound. A reused buffer is found by the 2nd yield.
         * ``"copy"``: yields copies, in memory of their own (64-byte aligned above
           256 KiB, so TensorFlow wraps them without a second copy).
         * ``"freeze"``: makes each yielded array read-only, so the generator's next write
-          into it fails at that line, with a note from safegen.
+          into it fails at that line, with a note from safegen; yielded dicts and lists
+          are handed out as shallow copies of their own type (they cannot be made
+          read-only), and other leaves (pandas, bytearray) are warned about once.
         * ``"off"``: given here, hands ``obj`` back untouched; from
           :func:`safegen.mode` or :func:`safegen.configure`, generators are created
           unguarded.
