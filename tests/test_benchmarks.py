@@ -31,6 +31,7 @@ def _run(script, tmp_path, *extra):
     return result
 
 
+@pytest.mark.slow
 class TestBenchmarks:
     """Each benchmark's --quick run writes its JSON and Markdown."""
 

@@ -86,6 +86,7 @@ class TestThreads:
         assert safegen.stats(dataset).violations == 0
 
 
+@pytest.mark.slow
 class TestProcesses:
     """use_multiprocessing=True: the check runs in each worker process."""
 

@@ -21,6 +21,7 @@ import pytest
 
 pytestmark = [
     pytest.mark.jax,
+    pytest.mark.slow,
     pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed"),
     pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="keras is not installed"),
 ]

@@ -159,6 +159,7 @@ class TestCommandLine:
         ],
         ids=lambda env: str(env or "unset"),
     )
+    @pytest.mark.slow
     def test_demo_runs(self, env):
         """The demo shows the three pitfalls, numbered as in the README, and finds them in the
         unmodified programs (section 4), under any setting."""

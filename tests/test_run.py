@@ -182,6 +182,7 @@ class TestUsageErrors:
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.keras
 class TestUnmodifiedPrograms:
     """The article's programs, with no `import safegen`, run under `safegen run`."""

@@ -156,6 +156,7 @@ THREADS = {"workers": 4, "use_multiprocessing": False}
 PROCESSES = {"workers": 2, "use_multiprocessing": True}
 
 
+@pytest.mark.slow
 class TestSequenceThreads:
     """tf_keras.utils.Sequence with fit(workers=4): Keras 2's OrderedEnqueuer threads."""
 
@@ -241,6 +242,7 @@ def test_stats_before_the_first_batch():
     assert safegen.stats(dataset) == safegen.Stats()
 
 
+@pytest.mark.slow
 class TestSequenceProcesses:
     """tf_keras.utils.Sequence with fit(workers=2, use_multiprocessing=True)."""
 
