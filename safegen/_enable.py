@@ -51,8 +51,14 @@ _INTEGRATIONS: dict[str, tuple[str, ...]] = {
     "tensorflow": ("safegen.integrations.tf_data:install",),
 }
 _SHAPE_INTEGRATIONS: dict[str, tuple[str, ...]] = {
-    "keras": ("safegen.integrations.keras.layers:install_lambda_checks",),
-    "tf_keras": ("safegen.integrations.tf_keras.layers:install_lambda_checks",),
+    "keras": (
+        "safegen.integrations.keras.layers:install_lambda_checks",
+        "safegen.integrations.keras.losses:install_loss_checks",
+    ),
+    "tf_keras": (
+        "safegen.integrations.tf_keras.layers:install_lambda_checks",
+        "safegen.integrations.tf_keras.losses:install_loss_checks",
+    ),
 }
 
 
