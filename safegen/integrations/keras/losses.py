@@ -174,6 +174,9 @@ def check_losses(model: Any) -> list[str]:
             "build",
             functools.partial(_checking_build(build, always=True), compile_loss),
         )
-        names = [str(n) for n in (compile_loss.output_names or [])]
+        names = [
+            str(n)
+            for n in (compile_loss.output_names or getattr(model, "output_names", None) or [])
+        ]
     retrace(model)
     return names
