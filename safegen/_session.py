@@ -283,9 +283,7 @@ def record_shape_error(layer: Any, message: str) -> None:
         session.record_layer(layer, error=message)
 
 
-def record_loss(
-    key: int, name: str, location: str, output: str, error: str | None = None
-) -> None:
+def record_loss(key: int, name: str, location: str, output: str, error: str | None = None) -> None:
     """Note that a loss's input shapes were checked, and the ``ShapeError`` text if the
     check raised one (a no-op outside a session)."""
     session = _current

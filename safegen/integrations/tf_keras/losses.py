@@ -146,8 +146,7 @@ def check_losses(model: Any) -> list[str]:
             functools.partial(_checking_build(build, always=True), container),
         )
         names = [
-            str(n)
-            for n in (container._output_names or getattr(model, "output_names", None) or [])
+            str(n) for n in (container._output_names or getattr(model, "output_names", None) or [])
         ]
     retrace(model)
     return names
