@@ -142,6 +142,18 @@ def install_loss_checks() -> Callable[[], None]:
     return _checks.install(patch_build)
 
 
+def _output_names(model: Any, compile_loss: Any) -> list[str]:
+    """The model's output names, as ``CompileLoss`` will name them once built."""
+    names = compile_loss.output_names or getattr(model, "output_names", None)
+    if names:
+        return [str(n) for n in names]
+    try:
+        outputs = model.outputs or []
+    except (AttributeError, ValueError):  # a subclassed model not yet called
+        return []
+    return [str(getattr(getattr(t, "_keras_history", None), "operation", t).name) for t in outputs]
+
+
 def check_losses(model: Any) -> list[str]:
     """Checks each loss of a compiled Keras 3 model; see :func:`safegen.check_losses`.
 
@@ -174,9 +186,6 @@ def check_losses(model: Any) -> list[str]:
             "build",
             functools.partial(_checking_build(build, always=True), compile_loss),
         )
-        names = [
-            str(n)
-            for n in (compile_loss.output_names or getattr(model, "output_names", None) or [])
-        ]
+        names = _output_names(model, compile_loss)
     retrace(model)
     return names
