@@ -21,6 +21,11 @@ import pytest
 import safegen
 from safegen._losses import broadcast, enlarges_both
 
+# Imported before pytester snapshots sys.modules (see test_pytest_plugin.py).
+if importlib.util.find_spec("keras") is not None:
+    import keras  # noqa: F401
+
+pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 MISMATCH = (
     r"loss MeanSquares\.call\(\) at tests/loss_models\.py:\d+: y_true of shape \(16,\) and "
@@ -299,3 +304,57 @@ class TestRun:
         data = json.loads(report.read_text())
         assert data["totals"]["losses_checked"] == 1
         assert data["losses"][0]["shape_errors"] == 1
+
+
+PYTEST_MODULE = """
+import numpy as np
+import keras
+from keras import ops
+
+
+class MeanSquares(keras.losses.Loss):
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+
+def test_fit():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss=MeanSquares())
+    x = np.ones((32, 2), "float32")
+    model.fit(x, x.mean(axis=1), batch_size=16, epochs=1, verbose=0)
+"""
+
+
+@pytest.mark.keras
+class TestPytestPlugin:
+    """`pytest --safegen` checks losses (shapes on), and leaves them with --safegen-no-shapes."""
+
+    PLUGIN = ("-p", "no:safegen", "-p", "safegen.integrations.pytest_plugin")
+
+    @pytest.fixture
+    def inner(self, pytester):
+        pytest.importorskip("keras")
+        pytester.makepyfile(test_loss=PYTEST_MODULE)
+        pytester.makeini(
+            "[pytest]\nfilterwarnings =\n    ignore::UserWarning\n    ignore::DeprecationWarning\n"
+        )
+        pytester.syspathinsert(str(ROOT))
+        return pytester
+
+    def test_safegen_fails_the_test(self, inner):
+        """--safegen: the test fails with the ShapeError; the summary counts the loss."""
+        result = inner.runpytest(*self.PLUGIN, "--safegen")
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "E * safegen.ShapeError: loss MeanSquares.call() at test_loss.py:7: y_true of "
+                "shape (16,) and y_pred of shape (16, 1) broadcast to (16, 16)*",
+                "*= safegen =*",
+                "  1 loss(es) checked",
+            ]
+        )
+
+    def test_no_shapes(self, inner):
+        """--safegen-no-shapes leaves losses alone, as it leaves Lambdas."""
+        result = inner.runpytest(*self.PLUGIN, "--safegen", "--safegen-no-shapes")
+        result.assert_outcomes(passed=1)
