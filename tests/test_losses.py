@@ -219,6 +219,26 @@ class TestKeras3Details:
         assert fit(regression(), MeanSquares(), x, y, check=False) == "ok"
 
 
+    def test_checks_installed_by_enable_end_with_it(self):
+        """A loss wrapped while enabled stops checking after disable(); check_losses then
+        switches it on again for good."""
+        pytest.importorskip("keras")
+        from tests.loss_models import BATCH, MeanSquares, data, regression
+
+        x, y = data(2)
+        model = regression()
+        # Eagerly: a graph traced for (B, 1) targets would be retraced for (B,) targets
+        # with shapes of unknown rank, which Keras's own losses refuse.
+        model.compile(optimizer="sgd", loss=MeanSquares(), run_eagerly=True)
+        with safegen.enabled():
+            model.fit(x, y, batch_size=BATCH, verbose=0)  # builds (and wraps) the loss
+        model.fit(x, y[:, 0], batch_size=BATCH, verbose=0)  # disabled: trains silently
+        assert safegen.check_losses(model) == ["dense"]
+        assert type(model._compile_loss._flat_losses[0].loss).__name__ == "CheckedLoss"
+        with pytest.raises(safegen.ShapeError, match=MISMATCH):
+            model.fit(x, y[:, 0], batch_size=BATCH, verbose=0)
+
+
 @pytest.mark.tf_keras
 class TestTfKeras:
     """check_losses and enable() on tf_keras (Keras 2), with real fit."""

@@ -179,6 +179,8 @@ def check_losses(model: Any) -> list[str]:
         return []
     if compile_loss.built:
         names = _wrap_entries(compile_loss, always=True)
+        if len(names) == 1:  # named after the loss, not the output
+            names = _output_names(model, compile_loss)[:1] or names
     else:
         build = type(compile_loss).build
         object.__setattr__(
