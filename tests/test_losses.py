@@ -114,7 +114,9 @@ def jax_found():
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(params=["tensorflow", pytest.param("jax", marks=pytest.mark.jax)])
+@pytest.fixture(
+    params=["tensorflow", pytest.param("jax", marks=[pytest.mark.jax, pytest.mark.slow])]
+)
 def found(request):
     """The scenarios' results on each Keras 3 backend."""
     if request.param == "tensorflow":
@@ -151,6 +153,8 @@ class TestKeras3:
         labels against logits, sample weights: no error."""
         assert found[name] == "ok"
 
+    @pytest.mark.jax
+    @pytest.mark.slow
     def test_jax_without_tensorflow(self, jax_found):
         """On JAX, safegen.enable() checks too, and TensorFlow is never imported."""
         assert jax_found["backend"] == "jax"
@@ -299,6 +303,7 @@ class TestTfKeras:
 
 
 @pytest.mark.keras
+@pytest.mark.slow
 class TestRun:
     """The unmodified example under `python -m safegen run`."""
 
