@@ -22,6 +22,8 @@ of 12; at 19.3 MB the pool is 309 MB, far more than the caches). Variants:
   it is imported lazily so that quick runs stay light).
 * ``np.copy (no generator)``: ``np.copy`` of the same bytes with no generator at all, the
   memory-bandwidth yardstick.
+* ``check, no lock`` and ``copy, no lock`` (seed batch only): the guarded generator
+  without the per-generator lock that lets threads share it, to price that lock.
 
 "Overhead" is a variant's time per ``next()`` minus the bare generator's in the same
 round; ratios (overhead / ``np.copy``, copy / hand copy) are taken per round, paired, and
@@ -273,6 +275,10 @@ def seed_batch(count, rounds, progress, tf):
         **_modes(pool),
         **_copy_baselines(pool, tf, pair=True),
         "check, same arrays": _variant(lambda: safegen.guard(_cycle([same]), mode="check")),
+        # The guarded generator without the lock that makes it thread-safe: the driver
+        # generator the proxy serializes (not something a user can get).
+        "check, no lock": _variant(lambda: safegen.guard(_cycle(pool)).__wrapped__),
+        "copy, no lock": _variant(lambda: safegen.guard(_cycle(pool), mode="copy").__wrapped__),
         "check, window 48": _variant(lambda: safegen.guard(_cycle(pool), window=48)),
     }
     samples = measure(variants, count, rounds, progress)
@@ -287,6 +293,12 @@ def seed_batch(count, rounds, progress, tf):
             _ratio(_minus(samples["copy"], bare), hand), 2.0
         ),
         "copy per yield / hand-copy per yield": _ratio(samples["copy"], samples["hand copy"]),
+        "thread-safety lock per yield, check, us (check - check without the lock)": _spread(
+            _minus(samples["check"], samples["check, no lock"]), 1e6
+        ),
+        "thread-safety lock per yield, copy, us (copy - copy without the lock)": _spread(
+            _minus(samples["copy"], samples["copy, no lock"]), 1e6
+        ),
     }
     return {
         "batch": f"x (64, 2) + y (64, 1) float64, 1.5 KiB, pool of {SEED_POOL} batches",

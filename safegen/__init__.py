@@ -34,6 +34,7 @@ from safegen._layers import (
     register_loaded,
     unwrap,
 )
+from safegen._losses import check_losses
 from safegen._report import AliasingReport
 from safegen._stats import Stats
 
@@ -54,6 +55,7 @@ __all__ = [
     "ShapeError",
     "Stats",
     "check_layers",
+    "check_losses",
     "configure",
     "disable",
     "enable",

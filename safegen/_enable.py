@@ -52,8 +52,14 @@ _INTEGRATIONS: dict[str, tuple[str, ...]] = {
     "tensorflow": ("safegen.integrations.tf_data:install",),
 }
 _SHAPE_INTEGRATIONS: dict[str, tuple[str, ...]] = {
-    "keras": ("safegen.integrations.keras.layers:install_lambda_checks",),
-    "tf_keras": ("safegen.integrations.tf_keras.layers:install_lambda_checks",),
+    "keras": (
+        "safegen.integrations.keras.layers:install_lambda_checks",
+        "safegen.integrations.keras.losses:install_loss_checks",
+    ),
+    "tf_keras": (
+        "safegen.integrations.tf_keras.layers:install_lambda_checks",
+        "safegen.integrations.tf_keras.losses:install_loss_checks",
+    ),
 }
 
 
@@ -108,6 +114,8 @@ def enable(
       its declared ``output_shape`` (rank only, as ``ShapeChecked(check="rank")``),
       whether built before or after this call, without changing its weights, variable
       paths, name or what ``model.save`` writes;
+    * with ``shapes=True``, each loss of every compiled model checks the shapes of
+      ``y_true`` and ``y_pred`` it receives, as :func:`safegen.check_losses` does;
     * an ``AliasingError`` that TensorFlow wrapped in one of its own errors (raised in a
       data thread) is re-raised as itself, chained from TensorFlow's error.
 
@@ -119,7 +127,7 @@ def enable(
         mode: ``"check"``, ``"copy"``, ``"freeze"`` or ``"off"``; ``None`` takes it from
             :func:`safegen.mode`, :func:`safegen.configure` or ``SAFEGEN_MODE`` when each
             source is guarded.
-        shapes: check Lambda layers' output ranks.
+        shapes: check Lambda layers' output ranks and losses' input shapes.
         on_violation: ``"raise"``, ``"warn"`` or a callable given each report.
         window: how many recent batches check mode watches.
 

@@ -63,7 +63,8 @@ class AliasingError(SafegenError, RuntimeError):
 
 
 class ShapeError(SafegenError, ValueError):
-    """A layer's real output does not have the rank or shape it declares.
+    """A layer's real output does not have the rank or shape it declares, or a loss
+    compares ``y_true`` and ``y_pred`` whose shapes broadcast to more than both.
 
     A ``ValueError`` because the value a layer produced is of the wrong shape, like the
     ``ValueError`` Keras raises for incompatible shapes.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
 import numpy as np
+import wrapt
 
 from safegen._config import (
     MODES,
@@ -40,8 +42,8 @@ __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 F = TypeVar("F")
 
-# Guarded generators are real generators, which take no attributes: their state is
-# found through this table instead.
+# The state of each guarded generator (a proxy) and async generator (a real one, which
+# takes no attributes), found through this table.
 _STATES: weakref.WeakKeyDictionary[Any, _State] = weakref.WeakKeyDictionary()
 
 
@@ -170,25 +172,96 @@ def _source_of(obj: Any, function: Any = None) -> Source:
     return Source(f"{type(obj).__qualname__} object", None)
 
 
+class _SerializedGenerator(wrapt.ObjectProxy):  # type: ignore[type-arg]
+    """A guarded generator that several threads may share.
+
+    ``next()``, ``send()``, ``throw()`` and ``close()`` take a per-generator lock, as the
+    ``threadsafe_generator`` recipe of Keras 2 users did by hand: two threads never run
+    the generator at once (a bare generator raises ``ValueError: generator already
+    executing``, which tf_keras turns into "Your generator is NOT thread-safe"), each
+    value goes to exactly one caller, and safegen's bookkeeping for a yield is done
+    before the next one starts. Everything else (``gi_frame``, ``__name__``,
+    ``isinstance(g, types.GeneratorType)``, ``inspect.isgenerator``) sees the generator.
+    The lock is reentrant, so a generator that calls ``next()`` on itself still gets
+    Python's own ``ValueError``.
+    """
+
+    def __init__(self, wrapped: Generator[Any, Any, Any], state: _State) -> None:
+        super().__init__(wrapped)
+        self._self_lock = threading.RLock()
+        self._self_send = wrapped.send
+        self._self_state = state
+
+    def __iter__(self) -> _SerializedGenerator:
+        return self
+
+    def __next__(self) -> Any:
+        with self._self_lock:
+            return self._self_send(None)
+
+    def send(self, value: Any) -> Any:
+        with self._self_lock:
+            return self._self_send(value)
+
+    def throw(self, *args: Any) -> Any:
+        with self._self_lock:
+            return self.__wrapped__.throw(*args)
+
+    def close(self) -> None:
+        with self._self_lock:
+            self.__wrapped__.close()
+
+    # Identity, as for a generator (the proxy would otherwise compare and hash as the
+    # generator it wraps).
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+    def __repr__(self) -> str:
+        return f"<safegen-guarded {self.__wrapped__!r}>"
+
+    def _self_safegen_stats(self) -> Stats:
+        return Stats() + self._self_state.stats
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("cannot pickle a safegen-guarded 'generator' object")
+
+    def __copy__(self) -> Any:
+        raise TypeError("cannot copy a safegen-guarded 'generator' object")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise TypeError("cannot copy a safegen-guarded 'generator' object")
+
+
 def _wrap_iterator(
     obj: Any, settings: Settings, source: Source, totals: Totals | None = None
 ) -> Any:
-    """A guarded generator (or async generator) yielding what ``obj`` yields."""
+    """A guarded generator (or async generator) yielding what ``obj`` yields.
+
+    Generators and iterators come back as a :class:`_SerializedGenerator`, safe to share
+    between threads; async generators as an async generator (one event loop runs them).
+    """
     if settings.mode == "off":
         return obj
     state = make_state(settings, source, background=True)
     state.producer = obj
-    guarded: Any
+    driver: Any
     if inspect.isgenerator(obj):
-        guarded = _run(obj, state)
+        driver = _run(obj, state)
     elif inspect.isasyncgen(obj):
-        guarded = _run_async(obj, state)
+        driver = _run_async(obj, state)
     else:
-        guarded = _run_iterator(obj, state)
+        driver = _run_iterator(obj, state)
     qualname = getattr(obj, "__qualname__", None)
     if isinstance(qualname, str):
-        guarded.__name__ = getattr(obj, "__name__", qualname)
-        guarded.__qualname__ = qualname
+        driver.__name__ = getattr(obj, "__name__", qualname)
+        driver.__qualname__ = qualname
+    guarded = driver if inspect.isasyncgen(driver) else _SerializedGenerator(driver, state)
     _STATES[guarded] = state
     if totals is not None:
         totals.track(state, state.stats)
@@ -445,10 +518,11 @@ def guard(
     ``PyDataset`` (or ``Sequence``) classes and instances, whose ``__getitem__`` results
     are guarded (an instance is guarded in place and returned).
 
-    A guarded generator function still returns a real generator (``inspect.isgenerator``
-    is true, so Keras and ``tf.data`` accept it) that passes ``send``, ``throw``,
-    ``close``, the return value and exceptions through. The arrays may sit anywhere in
-    tuples, lists, dicts and namedtuples; other leaves are left alone.
+    A guarded generator function returns a generator proxy (``inspect.isgenerator`` and
+    ``isinstance(g, types.GeneratorType)`` are true, so Keras and ``tf.data`` accept it)
+    that passes ``send``, ``throw``, ``close``, the return value and exceptions through,
+    and that several threads may share: their calls run one at a time. The arrays may
+    sit anywhere in tuples, lists, dicts and namedtuples; other leaves are left alone.
 
     Modes:
         * ``"check"`` (default): yields the generator's own objects and reports any

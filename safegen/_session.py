@@ -20,11 +20,13 @@ from safegen._stats import Stats
 
 __all__ = [
     "LayerRecord",
+    "LossRecord",
     "Session",
     "SourceRecord",
     "current",
     "record_error",
     "record_layer",
+    "record_loss",
     "record_remote",
     "record_shape_error",
     "record_source",
@@ -69,6 +71,25 @@ class LayerRecord:
     shape_errors: int = 0
 
 
+@dataclasses.dataclass
+class LossRecord:
+    """One loss of a compiled model whose ``y_true``/``y_pred`` shapes safegen checked.
+
+    Attributes:
+        name: the loss, as in messages (``"MeanSquares.call()"``).
+        location: ``"file.py:12"`` where that code is defined, or ``""``.
+        output: the model output it belongs to (``""`` for a model with one loss).
+        checks: how many times its shapes were checked (in graph mode, once per trace).
+        shape_errors: how many of those checks raised ``ShapeError``.
+    """
+
+    name: str
+    location: str
+    output: str
+    checks: int = 0
+    shape_errors: int = 0
+
+
 class Session:
     """What one enabled period saw. Thread-safe."""
 
@@ -76,6 +97,7 @@ class Session:
         self.lock = threading.Lock()
         self.sources: dict[tuple[str, str, str], SourceRecord] = {}
         self.layers: dict[int, LayerRecord] = {}
+        self.losses: dict[int, LossRecord] = {}
         self.shape_errors: list[str] = []
         self.errors: list[BaseException] = []
         # What enable() left off, and why: {"sources": ..., "layers": ...}.
@@ -104,6 +126,18 @@ class Session:
                 record.shape_errors += 1
                 self.shape_errors.append(error)
 
+    def record_loss(
+        self, key: int, name: str, location: str, output: str, error: str | None = None
+    ) -> None:
+        with self.lock:
+            record = self.losses.get(key)
+            if record is None:
+                record = self.losses[key] = LossRecord(name, location, output)
+            record.checks += 1
+            if error is not None:
+                record.shape_errors += 1
+                self.shape_errors.append(error)
+
     def record_error(self, error: BaseException) -> None:
         with self.lock:
             self.errors.append(error)
@@ -121,6 +155,7 @@ class Session:
         with self.lock:
             sources = list(self.sources.values())
             layers = list(self.layers.values())
+            losses = list(self.losses.values())
             shape_errors = list(self.shape_errors)
             remote = dict(self.remote)
         rows = []
@@ -139,6 +174,7 @@ class Session:
         return {
             "sources": rows,
             "layers": [dataclasses.asdict(layer) for layer in layers],
+            "losses": [dataclasses.asdict(loss) for loss in losses],
             "totals": {
                 "sources": len(rows),
                 "batches": total.yields,
@@ -149,6 +185,7 @@ class Session:
                 "unattributed": total.unattributed,
                 "unwarned": total.unwarned,
                 "layers_checked": len(layers),
+                "losses_checked": len(losses),
                 "shape_errors": len(shape_errors) + remote.get("ShapeError", 0),
                 "seconds": total.seconds,
             },
@@ -189,8 +226,17 @@ class Session:
                 f"  layer {layer['name']!r} ({layer['kind']}): output checked "
                 f"{layer['checks']} time(s), {layer['shape_errors']} shape error(s)"
             )
+        for loss in data["losses"]:
+            where = f" at {loss['location']}" if loss["location"] else ""
+            output = f" (output {loss['output']!r})" if loss["output"] else ""
+            lines.append(
+                f"  loss {loss['name']}{where}{output}: shapes checked "
+                f"{loss['checks']} time(s), {loss['shape_errors']} shape error(s)"
+            )
+        if totals["losses_checked"]:
+            lines.append(f"  {totals['losses_checked']} loss(es) checked")
         off = self.off
-        if not data["sources"] and not data["layers"] and not off:
+        if not data["sources"] and not data["layers"] and not data["losses"] and not off:
             lines.append(
                 "  nothing was guarded: no generator, PyDataset or from_generator source "
                 "reached Keras or tf.data, and no Lambda layer ran"
@@ -280,6 +326,14 @@ def record_remote(error: BaseException) -> None:
     session = _current
     if session is not None:
         session.record_remote(error)
+
+
+def record_loss(key: int, name: str, location: str, output: str, error: str | None = None) -> None:
+    """Note that a loss's input shapes were checked, and the ``ShapeError`` text if the
+    check raised one (a no-op outside a session)."""
+    session = _current
+    if session is not None:
+        session.record_loss(key, name, location, output, error)
 
 
 def record_error(error: BaseException) -> None:

@@ -9,7 +9,14 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from hypothesis import HealthCheck, settings  # noqa: E402
+
 from safegen import _config  # noqa: E402
+
+# No test may depend on timing: Hypothesis's per-example deadline (200 ms) and its
+# "too slow" health check fail on a busy machine, not on a bug.
+settings.register_profile("safegen", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("safegen")
 
 
 @pytest.fixture(autouse=True)

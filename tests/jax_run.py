@@ -77,7 +77,18 @@ def generators():
 def datasets(processes):
     options = {"workers": 2, "use_multiprocessing": True} if processes else {"workers": 4}
     batches = 20 if processes else 60
-    results = {"unguarded": _outcome(SharedBuffer(batches, pause=0.002, **options))}
+    results: dict = {}
+    if not processes:
+        # The control, without a race: every batch Keras's worker threads hand over,
+        # kept, then compared (see tests/test_datasets.py).
+        from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+        adapter = PyDatasetAdapter(SharedBuffer(20, **options), shuffle=False)
+        kept = list(adapter.get_numpy_iterator())
+        results["unguarded_held"] = {
+            "batches": len(kept),
+            "distinct": len({x.tobytes() for x, _ in kept}),
+        }
     for mode in ("check", "copy", "freeze"):
         dataset = safegen.guard(SharedBuffer(batches, pause=0.002, **options), mode=mode)
         results[mode] = _outcome(dataset, dataset)

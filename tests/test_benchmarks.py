@@ -31,6 +31,7 @@ def _run(script, tmp_path, *extra):
     return result
 
 
+@pytest.mark.slow
 class TestBenchmarks:
     """Each benchmark's --quick run writes its JSON and Markdown."""
 
@@ -95,6 +96,21 @@ class TestBenchmarks:
         for ratio in report["ratio_vs_bare"].values():
             assert ratio["ci_low"] <= ratio["median"] <= ratio["ci_high"]
         assert "A/A control's interval" in (tmp_path / "mean_training_quick.md").read_text()
+
+    @pytest.mark.keras
+    def test_loss_checks(self, tmp_path):
+        """loss_checks.py --quick reports each checked variant's ratio to its twin."""
+        pytest.importorskip("keras")
+        pytest.importorskip("tqdm")
+        _run("loss_checks.py", tmp_path)
+        report = json.loads((tmp_path / "loss_checks_quick.json").read_text())
+        assert set(report["ratio_vs_twin"]) == {
+            "bare again",
+            "mse, checked",
+            "subclass, checked",
+            "eager subclass, checked",
+        }
+        assert len(report["targets"]) == 3
 
     @pytest.mark.keras
     def test_tf_data(self, tmp_path):

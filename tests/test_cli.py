@@ -51,6 +51,7 @@ class TestCheckCommand:
         assert "reused() at tests/cli_data.py:" in lines[1]
         assert "yield #1 leaf [0] (float64, shape (4, 2)) changed" in lines[1]
 
+    @pytest.mark.slow
     @pytest.mark.keras
     def test_epochs_option(self):
         """--epochs N reads a dataset N times, calling on_epoch_end after each epoch."""
@@ -76,6 +77,7 @@ class TestCheckCommand:
         assert result.returncode == 0
         assert "3 item(s) pulled in mode 'check' (the source ended)" in result.stdout
 
+    @pytest.mark.slow
     @pytest.mark.keras
     def test_pydataset_class(self):
         """A PyDataset class is instantiated and read batch by batch."""
@@ -246,6 +248,7 @@ class TestCommandLine:
             result.stderr.strip()
         ] and result.stderr.startswith(f"python -m safegen: environment variable {message}")
 
+    @pytest.mark.slow
     @pytest.mark.keras
     def test_freeze_stop_is_not_the_source_ending(self):
         """A dataset shorter than --steps stopped by freeze says so, not 'the source ended'."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.keras
+pytestmark = [pytest.mark.keras, pytest.mark.slow]
 pytest.importorskip("tensorflow")
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -106,6 +106,7 @@ class TestSwitch:
             "SafegenWarning safegen could not install its colorsys integration",
         ]
 
+    @pytest.mark.slow
     def test_another_hook_of_the_same_kind(self):
         """A second finder that also asks the others for the spec causes no recursion."""
         code = (
@@ -400,6 +401,7 @@ class TestFromGenerator:
         assert [r["name"] for r in safegen._session.current().as_dict()["sources"]] == ["fresh()"]
 
 
+@pytest.mark.slow
 class TestImportOrder:
     """enable() before `import keras` installs the hooks when Keras arrives; and a model
     saved with checked layers loads in a program that imports safegen before Keras."""
@@ -453,6 +455,7 @@ class TestImportOrder:
         assert result.stdout.strip() == "caught reused() at tests/test_enable.py"
 
 
+@pytest.mark.slow
 class TestJaxBackend:
     """enable() with Keras 3 on JAX: the patches sit on keras.Model, whatever the backend."""
 

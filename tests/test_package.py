@@ -110,6 +110,7 @@ class TestPublicNames:
             "_fingerprint",
             "_guard",
             "_layers",
+            "_losses",
             "_modes",
             "_probe",
             "_report",
@@ -119,12 +120,13 @@ class TestPublicNames:
             "cli",
             "testing",
             "integrations.keras.layers",
+            "integrations.keras.losses",
         ],
     )
     def test_doctests(self, module):
         """The examples in the docstrings run (also those of classes re-exported as safegen.X,
         which doctest's own finder skips because their __module__ is "safegen")."""
-        if module in ("_layers", "integrations.keras.layers"):
+        if module in ("_layers", "_losses") or module.startswith("integrations.keras."):
             pytest.importorskip("keras")
         mod = importlib.import_module(f"safegen.{module}")
         finder = doctest.DocTestFinder(exclude_empty=True)
@@ -159,6 +161,7 @@ class TestCommandLine:
         ],
         ids=lambda env: str(env or "unset"),
     )
+    @pytest.mark.slow
     def test_demo_runs(self, env):
         """The demo shows the three pitfalls, numbered as in the README, and finds them in the
         unmodified programs (section 4), under any setting."""

@@ -184,6 +184,7 @@ class TestUsageErrors:
             assert result.stderr.splitlines() == [message]
 
 
+@pytest.mark.slow
 @pytest.mark.keras
 class TestUnmodifiedPrograms:
     """The article's programs, with no `import safegen`, run under `safegen run`."""

@@ -382,6 +382,7 @@ class TestSaving:
         with pytest.raises(ShapeError, match=r"declared shape \(4, 1\)"):
             copied(ops.ones((4, 3)))
 
+    @pytest.mark.slow
     def test_fresh_process_loads_and_checks(self, tmp_path: Path) -> None:
         """A new program that imports keras, then safegen, loads the file and still checks."""
         model = keras.Sequential(
@@ -452,6 +453,7 @@ class TestCheckLayers:
         assert is_checked(checked[0]) and not is_checked(model.get_layer("mean"))
         assert checked[0].__dict__["_safegen_check"].check == "shape"
 
+    @pytest.mark.slow
     def test_compiled_model_not_recompiled(self) -> None:
         """check_layers keeps the compiled model (plain-function loss included) and its traces
         are redone: the Lambda fitted before is caught at the next fit."""
@@ -905,6 +907,7 @@ TF_KERAS_SCRIPT = textwrap.dedent(
 class TestTfKeras:
     """The same checks on Keras 2 (tf_keras) layers, in a subprocess."""
 
+    @pytest.mark.slow
     def test_article_lambda(self) -> None:
         """The article's Lambda without K.expand_dims raises ShapeError in tf_keras fit and
         predict; the fixed one trains to a loss of 0; unwrap and install_lambda_checks work."""
@@ -996,6 +999,7 @@ JAX_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 class TestJaxBackend:
     """The core checks under KERAS_BACKEND=jax, in a subprocess."""
 

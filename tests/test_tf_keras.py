@@ -49,6 +49,17 @@ def aligned_reused(steps=1000):
         yield x, (x[:, 0] + x[:, 1])[:, None] / 2
 
 
+def _held(enqueuer, count, workers=1):
+    """The first ``count`` batches a tf_keras enqueuer hands over, all kept (as its
+    queue and any prefetching consumer keep them), read after the last one arrived."""
+    enqueuer.start(workers=workers, max_queue_size=10)
+    try:
+        output = enqueuer.get()
+        return [next(output) for _ in range(count)]
+    finally:
+        enqueuer.stop()
+
+
 def _fit(method, data, **kwargs):
     """Train the mean model with ``fit`` or ``fit_generator``; the history dict."""
     model = mean_model()
@@ -80,21 +91,31 @@ class TestGenerators:
         history = _fit(method, seed.reused_buffer_keras(64), steps_per_epoch=20, epochs=1)
         assert history["mismatched"] == [0.0]
 
-    def test_worker_threads_show_the_bug(self, method):
-        """The control: with workers=2 (Keras 2.2's fit_generator ran a thread even with
-        workers=1) the enqueuer's queue holds batches by reference: mismatched pairs."""
-        history = _fit(
-            method, seed.reused_buffer_keras(64), steps_per_epoch=20, epochs=1, workers=2
-        )
-        assert history["mismatched"][0] > 0.5 and history["loss"][0] > 0.0
+    def test_worker_thread_queue_holds_the_buffer(self):
+        """The control, without a race: tf_keras's enqueuer thread queues batches by
+        reference, so a consumer that keeps 10 of them holds one buffer 10 times."""
+        kept = _held(tf_keras.utils.GeneratorEnqueuer(seed.reused_buffer_keras(64)), 10)
+        assert all(batch[0][0] is kept[0][0][0] for batch in kept)
+        assert sum(seed.consistent(batch) for batch in kept) <= 1
 
     def test_copy_mode_with_worker_threads(self, method):
-        """Copy mode: the same generator with workers=2 trains to a loss of exactly 0."""
+        """Copy mode: the same generator with workers=4 trains to a loss of exactly 0; the
+        threads share it without "Your generator is NOT thread-safe"."""
         guarded = safegen.guard(seed.reused_buffer_keras, mode="copy")
-        history = _fit(method, guarded(64), steps_per_epoch=20, epochs=2, workers=2)
+        history = _fit(method, guarded(64), steps_per_epoch=20, epochs=2, workers=4)
         assert history["loss"] == [0.0, 0.0] and history["mismatched"] == [0.0, 0.0]
         assert safegen.stats(guarded).yields >= 40
         assert safegen.stats(guarded).bytes_copied > 0
+
+    @pytest.mark.parametrize("mode", ["check", "copy", "freeze"])
+    def test_worker_threads_share_a_guarded_generator(self, method, mode):
+        """4 enqueuer threads share one guarded, correct generator in every mode: no "NOT
+        thread-safe" error, a loss of exactly 0, every batch counted once."""
+        guarded = safegen.guard(seed.fresh_buffer_keras, mode=mode)
+        history = _fit(method, guarded(32), steps_per_epoch=15, epochs=2, workers=4)
+        assert history["loss"] == [0.0, 0.0] and history["mismatched"] == [0.0, 0.0]
+        found = safegen.stats(guarded)
+        assert found.violations == 0 and found.yields >= 30
 
     def test_check_mode_with_worker_threads(self, method):
         """Check mode reports the reused buffer with workers=2 too."""
@@ -118,18 +139,22 @@ class TestGenerators:
 
     @pytest.mark.parametrize("mode", [None, "copy"])
     def test_from_generator_dataset(self, mode):
-        """tf_keras fit on from_generator over an aligned reused buffer: TensorFlow wraps it
-        without copying, so unguarded pairs mismatch; copy mode fixes it."""
+        """from_generator over an aligned reused buffer: TensorFlow wraps it without
+        copying, so the 20 tensors a consumer keeps are one buffer (the control, without a
+        race); in copy mode they are 20 batches and tf_keras fit trains on them."""
         source = aligned_reused if mode is None else safegen.guard(aligned_reused, mode=mode)
         signature = (
             tf.TensorSpec((BATCH, 2), tf.float64),
             tf.TensorSpec((BATCH, 1), tf.float64),
         )
         dataset = tf.data.Dataset.from_generator(source, output_signature=signature)
-        history = _fit("fit", dataset.prefetch(8), steps_per_epoch=20, epochs=1)
+        kept = list(dataset.prefetch(8).take(20))
+        distinct = len({x.numpy().tobytes() for x, _ in kept})
         if mode is None:
-            assert history["mismatched"][0] > 0.5
+            assert distinct == 1
         else:
+            assert distinct == 20
+            history = _fit("fit", dataset.prefetch(8), steps_per_epoch=20, epochs=1)
             assert history["mismatched"] == [0.0]
 
 
@@ -141,13 +166,17 @@ THREADS = {"workers": 4, "use_multiprocessing": False}
 PROCESSES = {"workers": 2, "use_multiprocessing": True}
 
 
+@pytest.mark.slow
 class TestSequenceThreads:
     """tf_keras.utils.Sequence with fit(workers=4): Keras 2's OrderedEnqueuer threads."""
 
     def test_bug_is_real_without_safegen(self):
-        """Unguarded, the shared-buffer Sequence gives mismatched batches."""
-        # A race: how many batches lose it varies with the machine's load.
-        assert _fit_sequence(SharedBuffer(pause=0.002), **THREADS)[0] > 0.2
+        """The control, without a race: the 20 batches Keras 2's enqueuer threads hand
+        over, all kept, are one buffer holding one batch's values."""
+        enqueuer = tf_keras.utils.OrderedEnqueuer(SharedBuffer(batches=20), shuffle=False)
+        kept = _held(enqueuer, 20, workers=4)
+        assert all(x is kept[0][0] for x, _ in kept)
+        assert len({x.tobytes() for x, _ in kept}) == 1
 
     def test_check_mode_reports_the_shared_buffer(self):
         """Check mode stops fit with safegen's message naming __getitem__."""
@@ -223,6 +252,7 @@ def test_stats_before_the_first_batch():
     assert safegen.stats(dataset) == safegen.Stats()
 
 
+@pytest.mark.slow
 class TestSequenceProcesses:
     """tf_keras.utils.Sequence with fit(workers=2, use_multiprocessing=True)."""
 

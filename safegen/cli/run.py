@@ -75,7 +75,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "after any violation)",
     )
     parser.add_argument(
-        "--no-shapes", action="store_true", help="do not check Lambda layers' output ranks"
+        "--no-shapes",
+        action="store_true",
+        help="do not check Lambda layers' output ranks nor loss shapes",
     )
     parser.add_argument(
         "--window", type=positive, default=None, help="batches check mode watches (default 12)"

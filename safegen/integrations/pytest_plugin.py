@@ -52,7 +52,7 @@ def pytest_addoption(parser: Any) -> None:
         "--safegen-no-shapes",
         action="store_true",
         default=False,
-        help="with --safegen, do not check Lambda layers' output ranks",
+        help="with --safegen, do not check Lambda layers' output ranks nor loss shapes",
     )
     group.addoption(
         "--safegen-warn",

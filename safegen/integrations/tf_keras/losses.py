@@ -1,0 +1,152 @@
+"""tf_keras (Keras 2) loss checks: the shapes each loss of a compiled model receives.
+
+``model.compile(loss=...)`` keeps the losses in a ``LossesContainer``
+(``model.compiled_loss``), built with the first batch. It expands a rank-1 ``y_true`` to
+rank 2 when ``y_pred`` has rank 2 (``match_dtype_and_rank``), and a
+``LossFunctionWrapper`` (built-in losses, plain functions) also squeezes a trailing
+dimension of 1 (``squeeze_or_expand_dimensions``); a ``tf_keras.losses.Loss`` subclass
+with its own ``call`` gets ``y_pred`` of shape ``(B,)`` against ``y_true`` ``(B, 1)`` as
+they are. Once built, every loss that runs the user's code is replaced in the container
+by a :class:`~safegen.integrations._checked_losses.CheckedLoss` (see that module).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+import tf_keras
+from tf_keras.src.engine.compile_utils import LossesContainer
+from tf_keras.src.losses import LossFunctionWrapper
+
+from safegen._shapes import Shape
+from safegen.integrations._checked_losses import LossChecks, UserCode, retrace
+from safegen.integrations._patching import patch
+
+__all__ = ["check_losses", "install_loss_checks"]
+
+
+def _is_keras(obj: Any) -> bool:
+    module = getattr(obj, "__module__", None) or ""
+    return module.startswith(("tf_keras.", "keras.", "tensorflow."))
+
+
+class _TfKerasLosses(LossChecks):
+    framework = "tf_keras"
+
+    def user_code(self, loss: Any) -> UserCode | None:
+        call = type(loss).call
+        if isinstance(loss, LossFunctionWrapper) and call is LossFunctionWrapper.call:
+            fn = loss.fn
+            if _is_keras(fn):
+                return None
+            name = getattr(fn, "__qualname__", None) or type(fn).__name__
+            return UserCode(f"{name}()", getattr(fn, "__code__", None), True)
+        if _is_keras(call) or not isinstance(loss, tf_keras.losses.Loss):
+            return None
+        return UserCode(f"{type(loss).__name__}.call()", getattr(call, "__code__", None), False)
+
+    def static_shape(self, x: Any) -> Shape | None:
+        shape = getattr(x, "shape", None)
+        if not isinstance(shape, tf.TensorShape) or shape.rank is None:
+            return None
+        return tuple(shape.as_list())
+
+    def dtype_name(self, x: Any) -> str:
+        return str(tf.as_dtype(x.dtype).name)
+
+    def reconcile(self, y_true: Shape, y_pred: Shape) -> tuple[Shape, Shape]:
+        # tf_keras.src.utils.losses_utils.remove_squeezable_dimensions, on shapes.
+        def squeezable(dim: Any) -> bool:
+            return dim is None or dim == 1
+
+        diff = len(y_pred) - len(y_true)
+        if diff == 1 and squeezable(y_pred[-1]):
+            return y_true, y_pred[:-1]
+        if diff == -1 and squeezable(y_true[-1]):
+            return y_true[:-1], y_pred
+        return y_true, y_pred
+
+    def evaluate(self, loss: Any, y_true: Any, y_pred: Any) -> Any:
+        with tf.init_scope():
+            return loss.call(tf.constant(y_true), tf.constant(y_pred)).numpy()
+
+
+_checks = _TfKerasLosses()
+
+
+def _wrap_entries(container: Any, *, always: bool) -> list[str]:
+    names = [str(n) for n in (container._output_names or [])]
+    several = sum(loss is not None for loss in container._losses) > 1
+    container._losses = [
+        _checks.wrap(loss, name if several else "", always=always)
+        for loss, name in zip(container._losses, names, strict=False)
+    ]
+    return [n for n, loss in zip(names, container._losses, strict=False) if loss is not None]
+
+
+def _checking_build(original: Callable[..., Any], *, always: bool) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def build(self: Any, y_pred: Any) -> Any:
+        result = original(self, y_pred)
+        _wrap_entries(self, always=always)
+        return result
+
+    return build
+
+
+def install_loss_checks() -> Callable[[], None]:
+    """Makes every compiled tf_keras model check its losses' input shapes (for
+    ``safegen.enable()``); returns the function that undoes it.
+
+    Example:
+        >>> undo = install_loss_checks()
+        >>> undo()
+    """
+
+    def patch_build() -> Callable[[], None]:
+        original = LossesContainer.__dict__["build"]
+        return patch(LossesContainer, "build", _checking_build(original, always=False))
+
+    return _checks.install(patch_build)
+
+
+def check_losses(model: Any) -> list[str]:
+    """Checks each loss of a compiled tf_keras model; see :func:`safegen.check_losses`.
+
+    Example:
+        >>> import tf_keras
+        >>> model = tf_keras.Sequential([tf_keras.layers.Dense(1, input_shape=(2,), name="d")])
+        >>> model.compile(loss="mse")
+        >>> check_losses(model)
+        ['d']
+    """
+    if not isinstance(model, tf_keras.Model):
+        raise TypeError(
+            "check_losses(model): model must be a tf_keras model (tf_keras.Model); got "
+            f"{model!r} of type {type(model).__name__}."
+        )
+    container = getattr(model, "compiled_loss", None)
+    if not model._is_compiled:
+        raise ValueError(
+            f"check_losses(model): model {model.name!r} is not compiled; call "
+            "model.compile(loss=...) first."
+        )
+    if not isinstance(container, LossesContainer):
+        return []
+    if container.built:
+        names = _wrap_entries(container, always=True)
+    else:
+        build = type(container).build
+        object.__setattr__(
+            container,
+            "build",
+            functools.partial(_checking_build(build, always=True), container),
+        )
+        names = [
+            str(n) for n in (container._output_names or getattr(model, "output_names", None) or [])
+        ]
+    retrace(model)
+    return names
