@@ -383,3 +383,19 @@ class TestPytestPlugin:
         """--safegen-no-shapes leaves losses alone, as it leaves Lambdas."""
         result = inner.runpytest(*self.PLUGIN, "--safegen", "--safegen-no-shapes")
         result.assert_outcomes(passed=1)
+
+
+@pytest.mark.keras
+class TestDisableSwitch:
+    """SAFEGEN_DISABLE=1 switches loss checks off too (issue 19, bug 7)."""
+
+    def test_no_shape_error_under_disable(self, monkeypatch):
+        """The issue's loss with (B,) targets trains without a ShapeError when disabled."""
+        pytest.importorskip("keras")
+        from safegen import _config
+        from tests import loss_models
+
+        monkeypatch.setenv("SAFEGEN_DISABLE", "1")
+        _config.reset()
+        x, y1 = loss_models.data(1)
+        assert loss_models.fit(loss_models.regression(), loss_models.MeanSquares(), x, y1) == "ok"
