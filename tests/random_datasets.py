@@ -17,7 +17,7 @@ MODULE_RNG = np.random.default_rng(7)
 class _Base(keras.utils.PyDataset):
     """Tiny (x, y) batches; each batch's noise is also written to ``folder`` if given."""
 
-    def __init__(self, batches=4, batch_size=8, folder=None, **kwargs):
+    def __init__(self, batches=4, batch_size=32, folder=None, **kwargs):
         super().__init__(**kwargs)
         self.batches, self.batch_size, self.folder = batches, batch_size, folder
         self.x = np.arange(batches * batch_size * 2, dtype=np.float32).reshape(-1, 2)
