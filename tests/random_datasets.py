@@ -3,6 +3,7 @@ detectors (module level, so that worker processes can import them)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import uuid
 
@@ -15,12 +16,25 @@ MODULE_RNG = np.random.default_rng(7)
 
 
 class _Base(keras.utils.PyDataset):
-    """Tiny (x, y) batches; each batch's noise is also written to ``folder`` if given."""
+    """Tiny (x, y) batches; each batch's noise is also written to ``folder`` if given.
+
+    With worker processes, the first call in each worker waits for the other worker's
+    first call (a barrier shared by fork), so that both workers of every epoch make a
+    batch: the interleaving is forced, not hoped for.
+    """
 
     def __init__(self, batches=4, batch_size=32, folder=None, **kwargs):
         super().__init__(**kwargs)
         self.batches, self.batch_size, self.folder = batches, batch_size, folder
         self.x = np.arange(batches * batch_size * 2, dtype=np.float32).reshape(-1, 2)
+        self.home = os.getpid()
+        self.started_in = self.home
+        self.barrier = multiprocessing.Barrier(2) if kwargs.get("use_multiprocessing") else None
+
+    def _first_call_in_worker(self):
+        if self.barrier is not None and os.getpid() not in (self.home, self.started_in):
+            self.started_in = os.getpid()
+            self.barrier.wait(timeout=120)
 
     def __len__(self):
         return self.batches
@@ -29,6 +43,7 @@ class _Base(keras.utils.PyDataset):
         raise NotImplementedError
 
     def __getitem__(self, index):
+        self._first_call_in_worker()
         noise = self.noise(index).astype(np.float32)
         if self.folder is not None:
             np.save(os.path.join(self.folder, f"{index}-{uuid.uuid4().hex}.npy"), noise)
@@ -98,6 +113,7 @@ class IgnoresIndex(_Base):
         return np.zeros((self.batch_size, 2))
 
     def __getitem__(self, index):
+        self._first_call_in_worker()
         x = self.x[: self.batch_size].copy()
         return x, x.mean(axis=1, keepdims=True)
 
@@ -109,6 +125,7 @@ class Padded(_Base):
         return np.zeros((self.batch_size, 2))
 
     def __getitem__(self, index):
+        self._first_call_in_worker()
         if index >= self.batches - 2:
             return (
                 np.zeros((self.batch_size, 2), np.float32),

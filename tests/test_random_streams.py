@@ -48,7 +48,7 @@ class TestWorkerProcesses:
             _fit(dataset)
         text = str(info.value)
         assert f"{kind}.__getitem__() at tests/random_datasets.py:" in text
-        assert f"{state} started from the same state in 2 " in text
+        assert f"{state} started from the same state in " in text
         assert "Keras_worker_" in text and "SeedSequence" in text
 
     @pytest.mark.parametrize("kind", ["PerIndex", "ReseededPerIndex", "SeededPerWorker"])
@@ -173,9 +173,10 @@ class TestReports:
         """An object reseeded in place from the index (same start, other end) is not reported."""
         label = "`self.rs` (numpy.random.RandomState)"
         channel = Channel("D.__getitem__()", "")
-        same_index = [self._record(1, 0, 0, "s", "t", label), self._record(2, 0, 0, "s", "t", label)]
-        other_end = [self._record(1, 0, 0, "s", "t", label), self._record(2, 0, 1, "s", "u", label)]
-        copied = [self._record(1, 0, 0, "s", "t", label), self._record(2, 0, 1, "s", "t", label)]
+        first = self._record(1, 0, 0, "s", "t", label)
+        same_index = [first, self._record(2, 0, 0, "s", "t", label)]
+        other_end = [first, self._record(2, 0, 1, "s", "u", label)]
+        copied = [first, self._record(2, 0, 1, "s", "t", label)]
         assert not shared_streams(same_index, channel)
         assert not shared_streams(other_end, channel)
         assert len(shared_streams(copied, channel)) == 1

@@ -83,10 +83,18 @@ class Channel:
             self.reports.append(entry)
 
     def findings(self) -> list[dict[str, Any]]:
-        """Every report kept, in this process or written by workers, without repeats."""
+        """Every report kept, in this process or written by workers, without repeats;
+        random streams are compared anew over every worker's record, so that each
+        shared state is one finding naming every worker that drew from it."""
+        from safegen._detectors.random_streams import shared_streams
+
+        streams = [
+            {"kind": "random_stream", "message": report.message}
+            for report, _ in shared_streams(read_files(self.folder, "streams-"), self)
+        ]
         seen: set[tuple[str, str]] = set()
         out = []
-        for entry in [*self.reports, *read_files(self.folder, "report-")]:
+        for entry in [*self.reports, *read_files(self.folder, "report-"), *streams]:
             key = (entry["kind"], entry["message"].split("\n", 1)[0])
             if key not in seen:
                 seen.add(key)

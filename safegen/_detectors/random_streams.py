@@ -282,7 +282,6 @@ class RandomStreams(Detector):
             pids = report[1]
             if os.getpid() in pids and report[0].state not in self.reported:
                 self.reported.add(report[0].state)
-                self.channel.report("random_stream", report[0].message)
                 dispatch(
                     report[0], self.settings.on_violation, RandomStreamError, RandomStreamWarning
                 )
