@@ -188,3 +188,28 @@ class TestReports:
         assert error.report == report and str(error) == report.message
         assert safegen.RandomStreamReport is RandomStreamReport
         assert np.issubdtype(np.float32, np.floating)
+
+
+@pytest.mark.slow
+@pytest.mark.tf_keras
+class TestTfKerasSequence:
+    """tf_keras.utils.Sequence with fit(workers=2, use_multiprocessing=True)."""
+
+    def test_check_mode_reports_it(self):
+        """Keras 2 does not reseed its workers either: RandomStreamError reaches fit's caller."""
+        pytest.importorskip("tf_keras")
+        from tests import tf_keras_random_datasets as k2
+
+        dataset = safegen.guard(k2.GlobalNoise())
+        with pytest.raises(Exception, match="NumPy's global state started from the same state"):
+            k2.tiny_model().fit(dataset, epochs=2, verbose=0, **PROCESSES)
+
+    def test_copy_mode_gives_distinct_draws(self, tmp_path):
+        """Copy mode: every batch of both epochs made in a worker has its own draws."""
+        pytest.importorskip("tf_keras")
+        from tests import tf_keras_random_datasets as k2
+
+        dataset = safegen.guard(k2.GlobalNoise(folder=str(tmp_path)), mode="copy")
+        k2.tiny_model().fit(dataset, epochs=2, verbose=0, **PROCESSES)
+        noise = [a.tobytes() for a in data.draws(str(tmp_path))]
+        assert len(noise) >= 8 and len(set(noise)) == len(noise)
