@@ -3,7 +3,12 @@ real worker threads and processes (tests/random_datasets.py holds the datasets).
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +218,42 @@ class TestTfKerasSequence:
         k2.tiny_model().fit(dataset, epochs=2, verbose=0, **PROCESSES)
         noise = [a.tobytes() for a in data.draws(str(tmp_path))]
         assert len(noise) >= 8 and len(set(noise)) == len(noise)
+
+
+@pytest.fixture(scope="module")
+def jax_found():
+    """The results of tests/jax_streams_run.py."""
+    pytest.importorskip("jax")
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.jax_streams_run"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.jax
+class TestJax:
+    """Keras 3 on JAX (a subprocess: the backend is chosen before Keras is imported)."""
+
+    def test_reported_on_jax(self, jax_found):
+        """Global state and a Generator attribute are reported; a per-index one is not."""
+        found = jax_found
+        assert found["backend"] == "jax"
+        assert found["global_check"]["error"] == "RandomStreamError"
+        assert "NumPy's global state started" in found["global_check"]["message"]
+        assert found["generator_check"]["error"] == "RandomStreamError"
+        assert "`self.rng` (numpy.random.Generator)" in found["generator_check"]["message"]
+        assert "error" not in found["per_index_check"]
+
+    def test_copy_mode_on_jax(self, jax_found):
+        """Copy mode: every batch of both epochs has its own draws."""
+        copy = jax_found["global_copy"]
+        assert "error" not in copy and copy["draws"] >= 8 and copy["distinct"] == copy["draws"]

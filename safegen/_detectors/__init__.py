@@ -25,6 +25,11 @@ from safegen._config import Settings
 from safegen._detectors._base import Detector
 from safegen._detectors._sink import CHANNEL_ATTRIBUTE, Channel, open_channel
 
+# Imported here, not on first use: a worker process forked while another thread of the
+# parent was importing them would wait forever for the import lock it inherited.
+from safegen._detectors.random_streams import stream_detectors
+from safegen._detectors.repeated_batches import RepeatedBatches
+
 __all__ = ["CHANNEL_ATTRIBUTE", "Detector", "dataset_detectors", "epoch_passed", "open_dataset"]
 
 
@@ -39,9 +44,6 @@ def dataset_detectors(dataset: Any, settings: Settings, state: Any) -> tuple[Det
     channel: Channel | None = dataset.__dict__.get(CHANNEL_ATTRIBUTE)
     if channel is None:
         return ()
-    from safegen._detectors.random_streams import stream_detectors
-    from safegen._detectors.repeated_batches import RepeatedBatches
-
     found: list[Detector] = list(stream_detectors(dataset, settings, channel))
     if settings.mode == "check":
         found.append(RepeatedBatches(settings, channel))

@@ -20,6 +20,7 @@ new pool of workers each epoch, so a process sees one epoch).
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 from typing import Any
 
 import numpy as np
@@ -130,8 +131,6 @@ class RepeatedBatches(Detector):
         if nbytes < MIN_BYTES or all(_constant(array) for array in arrays):
             return True
         self.reported = True  # once per epoch
-        import multiprocessing
-
         report = RepeatedBatchReport(
             source=self.channel.name,
             location=self.channel.location,
