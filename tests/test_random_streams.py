@@ -257,3 +257,44 @@ class TestJax:
         """Copy mode: every batch of both epochs has its own draws."""
         copy = jax_found["global_copy"]
         assert "error" not in copy and copy["draws"] >= 8 and copy["distinct"] == copy["draws"]
+
+
+@pytest.mark.slow
+class TestSafegenRun:
+    """examples/unmodified/noisy_workers.py, unmodified, under `python -m safegen run`."""
+
+    def _run(self, *args, noise_dir):
+        root = Path(__file__).resolve().parent.parent
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(root),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "NOISE_DIR": str(noise_dir),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "safegen", "run", *args, "examples/unmodified/noisy_workers.py"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=root,
+            env=env,
+        )
+
+    def test_check_mode_fails_with_the_report(self, tmp_path):
+        """Check mode: exit status 1, RandomStreamError, and the summary and JSON list it."""
+        report = tmp_path / "report.json"
+        (tmp_path / "noise").mkdir()
+        result = self._run("--report", str(report), noise_dir=tmp_path / "noise")
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "safegen.RandomStreamError: NoisyPoints.__getitem__() at " in result.stderr
+        assert "NumPy's global state started from the same state" in result.stderr
+        assert "1 repeated random stream(s)" in result.stderr
+        [row] = [r for r in json.loads(report.read_text())["sources"] if "Noisy" in r["name"]]
+        assert row["random_streams"] == 1 and row["findings"][0]["kind"] == "random_stream"
+
+    def test_copy_mode_exits_0_with_distinct_draws(self, tmp_path):
+        """Copy mode: exit status 0, and every batch of both epochs has its own noise."""
+        result = self._run("--mode", "copy", noise_dir=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        noise = [a.tobytes() for a in data.draws(str(tmp_path))]
+        assert len(noise) >= 8 and len(set(noise)) == len(noise)
