@@ -298,3 +298,24 @@ class TestSafegenRun:
         assert result.returncode == 0, result.stderr[-3000:]
         noise = [a.tobytes() for a in data.draws(str(tmp_path))]
         assert len(noise) >= 8 and len(set(noise)) == len(noise)
+
+
+class TestPortedCleanDatasets:
+    """Clean augmentation datasets ported from public projects: no report, 2 epochs."""
+
+    @pytest.mark.parametrize("kind", ["ShuffledIndexes", "FlipSome", "SeededAugmenter"])
+    def test_threads(self, kind):
+        """With worker threads, check mode reports nothing on any of them."""
+        from tests import ported_datasets as ported
+
+        dataset = safegen.guard(getattr(ported, kind)(workers=2))
+        ported.image_model().fit(dataset, epochs=2, verbose=0)
+        assert safegen.stats(dataset).violations == 0
+
+    @pytest.mark.slow
+    def test_processes_without_draws_in_workers(self):
+        """Shuffling in on_epoch_end (parent) with worker processes: nothing reported."""
+        from tests import ported_datasets as ported
+
+        dataset = safegen.guard(ported.ShuffledIndexes(**PROCESSES))
+        ported.image_model().fit(dataset, epochs=2, verbose=0)
