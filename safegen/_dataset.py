@@ -71,11 +71,12 @@ class _Guard:
     def after(self, dataset: Any, index: Any) -> None:
         """Run the detectors on the batch just processed (under the lock); retire those
         that are done."""
-        detectors = self.detectors
-        keep = tuple(d for d in detectors if d.after(dataset, index, self.state))
-        if len(keep) != len(detectors):
-            self.detectors = keep
-            self.early = tuple(d for d in self.early if d in keep)
+        # No objects made on the way (the garbage collector's full passes over a
+        # framework's heap are what a per-batch allocation costs).
+        for detector in self.detectors:
+            if not detector.after(dataset, index, self.state):
+                self.detectors = tuple(d for d in self.detectors if d is not detector)
+                self.early = tuple(d for d in self.early if d is not detector)
 
 
 _GUARDS: weakref.WeakKeyDictionary[Any, _Guard] = weakref.WeakKeyDictionary()

@@ -1,8 +1,8 @@
 """A dataset that returns the same batch for two different indices in one epoch.
 
 Check mode has just fingerprinted every array of the batch (the aliasing check's
-digests, in ``state.window[-1]``): the batch's key is the tuple of those digests, looked
-up in a dictionary of this epoch's batches. A key seen before under another index is a
+digests, in ``state.window[-1]``): the batch's key is those digests side by side (one
+int), looked up in a dictionary of this epoch's batches. A key seen before under another index is a
 repeated batch: an index that ``__getitem__`` ignores (``self.x[0:32]``), an offset
 computed from something else, a generator copied into each worker.
 
@@ -102,7 +102,7 @@ class RepeatedBatches(Detector):
     def __init__(self, settings: Settings, channel: Channel) -> None:
         self.settings = settings
         self.channel = channel
-        self.seen: dict[Any, Any] = {}
+        self.seen: dict[int, Any] = {}
         self.reported = False
 
     def after(self, dataset: Any, index: Any, state: Any) -> bool:
@@ -110,10 +110,17 @@ class RepeatedBatches(Detector):
         if not window:
             return True
         records = window[-1]
-        if len(records) == 2:
-            key: Any = (records[0][_DIGEST], records[1][_DIGEST])
-        else:
-            key = tuple([record[_DIGEST] for record in records])
+        # The key is one int made of the 64-bit digests side by side: exact, and not
+        # tracked by the garbage collector as a tuple would be.
+        try:
+            if len(records) == 2:
+                key = (records[0][_DIGEST] << 64) | records[1][_DIGEST]
+            else:
+                key = 0
+                for record in records:
+                    key = (key << 64) | record[_DIGEST]
+        except TypeError:  # a digest still being computed (generators only)
+            return True
         seen = self.seen
         earlier = seen.get(key)
         if earlier is None:
@@ -124,7 +131,7 @@ class RepeatedBatches(Detector):
             except TypeError:  # an unhashable index
                 pass
             return True
-        if earlier == index or self.reported or None in key:
+        if earlier == index or self.reported:
             return True
         arrays = [record[_ARRAY] for record in records]
         nbytes = sum(array.nbytes for array in arrays)
