@@ -319,3 +319,14 @@ class TestPortedCleanDatasets:
 
         dataset = safegen.guard(ported.ShuffledIndexes(**PROCESSES))
         ported.image_model().fit(dataset, epochs=2, verbose=0)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::safegen.RandomStreamWarning")
+def test_copy_mode_warns_about_generator_objects():
+    """Copy mode leaves a Generator attribute alone: it warns, and the summary lists it."""
+    with safegen.enabled(mode="copy") as session:
+        _fit(data.GeneratorNoise(**PROCESSES))
+    row = next(r for r in session.as_dict()["sources"] if "GeneratorNoise" in r["name"])
+    assert row["random_streams"] == 1
+    assert "`self.rng` (numpy.random.Generator)" in row["findings"][0]["message"]

@@ -29,7 +29,8 @@ worker inherited (so ``keras.utils.set_random_seed`` keeps runs reproducible) an
 spawn key is the process's ``multiprocessing`` identity (distinct for each worker of each
 epoch's pool, and the same from run to run). Generator objects held by the dataset are
 left alone: reseeding a user's object changes what it means (a generator seeded on
-purpose to replay a fixed augmentation, say); check mode reports them.
+purpose to replay a fixed augmentation, say); check mode reports them, and copy mode
+warns about them (``RandomStreamWarning``, listed in the session summary too).
 """
 
 from __future__ import annotations
@@ -230,10 +231,16 @@ def _watch_reseeds() -> None:
 class RandomStreams(Detector):
     """Check mode in a worker process: record the first calls' states, compare them."""
 
-    def __init__(self, dataset: Any, settings: Settings, channel: Channel) -> None:
+    def __init__(
+        self, dataset: Any, settings: Settings, channel: Channel, objects_only: bool = False
+    ) -> None:
         self.settings = settings
         self.channel = channel
-        self.watched: list[tuple[str, Resolver | None]] = [(GLOBAL, None)]
+        # Copy mode reseeds the global state: it watches only the objects, and warns.
+        self.watched: list[tuple[str, Resolver | None]] = [] if objects_only else [(GLOBAL, None)]
+        self.on_violation: Any = settings.on_violation
+        if objects_only and not callable(self.on_violation):
+            self.on_violation = "warn"
         seen = {id(np.random.mtrand._rand)}
         for label, resolve, value in _candidates(dataset):
             if id(value) not in seen:
@@ -250,13 +257,17 @@ class RandomStreams(Detector):
             "epoch": channel.epoch,
             "calls": self.calls,
         }
-        _watch_reseeds()
+        if not objects_only:
+            _watch_reseeds()
 
     def before(self, dataset: Any, index: Any) -> None:
         self.pending = []
         for _, resolve in self.watched:
-            rng = None if resolve is None else resolve(dataset)
-            self.pending.append((rng, state_digest(rng) if rng is not None or not resolve else 0))
+            if resolve is None:
+                self.pending.append((None, state_digest(None)))
+            else:
+                rng = resolve(dataset)
+                self.pending.append((rng, 0 if rng is None else state_digest(rng)))
         self.reseeds = _reseeds[0]
 
     def after(self, dataset: Any, index: Any, state: Any) -> bool:
@@ -282,9 +293,7 @@ class RandomStreams(Detector):
             pids = report[1]
             if os.getpid() in pids and report[0].state not in self.reported:
                 self.reported.add(report[0].state)
-                dispatch(
-                    report[0], self.settings.on_violation, RandomStreamError, RandomStreamWarning
-                )
+                dispatch(report[0], self.on_violation, RandomStreamError, RandomStreamWarning)
         return len(self.calls) < CALLS
 
 
@@ -367,5 +376,6 @@ def stream_detectors(dataset: Any, settings: Settings, channel: Channel) -> list
     if not channel.in_worker:
         return []
     if settings.mode == "copy":
-        return [Reseed()]
+        objects = RandomStreams(dataset, settings, channel, objects_only=True)
+        return [Reseed(), objects] if objects.watched else [Reseed()]
     return [RandomStreams(dataset, settings, channel)]
