@@ -213,7 +213,7 @@ def _guarded_epoch_method(original: Any) -> Any:
             finally:
                 state.undo_epoch_method(token)
             state.after_epoch_method(source)
-            epoch_passed(self, guard.detectors)
+            epoch_passed(self, guard.detectors, original.__name__)
         return result
 
     method.__name__ = original.__name__
@@ -230,7 +230,7 @@ def _counted_epoch_method(original: Any) -> Any:
         guard = _guard_of(self)
         if guard is not None:
             with guard.lock:
-                epoch_passed(self, guard.detectors)
+                epoch_passed(self, guard.detectors, original.__name__)
         return original(self, *args, **kwargs)
 
     method.__name__ = original.__name__

@@ -50,10 +50,16 @@ def dataset_detectors(dataset: Any, settings: Settings, state: Any) -> tuple[Det
     return tuple(found)
 
 
-def epoch_passed(dataset: Any, detectors: tuple[Detector, ...]) -> None:
-    """A dataset's ``on_epoch_begin`` or ``on_epoch_end`` ran (in the owning process)."""
+def epoch_passed(dataset: Any, detectors: tuple[Detector, ...], method: str) -> None:
+    """A dataset's ``on_epoch_begin`` or ``on_epoch_end`` (``method``) ran, in the owning
+    process.
+
+    Only ``on_epoch_end`` advances the channel's epoch: Keras 3 starts the next epoch's
+    worker pool after it returns, while its ``on_epoch_begin`` may run as that pool's
+    workers are being forked (tf_keras calls ``on_epoch_end`` between two pools too).
+    """
     channel: Channel | None = dataset.__dict__.get(CHANNEL_ATTRIBUTE)
-    if channel is not None:
+    if channel is not None and method == "on_epoch_end":
         channel.epoch += 1
     for detector in detectors:
         detector.epoch_passed()

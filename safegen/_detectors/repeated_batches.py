@@ -137,7 +137,7 @@ class RepeatedBatches(Detector):
         nbytes = sum(array.nbytes for array in arrays)
         if nbytes < MIN_BYTES or all(_constant(array) for array in arrays):
             return True
-        self.reported = True  # once per epoch
+        self.reported = True  # once per dataset and process: one bug, one report
         report = RepeatedBatchReport(
             source=self.channel.name,
             location=self.channel.location,
@@ -152,4 +152,3 @@ class RepeatedBatches(Detector):
 
     def epoch_passed(self) -> None:
         self.seen.clear()
-        self.reported = False
