@@ -11,6 +11,10 @@ first 2 calls, and is timed apart). Batches: the seed's (x (64, 2) float64, y (6
 Each round calls every index of the pool once, on a fresh instance; the figure is the
 paired difference per batch, median [min, max] over rounds.
 
+The detectors' call alone: ``guard.after`` timed by itself on the last batch (a
+dictionary lookup and insert of the batch's digests, whatever the batch's size), free of
+the hashing's noise.
+
 The random-stream detector's one-off cost: its first-call work in a worker process
 (fingerprint NumPy's global state before and after, write the record, read the others),
 timed in a forked child.
@@ -32,10 +36,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, environment, load_average, spread, write_results  # noqa: E402
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import RESULTS, environment, load_average, spread, write_results  # noqa: E402
 
 import safegen  # noqa: E402
 import safegen._dataset as _dataset  # noqa: E402
@@ -100,6 +103,31 @@ def section(batches):
     }
 
 
+def detector_alone(batches, calls=20000, rounds=15):
+    """Time the detectors' call after a batch by itself (what check mode's guard adds once
+    the batch is hashed), in µs: ``guard.after`` on the last batch's records, the
+    repeated-batch dictionary emptied before each call (so each call is a new batch),
+    minus the same loop without the call."""
+    dataset = safegen.guard(Pool(batches), mode="check")
+    dataset[0]
+    guard = _dataset._GUARDS[dataset]
+    [repeats] = guard.detectors
+    seen = repeats.seen
+    after = guard.after
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _index in range(calls):
+            seen.clear()
+        empty = time.perf_counter() - start
+        start = time.perf_counter()
+        for index in range(calls):
+            seen.clear()
+            after(dataset, index)
+        out.append((time.perf_counter() - start - empty) / calls * 1e6)
+    return spread(out)
+
+
 def first_calls_in_worker():
     """Time the random-stream detector's first two calls in a forked child, in µs."""
     read, write = os.pipe()
@@ -126,10 +154,10 @@ def main():
         "seed batch (1.5 KiB)": section(_seed_pool()),
         "19.3 MB batch": section(_image_pool()),
     }
+    for name, pool in (("seed batch (1.5 KiB)", _seed_pool(4)), ("19.3 MB batch", _image_pool(2))):
+        result[name]["alone_us"] = detector_alone(pool)
     workers = [first_calls_in_worker() for _ in range(5)]
-    result["worker first calls (us)"] = [
-        statistics.median(w[i] for w in workers) for i in range(4)
-    ]
+    result["worker first calls (us)"] = [statistics.median(w[i] for w in workers) for i in range(4)]
     result["load"] = {"start": load_start, "end": load_average()}
     result["environment"] = environment()
     lines = [
@@ -138,8 +166,9 @@ def main():
         f"{ROUNDS} interleaved rounds; median [min, max]. Load average (1, 5, 15 min) at the "
         f"start {load_start}, at the end {result['load']['end']}.",
         "",
-        "| batch | check (µs/batch) | check + detectors (µs/batch) | added (µs/batch) |",
-        "|---|---|---|---|",
+        "| batch | check (µs/batch) | check + detectors (µs/batch) | added (µs/batch) "
+        "| detectors' call alone (µs/batch) |",
+        "|---|---|---|---|---|",
     ]
     for name in ("seed batch (1.5 KiB)", "19.3 MB batch"):
         row = result[name]
@@ -149,7 +178,7 @@ def main():
 
         lines.append(
             f"| {name} | {fmt(row['check_us'])} | {fmt(row['detectors_us'])} | "
-            f"{fmt(row['added_us'])} |"
+            f"{fmt(row['added_us'])} | {fmt(row['alone_us'])} |"
         )
     first = result["worker first calls (us)"]
     lines += [

@@ -334,3 +334,24 @@ def test_copy_mode_warns_about_generator_objects():
     row = next(r for r in session.as_dict()["sources"] if "GeneratorNoise" in r["name"])
     assert row["random_streams"] == 1
     assert "`self.rng` (numpy.random.Generator)" in row["findings"][0]["message"]
+
+
+@pytest.mark.slow
+def test_spawned_workers():
+    """With "spawn", the dataset is pickled into each worker with its channel: a Generator
+    attribute is reported; NumPy's global state, fresh in a spawned worker, is not."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.spawn_streams_run"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "RandomStreamError: GeneratorNoise.__getitem__()" in found["GeneratorNoise"]["message"]
+    assert "SpawnPoolWorker" in found["GeneratorNoise"]["message"]
+    assert found["GlobalNoise"] == {}
