@@ -15,7 +15,12 @@ import pytest
 
 import safegen
 from safegen._detectors._sink import Channel
-from safegen._detectors.random_streams import GLOBAL, RandomStreamReport, shared_streams
+from safegen._detectors.random_streams import (
+    GLOBAL,
+    RandomStreamReport,
+    RandomStreams,
+    shared_streams,
+)
 
 pytestmark = [pytest.mark.keras]
 keras = pytest.importorskip("keras")
@@ -189,6 +194,25 @@ class TestReports:
         assert not shared_streams(same_index, channel)
         assert not shared_streams(other_end, channel)
         assert len(shared_streams(copied, channel)) == 1
+
+    def test_states_without_a_readable_state_are_skipped(self):
+        """random.SystemRandom (no state) and a subclass that cannot tell its state are
+        not watched; a Generator next to them is."""
+        import random
+
+        class Opaque(random.Random):
+            def getstate(self):
+                raise NotImplementedError
+
+        class Holder:
+            pass
+
+        holder = Holder()
+        holder.system, holder.opaque = random.SystemRandom(), Opaque()
+        holder.rng = np.random.default_rng(0)
+        # objects_only: the global state (and the patch of np.random.seed) left out.
+        streams = RandomStreams(holder, safegen.settings(), Channel("H", ""), objects_only=True)
+        assert [label for label, _ in streams.watched] == ["`self.rng` (numpy.random.Generator)"]
 
     def test_errors_pickle_with_their_report(self):
         """Worker processes send the errors back: they pickle with their report."""

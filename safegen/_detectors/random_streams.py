@@ -166,6 +166,7 @@ def _kind(rng: Any) -> str:
 def _is_rng(value: Any) -> bool:
     return (
         isinstance(value, _RNG_TYPES)
+        and not isinstance(value, random.SystemRandom)  # no state: the OS's entropy
         and value is not getattr(random, "_inst", None)  # reseeded by CPython at fork
         and value is not getattr(np.random.mtrand, "_rand", None)  # the global state
     )
@@ -245,6 +246,10 @@ class RandomStreams(Detector):
         for label, resolve, value in _candidates(dataset):
             if id(value) not in seen:
                 seen.add(id(value))
+                try:
+                    state_digest(value)
+                except Exception:  # noqa: BLE001 - a subclass without a readable state
+                    continue
                 self.watched.append((label, resolve))
         self.calls: list[dict[str, Any]] = []
         self.pending: list[tuple[Any, int]] = []
