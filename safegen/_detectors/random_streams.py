@@ -320,15 +320,22 @@ def shared_streams(
             if label in call["states"]
         ]
         draws = [(r, i, s) for r, i, s in draws if s[0] != s[1] and not s[2]]
+        # Calls that started from one state (for an object: and ended at one state);
+        # grouped, so that the cost is linear in the number of calls.
+        groups: dict[Any, list[tuple[dict[str, Any], Any]]] = {}
+        for record, index, state in draws:
+            key = state[0] if label == GLOBAL else (state[0], state[1])
+            groups.setdefault(key, []).append((record, index))
         involved: dict[int, tuple[dict[str, Any], Any]] = {}
-        for n, (first, index, state) in enumerate(draws):
-            for second, other_index, other in draws[n + 1 :]:
-                if first["pid"] == second["pid"] or state[0] != other[0]:
-                    continue
-                if label != GLOBAL and (state[1] != other[1] or index == other_index):
-                    continue
-                involved.setdefault(first["pid"], (first, index))
-                involved.setdefault(second["pid"], (second, other_index))
+        for members in groups.values():
+            if len({record["pid"] for record, _ in members}) < 2:
+                continue
+            # An object: two processes and two different indices among them (then two
+            # calls of different processes drew alike for different indices).
+            if label != GLOBAL and len({repr(index) for _, index in members}) < 2:
+                continue
+            for record, index in members:
+                involved.setdefault(record["pid"], (record, index))
         if len(involved) < 2:
             continue
         members = sorted(involved.values(), key=lambda item: (item[0]["epoch"], item[0]["pid"]))
