@@ -23,6 +23,10 @@ from safegen._enable import disable, enable, enabled, is_enabled
 from safegen._errors import (
     AliasingError,
     AliasingWarning,
+    RandomStreamError,
+    RandomStreamWarning,
+    RepeatedBatchError,
+    RepeatedBatchWarning,
     SafegenError,
     SafegenWarning,
     ShapeError,
@@ -39,6 +43,8 @@ from safegen._report import AliasingReport
 from safegen._stats import Stats
 
 if TYPE_CHECKING:  # pragma: no cover
+    from safegen._detectors.random_streams import RandomStreamReport
+    from safegen._detectors.repeated_batches import RepeatedBatchReport
     from safegen._guard import guard, stats
 
 __version__ = "0.1.0"
@@ -47,6 +53,12 @@ __all__ = [
     "AliasingError",
     "AliasingReport",
     "AliasingWarning",
+    "RandomStreamError",
+    "RandomStreamReport",
+    "RandomStreamWarning",
+    "RepeatedBatchError",
+    "RepeatedBatchReport",
+    "RepeatedBatchWarning",
     "SafegenError",
     "SafegenWarning",
     "Settings",
@@ -78,6 +90,8 @@ del register_loaded
 _LAZY = {
     "guard": "safegen._guard",
     "stats": "safegen._guard",
+    "RandomStreamReport": "safegen._detectors.random_streams",
+    "RepeatedBatchReport": "safegen._detectors.repeated_batches",
 }
 
 

@@ -31,6 +31,13 @@ import weakref
 from typing import Any
 
 from safegen._config import Settings, resolve
+from safegen._detectors import (
+    CHANNEL_ATTRIBUTE,
+    Detector,
+    dataset_detectors,
+    epoch_passed,
+    open_dataset,
+)
 from safegen._modes import Copy, Source, _State, make_state
 from safegen._stats import Stats, Totals
 
@@ -50,12 +57,26 @@ _SETTINGS_ATTRIBUTE = "_safegen_settings"
 class _Guard:
     """One dataset instance's safegen state, in one process."""
 
-    __slots__ = ("lock", "serialize", "state")
+    __slots__ = ("detectors", "early", "lock", "serialize", "state")
 
-    def __init__(self, state: _State) -> None:
+    def __init__(self, state: _State, detectors: tuple[Detector, ...] = ()) -> None:
         self.state = state
         self.lock = threading.RLock()
         self.serialize = isinstance(state, Copy)
+        # The detectors (safegen._detectors) called after each batch, and those of them
+        # also called before it.
+        self.detectors = detectors
+        self.early = tuple(d for d in detectors if type(d).before is not Detector.before)
+
+    def after(self, dataset: Any, index: Any) -> None:
+        """Run the detectors on the batch just processed (under the lock); retire those
+        that are done."""
+        # No objects made on the way (the garbage collector's full passes over a
+        # framework's heap are what a per-batch allocation costs).
+        for detector in self.detectors:
+            if not detector.after(dataset, index, self.state):
+                self.detectors = tuple(d for d in self.detectors if d is not detector)
+                self.early = tuple(d for d in self.early if d is not detector)
 
 
 _GUARDS: weakref.WeakKeyDictionary[Any, _Guard] = weakref.WeakKeyDictionary()
@@ -108,7 +129,8 @@ def _guard_of(dataset: Any) -> _Guard | None:
         guard = _GUARDS.get(dataset)
         if guard is None:
             cls = type(dataset)
-            guard = _Guard(make_state(settings, _source(cls)))
+            state = make_state(settings, _source(cls))
+            guard = _Guard(state, dataset_detectors(dataset, settings, state))
             _GUARDS[dataset] = guard
             totals = getattr(cls, "_safegen_totals", None)
             if totals is not None:
@@ -122,6 +144,10 @@ def _guarded_getitem(original: Any) -> Any:
         if guard is None:
             return original(self, index)
         state = guard.state
+        if guard.early:
+            with guard.lock:
+                for detector in guard.early:
+                    detector.before(self, index)
         if guard.serialize:
             with guard.lock:
                 try:
@@ -129,7 +155,10 @@ def _guarded_getitem(original: Any) -> Any:
                 except BaseException as exc:
                     state.annotate(exc)
                     raise
-                return state.process(batch)
+                batch = state.process(batch)
+                if guard.detectors:
+                    guard.after(self, index)
+                return batch
         try:
             batch = original(self, index)
         except BaseException as exc:
@@ -137,7 +166,10 @@ def _guarded_getitem(original: Any) -> Any:
                 state.annotate(exc)
             raise
         with guard.lock:
-            return state.process(batch)
+            batch = state.process(batch)
+            if guard.detectors:
+                guard.after(self, index)
+            return batch
 
     __getitem__.__doc__ = original.__doc__
     __getitem__.__wrapped__ = original  # type: ignore[attr-defined]
@@ -181,6 +213,7 @@ def _guarded_epoch_method(original: Any) -> Any:
             finally:
                 state.undo_epoch_method(token)
             state.after_epoch_method(source)
+            epoch_passed(self, guard.detectors, original.__name__)
         return result
 
     method.__name__ = original.__name__
@@ -190,14 +223,40 @@ def _guarded_epoch_method(original: Any) -> Any:
     return method
 
 
+def _counted_epoch_method(original: Any) -> Any:
+    """Keras's own (no-op) epoch method, which tells the detectors an epoch passed."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        guard = _guard_of(self)
+        if guard is not None:
+            with guard.lock:
+                epoch_passed(self, guard.detectors, original.__name__)
+        return original(self, *args, **kwargs)
+
+    method.__name__ = original.__name__
+    method.__qualname__ = original.__qualname__
+    method.__doc__ = original.__doc__
+    method.__wrapped__ = original  # type: ignore[attr-defined]
+    return method
+
+
 def _epoch_methods(cls: Any) -> dict[str, Any]:
-    """Guarded versions of the epoch methods ``cls`` defines itself."""
+    """Guarded versions of the epoch methods ``cls`` defines itself (and Keras's own,
+    counted)."""
     out = {}
     for name in EPOCH_METHODS:
         original = getattr(cls, name, None)
         if _defined_by_user(original):
             out[name] = _guarded_epoch_method(original)
+        elif callable(original):
+            out[name] = _counted_epoch_method(original)
     return out
+
+
+def _open(dataset: Any, settings: Settings) -> None:
+    """The detectors' channel for a newly guarded instance (safegen._detectors)."""
+    source = _source(type(dataset))
+    open_dataset(dataset, settings, source.name, source.location)
 
 
 def _stats_of(obj: Any) -> Stats | None:
@@ -225,7 +284,8 @@ def guard_dataset_class(cls: Any, overrides: dict[str, Any]) -> Any:
     original_init = cls.__init__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        self.__dict__[_SETTINGS_ATTRIBUTE] = resolve(overrides)
+        settings = self.__dict__[_SETTINGS_ATTRIBUTE] = resolve(overrides)
+        _open(self, settings)
         original_init(self, *args, **kwargs)
 
     namespace = {
@@ -282,7 +342,8 @@ def guard_dataset(dataset: Any, overrides: dict[str, Any]) -> Any:
     cls = type(dataset)
     if "_safegen_totals" not in cls.__dict__ and cls not in _INSTANCE_CLASSES.values():
         dataset.__class__ = _instance_class(cls)
-    dataset.__dict__[_SETTINGS_ATTRIBUTE] = resolve(overrides)
+    settings = dataset.__dict__[_SETTINGS_ATTRIBUTE] = resolve(overrides)
+    _open(dataset, settings)
     with _GUARDS_LOCK:
         _GUARDS.pop(dataset, None)
     return dataset
@@ -292,6 +353,7 @@ def forget_dataset(dataset: Any) -> None:
     """Drop this process's safegen state for ``dataset`` (it is no longer guarded)."""
     with _GUARDS_LOCK:
         _GUARDS.pop(dataset, None)
+    dataset.__dict__.pop(CHANNEL_ATTRIBUTE, None)
 
 
 def dataset_stats(obj: Any) -> Stats | None:

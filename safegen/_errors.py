@@ -15,7 +15,17 @@ import re
 import textwrap
 from typing import Any
 
-__all__ = ["AliasingError", "AliasingWarning", "SafegenError", "SafegenWarning", "ShapeError"]
+__all__ = [
+    "AliasingError",
+    "AliasingWarning",
+    "RandomStreamError",
+    "RandomStreamWarning",
+    "RepeatedBatchError",
+    "RepeatedBatchWarning",
+    "SafegenError",
+    "SafegenWarning",
+    "ShapeError",
+]
 
 
 class SafegenError(Exception):
@@ -52,6 +62,55 @@ class AliasingError(SafegenError, RuntimeError):
         Traceback (most recent call last):
         ...
         safegen.AliasingError: batches() at ...
+    """
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.report))
+
+
+class RandomStreamError(SafegenError, RuntimeError):
+    """Two worker processes (or two epochs) drew the same "random" numbers.
+
+    A ``RuntimeError`` because, like :class:`AliasingError`, it is a fault found while
+    the program runs in code that was valid to write: each worker process started from
+    a copy of one random state and drew from it.
+
+    Attributes:
+        report: the :class:`safegen.RandomStreamReport`, or ``None`` when the exception
+            was rebuilt from its message alone.
+
+    Example:
+        >>> import safegen
+        >>> isinstance(safegen.RandomStreamError("same draws"), RuntimeError)
+        True
+    """
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.report))
+
+
+class RepeatedBatchError(SafegenError, RuntimeError):
+    """A dataset returned, within one epoch, the same batch for two different indices.
+
+    A ``RuntimeError`` for the same reason as :class:`AliasingError`: valid code, wrong
+    data, found while the program runs.
+
+    Attributes:
+        report: the :class:`safegen.RepeatedBatchReport`, or ``None`` when the exception
+            was rebuilt from its message alone.
+
+    Example:
+        >>> import safegen
+        >>> isinstance(safegen.RepeatedBatchError("same batch"), RuntimeError)
+        True
     """
 
     def __init__(self, message: str, report: Any = None) -> None:
@@ -125,6 +184,36 @@ class AliasingWarning(SafegenWarning):
     """
 
 
-for _cls in (SafegenError, AliasingError, ShapeError, SafegenWarning, AliasingWarning):
+class RandomStreamWarning(SafegenWarning):
+    """Issued instead of :class:`RandomStreamError` when ``on_violation="warn"``.
+
+    Example:
+        >>> import safegen
+        >>> issubclass(safegen.RandomStreamWarning, UserWarning)
+        True
+    """
+
+
+class RepeatedBatchWarning(SafegenWarning):
+    """Issued instead of :class:`RepeatedBatchError` when ``on_violation="warn"``.
+
+    Example:
+        >>> import safegen
+        >>> issubclass(safegen.RepeatedBatchWarning, UserWarning)
+        True
+    """
+
+
+for _cls in (
+    SafegenError,
+    AliasingError,
+    RandomStreamError,
+    RepeatedBatchError,
+    ShapeError,
+    SafegenWarning,
+    AliasingWarning,
+    RandomStreamWarning,
+    RepeatedBatchWarning,
+):
     _cls.__module__ = "safegen"
 del _cls

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from safegen._stats import Stats
@@ -25,6 +26,7 @@ __all__ = [
     "SourceRecord",
     "current",
     "record_error",
+    "record_findings",
     "record_layer",
     "record_loss",
     "record_remote",
@@ -48,10 +50,17 @@ class SourceRecord:
     location: str
     mode: str
     stats: list[Stats] = dataclasses.field(default_factory=list)
+    # What the detectors (safegen._detectors) found: functions returning a list of
+    # {"kind": ..., "message": ...}, read when the session is summarized.
+    findings: list[Callable[[], list[dict[str, Any]]]] = dataclasses.field(default_factory=list)
 
     def total(self) -> Stats:
         """The sum of the statistics of every generator of this source."""
         return sum(self.stats, Stats())
+
+    def found(self) -> list[dict[str, Any]]:
+        """Every finding of the detectors on this source."""
+        return [entry for read in self.findings for entry in read()]
 
 
 @dataclasses.dataclass
@@ -113,6 +122,16 @@ class Session:
                 record = self.sources[key] = SourceRecord(name, location, mode)
             record.stats.append(stats)
 
+    def record_findings(
+        self, name: str, location: str, mode: str, read: Callable[[], list[dict[str, Any]]]
+    ) -> None:
+        key = (name, location, mode)
+        with self.lock:
+            record = self.sources.get(key)
+            if record is None:
+                record = self.sources[key] = SourceRecord(name, location, mode)
+            record.findings.append(read)
+
     def record_layer(self, layer: Any, error: str | None = None) -> None:
         key = id(layer)
         with self.lock:
@@ -161,6 +180,7 @@ class Session:
         rows = []
         for record in sources:
             total = record.total()
+            found = record.found()
             rows.append(
                 {
                     "name": record.name,
@@ -168,6 +188,9 @@ class Session:
                     "mode": record.mode,
                     "generators": len(record.stats),
                     **dataclasses.asdict(total),
+                    "random_streams": sum(f["kind"] == "random_stream" for f in found),
+                    "repeated_batches": sum(f["kind"] == "repeated_batch" for f in found),
+                    "findings": found,
                 }
             )
         total = sum((r.total() for r in sources), Stats())
@@ -184,6 +207,8 @@ class Session:
                 "violations": total.violations + remote.get("AliasingError", 0),
                 "unattributed": total.unattributed,
                 "unwarned": total.unwarned,
+                "random_streams": sum(row["random_streams"] for row in rows),
+                "repeated_batches": sum(row["repeated_batches"] for row in rows),
                 "layers_checked": len(layers),
                 "losses_checked": len(losses),
                 "shape_errors": len(shape_errors) + remote.get("ShapeError", 0),
@@ -215,7 +240,20 @@ class Session:
                 f"{row['violations']} violation(s)"
                 + (" (writes stopped)" if row["mode"] == "freeze" and row["violations"] else "")
                 + _details(row)
+                + (
+                    f", {row['random_streams']} repeated random stream(s)"
+                    if row["random_streams"]
+                    else ""
+                )
+                + (
+                    f", {row['repeated_batches']} repeated batch(es)"
+                    if row["repeated_batches"]
+                    else ""
+                )
             )
+            for finding in row["findings"]:
+                first = finding["message"].split(". ", 1)[0]
+                lines.append(f"    {finding['kind'].replace('_', ' ')}: {first}.")
         for kind, count in data["in_worker_processes"].items():
             lines.append(
                 f"  {count} {kind}(s) raised in worker processes (counted above; their "
@@ -342,3 +380,12 @@ def record_error(error: BaseException) -> None:
     session = _current
     if session is not None:
         session.record_error(error)
+
+
+def record_findings(
+    name: str, location: str, mode: str, read: Callable[[], list[dict[str, Any]]]
+) -> None:
+    """Note where the detectors' findings on a source are read (a no-op outside a session)."""
+    session = _current
+    if session is not None:
+        session.record_findings(name, location, mode, read)

@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
     if outcome == "no such module":
         return status  # a usage error: its one line is all there is to say
     if session is not None and status == 0 and not args.warn:
-        found = session.as_dict()["totals"]["violations"]
+        totals = session.as_dict()["totals"]
+        # The detectors' findings (repeated random streams, repeated batches) count too.
+        found = totals["violations"] + totals["random_streams"] + totals["repeated_batches"]
         if found:
             status = 1
             outcome += f"; exit status 1 for {found} violation(s), which --warn would not fail on"

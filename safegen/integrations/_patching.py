@@ -16,7 +16,13 @@ from typing import Any
 
 from safegen import _session
 from safegen._enable import guard_source
-from safegen._errors import AliasingError, SafegenError, ShapeError
+from safegen._errors import (
+    AliasingError,
+    RandomStreamError,
+    RepeatedBatchError,
+    SafegenError,
+    ShapeError,
+)
 
 __all__ = ["patch", "patch_training_methods", "reraise_safegen_error", "training_method"]
 
@@ -122,17 +128,25 @@ def training_method(
 # the end of another exception's name); the message ends where the framework's own text
 # starts again.
 _IN_TEXT = re.compile(
-    r"(?<![\w.])(?:safegen\.)?(?P<kind>AliasingError|ShapeError): (?P<message>.*?)"
+    r"(?<![\w.])(?:safegen\.)?"
+    r"(?P<kind>AliasingError|ShapeError|RandomStreamError|RepeatedBatchError): (?P<message>.*?)"
     r"(?=\n\s*\[\[|\n\nTraceback|\n\s*Traceback \(most recent call last\)"
     r"|\nmultiprocessing\.pool\.RemoteTraceback|\Z)",
     re.DOTALL,
 )
-_KINDS: dict[str, type[SafegenError]] = {"AliasingError": AliasingError, "ShapeError": ShapeError}
+_KINDS: dict[str, type[SafegenError]] = {
+    "AliasingError": AliasingError,
+    "ShapeError": ShapeError,
+    "RandomStreamError": RandomStreamError,
+    "RepeatedBatchError": RepeatedBatchError,
+}
 # What only safegen's own messages say, so that a user's exception of the same name is
 # never taken for safegen's.
 _SIGNATURES = {
     "AliasingError": (" changed after it was ", " changed while "),
     "ShapeError": ("; declared ", "declared by: "),
+    "RandomStreamError": (" started from the same state in ",),
+    "RepeatedBatchError": (" is the same, array for array ",),
 }
 
 
@@ -146,7 +160,7 @@ def safegen_error_behind(error: BaseException) -> SafegenError | None:
     if isinstance(error, SafegenError):
         return error
     text = str(error)
-    if "AliasingError" not in text and "ShapeError" not in text:
+    if not any(kind in text for kind in _KINDS):
         return None
     session = _session.current()
     if session is not None:

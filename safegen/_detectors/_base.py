@@ -1,0 +1,55 @@
+"""The interface every detector offers to a guarded dataset's ``__getitem__``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any
+
+from safegen import _session
+
+__all__ = ["Detector", "dispatch", "user_stacklevel"]
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+class Detector:
+    """Called around each guarded call; ``after`` returns whether to keep calling it.
+
+    ``before`` runs right before the dataset's own ``__getitem__``, ``after`` right after
+    the mode processed the batch (check mode's fingerprints are then in ``state``), both
+    under the guard's lock. ``epoch_passed`` runs after an epoch method.
+    """
+
+    def before(self, dataset: Any, index: Any) -> None:
+        """The dataset is about to make the batch at ``index``."""
+
+    def after(self, dataset: Any, index: Any, state: Any) -> bool:
+        """The batch at ``index`` was made and processed; return ``False`` to retire."""
+        return False
+
+    def epoch_passed(self) -> None:
+        """An epoch ended (or began)."""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside safegen, for the caller's warning."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+def dispatch(report: Any, handler: Any, error: type[BaseException], warning: type[Warning]) -> None:
+    """Hand ``report`` to ``on_violation``: raise ``error``, warn ``warning``, or call it."""
+    if handler == "raise":
+        exc = error(report.message, report)
+        _session.record_error(exc)
+        raise exc
+    if handler == "warn":
+        warnings.warn(report.message, warning, stacklevel=user_stacklevel())
+    elif callable(handler):
+        handler(report)

@@ -1,0 +1,137 @@
+"""Where detectors leave what they saw, so that the parent process can read it.
+
+Worker processes (``use_multiprocessing=True``) have their own copy of safegen's state:
+what they count never reaches the parent's session. Each guarded dataset instance
+therefore carries a :class:`Channel` in its ``__dict__`` (so it reaches a worker by
+``fork`` and by pickling alike): the parent's pid, a directory of its own, and an epoch
+counter the parent advances. Workers write small JSON files there, each with an atomic
+``os.replace``, so that a reader sees a whole file or none; the parent reads them when
+its session is summarized. The directories live under one temporary folder per parent
+process, removed at the parent's exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import threading
+from typing import Any
+
+from safegen import _session
+from safegen._config import Settings
+
+__all__ = ["CHANNEL_ATTRIBUTE", "Channel", "open_channel", "read_files", "write_file"]
+
+CHANNEL_ATTRIBUTE = "_safegen_channel"
+
+_lock = threading.Lock()
+_root: tuple[int, str] | None = None  # (pid, folder) of this process's temporary folder
+_numbers = itertools.count()
+
+
+def _remove(pid: int, folder: str) -> None:
+    if os.getpid() == pid:  # never from a forked child that exits normally
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _root_folder() -> str:
+    global _root
+    with _lock:
+        if _root is None or _root[0] != os.getpid():
+            folder = tempfile.mkdtemp(prefix="safegen-")
+            _root = (os.getpid(), folder)
+            atexit.register(_remove, *_root)
+        return _root[1]
+
+
+class Channel:
+    """What a guarded dataset instance carries into worker processes (pickles small)."""
+
+    __slots__ = ("epoch", "folder", "home", "location", "name", "reports")
+
+    def __init__(self, name: str, location: str) -> None:
+        self.home = os.getpid()
+        self.folder = os.path.join(_root_folder(), str(next(_numbers)))
+        self.name = name
+        self.location = location
+        self.epoch = 0  # advanced by the parent at each epoch method
+        # Reports found in the owning process itself (not pickled to workers).
+        self.reports: list[dict[str, Any]] = []
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.home, self.folder, self.name, self.location, self.epoch)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.home, self.folder, self.name, self.location, self.epoch = state
+        self.reports = []
+
+    @property
+    def in_worker(self) -> bool:
+        """Whether this process is not the one that guarded the dataset."""
+        return os.getpid() != self.home
+
+    def report(self, kind: str, message: str) -> None:
+        """Keep a report for the parent's summary (in a file when in a worker)."""
+        entry = {"kind": kind, "message": message}
+        if self.in_worker:
+            write_file(self.folder, f"report-{os.getpid()}-{next(_numbers)}", entry)
+        else:
+            self.reports.append(entry)
+
+    def findings(self) -> list[dict[str, Any]]:
+        """Every report kept, in this process or written by workers, without repeats;
+        random streams are compared anew over every worker's record, so that each
+        shared state is one finding naming every worker that drew from it."""
+        from safegen._detectors.random_streams import shared_streams
+
+        streams = [
+            {"kind": "random_stream", "message": report.message}
+            for report, _ in shared_streams(read_files(self.folder, "streams-"), self)
+        ]
+        seen: set[tuple[str, str]] = set()
+        out = []
+        for entry in [*self.reports, *read_files(self.folder, "report-"), *streams]:
+            key = (entry["kind"], entry["message"].split("\n", 1)[0])
+            if key not in seen:
+                seen.add(key)
+                out.append(entry)
+        return out
+
+
+def open_channel(dataset: Any, settings: Settings, name: str, location: str) -> Channel:
+    """Give ``dataset`` a channel, and list its findings in the session summary."""
+    channel = Channel(name, location)
+    dataset.__dict__[CHANNEL_ATTRIBUTE] = channel
+    _session.record_findings(name, location, settings.mode, channel.findings)
+    return channel
+
+
+def write_file(folder: str, name: str, content: Any) -> None:
+    """Write ``folder/name.json`` atomically (a reader sees all of it or nothing)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name + ".json")
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(content, file)
+    os.replace(temporary, path)
+
+
+def read_files(folder: str, prefix: str) -> list[Any]:
+    """The content of every ``prefix*.json`` file in ``folder`` (none if it is missing)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".json"):
+            try:
+                with open(os.path.join(folder, name), encoding="utf-8") as file:
+                    out.append(json.load(file))
+            except (OSError, ValueError):  # removed meanwhile
+                continue
+    return out

@@ -1,0 +1,393 @@
+"""Worker processes that repeat one random stream, and copy mode's reseeding.
+
+Keras starts its worker processes (``use_multiprocessing=True``) without reseeding them
+(``OrderedEnqueuer`` passes ``random_seed=None`` to ``init_pool_generator``), and starts a
+new pool every epoch, forked from an unchanged parent. Every worker therefore starts
+from a copy of the same NumPy global state, and of every ``Generator``, ``RandomState``
+and ``random.Random`` the dataset holds: two batches get the same noise, and every epoch
+replays the first one's. (CPython reseeds the ``random`` module itself in a forked
+child; a spawned child imports NumPy afresh: neither is watched.)
+
+Check mode, in each worker process, for its first :data:`CALLS` calls: fingerprints each
+watched random state right before and after the dataset's ``__getitem__`` and notes
+whether the call re-created or reseeded it (``np.random.seed``/``set_state`` called, or
+the attribute now holds another object). It writes that to the dataset's channel, reads
+what the other workers wrote, and reports when two worker processes drew from the same
+starting state:
+
+* NumPy's global state: same state before the call, moved by it, not reseeded in it;
+* an object on the dataset (or a module global of its code): also the same state after
+  the call, for two different indices (an object reseeded in place from the index,
+  ``self.rs.seed(index)``, cannot be told from a copied stream otherwise).
+
+Whichever of two workers writes second sees the first's record, so a repeat is found
+without relying on timing. Threads share one state and are never compared.
+
+Copy mode reseeds instead, in each worker process before its first call: NumPy's global
+state and the ``random`` module, from a ``SeedSequence`` whose entropy is the state the
+worker inherited (so ``keras.utils.set_random_seed`` keeps runs reproducible) and whose
+spawn key is the process's ``multiprocessing`` identity (distinct for each worker of each
+epoch's pool, and the same from run to run). Generator objects held by the dataset are
+left alone: reseeding a user's object changes what it means (a generator seeded on
+purpose to replay a fixed augmentation, say); check mode reports them, and copy mode
+warns about them (``RandomStreamWarning``, listed in the session summary too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import random
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from safegen._config import Settings
+from safegen._detectors._base import Detector, dispatch
+from safegen._detectors._sink import Channel, read_files, write_file
+from safegen._errors import RandomStreamError, RandomStreamWarning
+
+__all__ = ["CALLS", "RandomStreamReport", "stream_detectors"]
+
+# The calls of each worker process that are watched (the first ones: those start from
+# the state the worker inherited).
+CALLS = 2
+GLOBAL = "NumPy's global state"
+
+_RNG_TYPES = (np.random.Generator, np.random.RandomState, random.Random)
+# Calls of np.random.seed / set_state in this process (patched in worker processes).
+_reseeds = [0]
+_patched_in: list[int] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomStreamReport:
+    """Two worker processes (or two epochs' workers) drew from one copied random state.
+
+    Attributes:
+        source: the dataset's ``__getitem__`` (``"Noisy.__getitem__()"``).
+        location: ``"file.py:12"`` where it is defined, or ``""``.
+        state: which random state, e.g. ``"NumPy's global state"`` or
+            ``"`self.rng` (numpy.random.Generator)"``.
+        processes: the worker processes that started from it, each as
+            ``"Keras_worker_ForkPoolWorker-1 (pid 123, epoch 1)"``.
+        epochs: the epochs (numbered from 1 in this report) those workers ran in.
+        batches: the index of the batch each of them drew for first.
+
+    Example:
+        >>> r = RandomStreamReport("D.__getitem__()", "d.py:3", "NumPy's global state",
+        ...                        ("w1 (pid 1, epoch 1)", "w2 (pid 2, epoch 1)"), (1,), (0, 1))
+        >>> r.message.split(":")[0]
+        'D.__getitem__() at d.py'
+    """
+
+    source: str
+    location: str
+    state: str
+    processes: tuple[str, ...]
+    epochs: tuple[int, ...]
+    batches: tuple[Any, ...]
+
+    @property
+    def message(self) -> str:
+        """The full message (first line: what, where, which workers)."""
+        where = f"{self.source} at {self.location}" if self.location else self.source
+        across = "workers of different epochs" if len(self.epochs) > 1 else "worker processes"
+        batches = ", ".join(f"#{b}" for b in self.batches)
+        return (
+            f"{where}: {self.state} started from the same state in {len(self.processes)} "
+            f"{across} ({', '.join(self.processes)}), and each drew from it: batches "
+            f'{batches} got the same "random" numbers. Each worker process starts with '
+            "a copy of its parent's random state (Keras does not reseed its workers, and "
+            "starts a new pool every epoch from the same parent state, so every epoch "
+            "replays the first epoch's draws too): augmentation and noise repeat across "
+            "batches and epochs, and the network sees a fraction of the variety you meant. "
+            "Fix: seed each worker from a SeedSequence spawned per worker and epoch, or "
+            "draw from a generator made per call from the index and epoch "
+            "(np.random.default_rng([epoch, index])); "
+            + (
+                'safegen.guard(mode="copy") reseeds NumPy\'s global state and `random` '
+                "in each worker."
+                if self.state == GLOBAL
+                else 'safegen.guard(mode="copy") reseeds only the global states, not this object.'
+            )
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+RandomStreamReport.__module__ = "safegen"
+
+
+# -- Fingerprints of random states --------------------------------------------------------
+
+
+def _feed(hasher: Any, value: Any) -> None:
+    if isinstance(value, np.ndarray):
+        hasher.update(np.ascontiguousarray(value).view(np.uint8).tobytes())
+    elif isinstance(value, dict):
+        for key in sorted(value):
+            hasher.update(str(key).encode())
+            _feed(hasher, value[key])
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _feed(hasher, item)
+    else:
+        hasher.update(repr(value).encode())
+        hasher.update(b"\0")
+
+
+def state_digest(rng: Any) -> int:
+    """A fingerprint of ``rng``'s state (``None``: NumPy's global state)."""
+    if rng is None:
+        state: Any = np.random.get_state(legacy=False)
+    elif isinstance(rng, np.random.Generator):
+        state = rng.bit_generator.state
+    elif isinstance(rng, np.random.RandomState):
+        state = rng.get_state(legacy=False)
+    else:
+        state = rng.getstate()
+    hasher = xxhash.xxh3_64()
+    _feed(hasher, state)
+    return int(hasher.intdigest())
+
+
+def _kind(rng: Any) -> str:
+    cls = type(rng)
+    return f"{cls.__module__.replace('numpy.random._generator', 'numpy.random')}.{cls.__name__}"
+
+
+def _is_rng(value: Any) -> bool:
+    return (
+        isinstance(value, _RNG_TYPES)
+        and not isinstance(value, random.SystemRandom)  # no state: the OS's entropy
+        and value is not getattr(random, "_inst", None)  # reseeded by CPython at fork
+        and value is not getattr(np.random.mtrand, "_rand", None)  # the global state
+    )
+
+
+Resolver = Callable[[Any], Any]
+
+
+def _attribute(name: str, inner: str | None = None) -> Resolver:
+    def resolve(dataset: Any) -> Any:
+        value = dataset.__dict__.get(name)
+        return value if inner is None else getattr(value, "__dict__", {}).get(inner)
+
+    return resolve
+
+
+def _global(module: types.ModuleType, name: str) -> Resolver:
+    return lambda dataset: module.__dict__.get(name)
+
+
+def _candidates(dataset: Any) -> Iterator[tuple[str, Resolver, Any]]:
+    """Random states reachable from ``dataset``: its attributes, their attributes, and
+    the module globals of its class's code."""
+    for name, value in list(vars(dataset).items()):
+        if _is_rng(value):
+            yield f"`self.{name}` ({_kind(value)})", _attribute(name), value
+        elif not isinstance(value, (type, types.ModuleType, np.ndarray)):
+            inner = getattr(value, "__dict__", None)
+            if isinstance(inner, dict):
+                for key, item in list(inner.items()):
+                    if _is_rng(item):
+                        label = f"`self.{name}.{key}` ({_kind(item)})"
+                        yield label, _attribute(name, key), item
+    for cls in type(dataset).__mro__:
+        module = sys.modules.get(cls.__module__)
+        if module is None or cls.__module__.startswith(("keras", "tensorflow", "tf_keras")):
+            continue
+        for name, value in list(vars(module).items()):
+            if _is_rng(value):
+                yield f"`{module.__name__}.{name}` ({_kind(value)})", _global(module, name), value
+        break  # the dataset's own module only
+
+
+def _watch_reseeds() -> None:
+    """Count ``np.random.seed``/``set_state`` calls in this (worker) process."""
+    if os.getpid() in _patched_in:
+        return
+    _patched_in.append(os.getpid())
+    for name in ("seed", "set_state"):
+        original = getattr(np.random, name)
+
+        def counting(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            _reseeds[0] += 1
+            return __original(*args, **kwargs)
+
+        counting.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(np.random, name, counting)
+
+
+# -- Check mode -----------------------------------------------------------------------
+
+
+class RandomStreams(Detector):
+    """Check mode in a worker process: record the first calls' states, compare them."""
+
+    def __init__(
+        self, dataset: Any, settings: Settings, channel: Channel, objects_only: bool = False
+    ) -> None:
+        self.settings = settings
+        self.channel = channel
+        # Copy mode reseeds the global state: it watches only the objects, and warns.
+        self.watched: list[tuple[str, Resolver | None]] = [] if objects_only else [(GLOBAL, None)]
+        self.on_violation: Any = settings.on_violation
+        if objects_only and not callable(self.on_violation):
+            self.on_violation = "warn"
+        seen = {id(np.random.mtrand._rand)}
+        for label, resolve, value in _candidates(dataset):
+            if id(value) not in seen:
+                seen.add(id(value))
+                try:
+                    state_digest(value)
+                except Exception:  # noqa: BLE001 - a subclass without a readable state
+                    continue
+                self.watched.append((label, resolve))
+        self.calls: list[dict[str, Any]] = []
+        self.pending: list[tuple[Any, int]] = []
+        self.reseeds = 0
+        self.reported: set[str] = set()
+        process = multiprocessing.current_process()
+        self.record: dict[str, Any] = {
+            "pid": os.getpid(),
+            "name": process.name,
+            "epoch": channel.epoch,
+            "calls": self.calls,
+        }
+        if not objects_only:
+            _watch_reseeds()
+
+    def before(self, dataset: Any, index: Any) -> None:
+        self.pending = []
+        for _, resolve in self.watched:
+            if resolve is None:
+                self.pending.append((None, state_digest(None)))
+            else:
+                rng = resolve(dataset)
+                self.pending.append((rng, 0 if rng is None else state_digest(rng)))
+        self.reseeds = _reseeds[0]
+
+    def after(self, dataset: Any, index: Any, state: Any) -> bool:
+        states = {}
+        for (label, resolve), (rng, before) in zip(self.watched, self.pending, strict=True):
+            if resolve is None:
+                after = state_digest(None)
+                replaced = _reseeds[0] != self.reseeds
+            else:
+                now = resolve(dataset)
+                if rng is None or now is None:
+                    continue
+                after = state_digest(now)
+                replaced = now is not rng
+            states[label] = [str(before), str(after), replaced]
+        try:
+            key: Any = int(index)
+        except (TypeError, ValueError):
+            key = repr(index)
+        self.calls.append({"index": key, "states": states})
+        write_file(self.channel.folder, f"streams-{os.getpid()}", self.record)
+        for report in shared_streams(read_files(self.channel.folder, "streams-"), self.channel):
+            pids = report[1]
+            if os.getpid() in pids and report[0].state not in self.reported:
+                self.reported.add(report[0].state)
+                dispatch(report[0], self.on_violation, RandomStreamError, RandomStreamWarning)
+        return len(self.calls) < CALLS
+
+
+def shared_streams(
+    records: list[dict[str, Any]], channel: Channel
+) -> list[tuple[RandomStreamReport, set[int]]]:
+    """The random states that two processes of ``records`` drew from alike."""
+    epochs = sorted({record["epoch"] for record in records})
+    out = []
+    labels: dict[str, None] = {}
+    for record in records:
+        for call in record["calls"]:
+            labels.update(dict.fromkeys(call["states"]))
+    for label in labels:
+        draws = [
+            (record, call["index"], call["states"][label])
+            for record in records
+            for call in record["calls"]
+            if label in call["states"]
+        ]
+        draws = [(r, i, s) for r, i, s in draws if s[0] != s[1] and not s[2]]
+        # Calls that started from one state (for an object: and ended at one state);
+        # grouped, so that the cost is linear in the number of calls.
+        groups: dict[Any, list[tuple[dict[str, Any], Any]]] = {}
+        for record, index, state in draws:
+            key = state[0] if label == GLOBAL else (state[0], state[1])
+            groups.setdefault(key, []).append((record, index))
+        involved: dict[int, tuple[dict[str, Any], Any]] = {}
+        for members in groups.values():
+            if len({record["pid"] for record, _ in members}) < 2:
+                continue
+            # An object: two processes and two different indices among them (then two
+            # calls of different processes drew alike for different indices).
+            if label != GLOBAL and len({repr(index) for _, index in members}) < 2:
+                continue
+            for record, index in members:
+                involved.setdefault(record["pid"], (record, index))
+        if len(involved) < 2:
+            continue
+        members = sorted(involved.values(), key=lambda item: (item[0]["epoch"], item[0]["pid"]))
+        processes = tuple(
+            f"{r['name']} (pid {r['pid']}, epoch {epochs.index(r['epoch']) + 1})"
+            for r, _ in members
+        )
+        report = RandomStreamReport(
+            source=channel.name,
+            location=channel.location,
+            state=label,
+            processes=processes,
+            epochs=tuple(sorted({epochs.index(r["epoch"]) + 1 for r, _ in members})),
+            batches=tuple(index for _, index in members),
+        )
+        out.append((report, set(involved)))
+    return out
+
+
+# -- Copy mode ------------------------------------------------------------------------
+
+_reseeded_in: list[int] = []
+
+
+class Reseed(Detector):
+    """Copy mode in a worker process: reseed the global states before the first call."""
+
+    def before(self, dataset: Any, index: Any) -> None:
+        reseed_worker()
+
+    def after(self, dataset: Any, index: Any, state: Any) -> bool:
+        return False
+
+
+def reseed_worker() -> None:
+    """Reseed NumPy's global state and ``random`` in this worker process, once."""
+    pid = os.getpid()
+    if pid in _reseeded_in:
+        return
+    _reseeded_in.append(pid)
+    inherited = state_digest(None)
+    identity = tuple(multiprocessing.current_process()._identity) or (pid,)
+    sequence = np.random.SeedSequence(inherited, spawn_key=identity)
+    np.random.seed(sequence.generate_state(4))
+    random.seed(int(sequence.generate_state(2, np.uint64)[0]))
+
+
+def stream_detectors(dataset: Any, settings: Settings, channel: Channel) -> list[Detector]:
+    """The random-stream detectors for ``dataset`` in this process (none in its own)."""
+    if not channel.in_worker:
+        return []
+    if settings.mode == "copy":
+        objects = RandomStreams(dataset, settings, channel, objects_only=True)
+        return [Reseed(), objects] if objects.watched else [Reseed()]
+    return [RandomStreams(dataset, settings, channel)]
