@@ -4,7 +4,11 @@ generator in each process); tests/tf_keras_random_generators.py holds the genera
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +99,37 @@ def test_repeats_within_one_process_are_not_reported():
     guarded = safegen.guard(gens.cycled)
     _fit(guarded())
     assert safegen.stats(guarded).violations == 0
+
+
+class TestSafegenRun:
+    """tests/tf_keras_generator_run.py, no safegen in it, under `python -m safegen run`."""
+
+    def _run(self, *args, noise_dir):
+        root = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "PYTHONPATH": str(root), "NOISE_DIR": str(noise_dir)}
+        return subprocess.run(
+            [sys.executable, "-m", "safegen", "run", *args, "tests/tf_keras_generator_run.py"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=root,
+            env=env,
+        )
+
+    def test_check_mode_fails_with_the_report(self, tmp_path):
+        """Exit status 1, RandomStreamError, and the summary and JSON list it."""
+        report = tmp_path / "report.json"
+        (tmp_path / "noise").mkdir()
+        result = self._run("--report", str(report), noise_dir=tmp_path / "noise")
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "safegen.RandomStreamError: global_noise() at " in result.stderr
+        assert "1 repeated random stream(s)" in result.stderr
+        [row] = [r for r in json.loads(report.read_text())["sources"] if "noise" in r["name"]]
+        assert row["random_streams"] == 1
+
+    def test_copy_mode_exits_0_with_distinct_draws(self, tmp_path):
+        """Copy mode: exit status 0, and every batch has its own noise."""
+        result = self._run("--mode", "copy", noise_dir=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        noise = _draws(str(tmp_path))
+        assert len(noise) >= 8 and len(set(noise)) == len(noise)

@@ -225,6 +225,8 @@ class ProcessRepeats(Detector):
         return self.calls < YIELDS
 
     def _report(self, state: Any, records: Any, index: Any, earlier: Any, other: Any) -> None:
+        if any(e["kind"] == "repeated_batch" for e in read_files(self.channel.folder, "report-")):
+            return  # another worker process reported it: one bug, one report
         report = RepeatedBatchReport(
             source=self.channel.name,
             location=self.channel.location,
