@@ -31,6 +31,10 @@ epoch's pool, and the same from run to run). Generator objects held by the datas
 left alone: reseeding a user's object changes what it means (a generator seeded on
 purpose to replay a fixed augmentation, say); check mode reports them, and copy mode
 warns about them (``RandomStreamWarning``, listed in the session summary too).
+
+Generators that tf_keras copies into its worker processes get the same detectors, with
+the random states of the generator's frame (:func:`frame_candidates`) and no index (see
+:mod:`safegen._detectors.generators`).
 """
 
 from __future__ import annotations
