@@ -118,9 +118,18 @@ class _Watcher:
             self.proxy._self_send = self.send  # finished or failed: watch no more
             raise
         number = state.stats.yields
-        try:
-            self.detectors = tuple(d for d in self.detectors if d.after(generator, number, state))
-        finally:
-            if not self.detectors:
-                self.proxy._self_send = self.send
+        kept = []
+        found: BaseException | None = None
+        for detector in self.detectors:  # every one, even after one reported
+            try:
+                if detector.after(generator, number, state):
+                    kept.append(detector)
+            except BaseException as exc:  # noqa: BLE001 - raised below, after the others
+                kept.append(detector)
+                found = found or exc
+        self.detectors = tuple(kept)
+        if not kept:
+            self.proxy._self_send = self.send
+        if found is not None:
+            raise found
         return out

@@ -1,0 +1,66 @@
+"""Guarded generators copied into forked worker processes, without Keras: a fork
+``multiprocessing.Pool`` that calls ``next()`` on its copy of one generator, as tf_keras's
+``GeneratorEnqueuer`` does (tests/test_random_generators.py has the real tf_keras fit)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pytest
+
+import safegen
+from safegen._detectors import generators
+from tests import tf_keras_random_generators as gens
+
+_SHARED = None
+
+
+def _share(generator):
+    global _SHARED
+    _SHARED = generator
+
+
+def _next(_):
+    return next(_SHARED)
+
+
+def _pool_run(guarded, calls=6):
+    """``calls`` next() in 2 forked worker processes, after one in this process (as
+    tf_keras peeks a batch); the batches made in the workers."""
+    next(guarded)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2, initializer=_share, initargs=(guarded,)) as pool:
+        return pool.map(_next, range(calls), chunksize=1)
+
+
+def test_global_state_is_reported():
+    """NumPy's global state, copied into both workers: RandomStreamError, raised in the
+    worker, reaches the caller with the generator's name and location."""
+    guarded = safegen.guard(gens.global_noise)(gens.barrier())
+    with pytest.raises(safegen.RandomStreamError, match=r"global_noise\(\) at tests/"):
+        _pool_run(guarded)
+
+
+def test_repeated_batches_are_reported():
+    """The workers' copies of a deterministic generator yield the same batches."""
+    guarded = safegen.guard(gens.cycled)(gens.barrier())
+    with pytest.raises(safegen.RepeatedBatchError, match="as yield #2 in worker process"):
+        _pool_run(guarded)
+
+
+@pytest.mark.parametrize("function", ["seeded_per_process", "global_noise"])
+def test_no_report(function):
+    """A generator seeded per process is not reported; global noise in copy mode is
+    reseeded in each worker: every batch has its own draws."""
+    mode = "copy" if function == "global_noise" else "check"
+    guarded = safegen.guard(getattr(gens, function), mode=mode)(gens.barrier())
+    batches = _pool_run(guarded)
+    noise = [x.tobytes() for x, _ in batches]
+    assert len(set(noise)) == len(noise)
+
+
+def test_nothing_done_in_the_guarding_process():
+    """In the process that guarded it, a generator's send function is the driver's own."""
+    guarded = safegen.guard(gens.cycled)()
+    next(guarded)
+    assert guarded._self_send == guarded.__wrapped__.send
+    assert guarded in generators._WATCHED
