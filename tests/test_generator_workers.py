@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import multiprocessing
+
 import pytest
 
 import safegen
