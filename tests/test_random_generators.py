@@ -94,6 +94,11 @@ def test_repeated_batches_across_processes():
     assert "tf_keras runs a copy of the generator in each worker process" in text
 
 
+def test_full_batch_training_in_processes_is_not_reported():
+    """Every worker's copy yields the one batch again and again: nothing reported."""
+    _fit(safegen.guard(gens.full_batch)(gens.barrier()), **PROCESSES)
+
+
 def test_repeats_within_one_process_are_not_reported():
     """Without worker processes, a generator cycling its batches is not reported."""
     guarded = safegen.guard(gens.cycled)

@@ -67,13 +67,13 @@ def seeded_per_process(barrier=None, folder=None):
 
 
 def cycled(barrier=None, batches=4):
-    """Deterministic batches, cycled: each worker's copy replays the same ones."""
+    """Deterministic batches, cycled: each worker's copy replays the same ones. (Both
+    workers' first two calls wait for each other's: each worker makes two batches.)"""
     x = np.arange(batches * BATCH * 2, dtype=np.float32).reshape(batches * BATCH, 2)
-    home = started_in = os.getpid()
+    home = os.getpid()
     step = 0
     while True:
-        if barrier is not None and os.getpid() not in (home, started_in):
-            started_in = os.getpid()
+        if barrier is not None and os.getpid() != home and step < 3:
             barrier.wait(timeout=120)
         i = step % batches
         step += 1
@@ -83,3 +83,15 @@ def cycled(barrier=None, batches=4):
 def barrier():
     """A barrier for the 2 worker processes (shared with them by fork)."""
     return multiprocessing.Barrier(2)
+
+
+def full_batch(barrier=None):
+    """One batch, yielded again and again (full-batch training): not a bug, even in copies."""
+    x = np.arange(BATCH * 2, dtype=np.float32).reshape(BATCH, 2)
+    home = os.getpid()
+    step = 0
+    while True:
+        if barrier is not None and os.getpid() != home and step < 3:
+            barrier.wait(timeout=120)
+        step += 1
+        yield _batch(x)

@@ -25,6 +25,7 @@ one generator).
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = ["GeneratorChannel", "watch"]
 _CHANNEL = "_self_safegen_channel"
 # The guarded generators (proxies) of this process, given a channel at a fork.
 _WATCHED: weakref.WeakSet[Any] = weakref.WeakSet()
+_lock = threading.Lock()  # taken in the process that guards (never at fork in the child)
 
 
 class GeneratorChannel(Channel):
@@ -58,12 +60,15 @@ class GeneratorChannel(Channel):
 def watch(proxy: Any) -> None:
     """List a guarded generator (a ``_SerializedGenerator``), for the forks to come."""
     if proxy._self_state.settings.mode != "off":
-        _WATCHED.add(proxy)
+        with _lock:
+            _WATCHED.add(proxy)
 
 
 def _before_fork() -> None:
     """In the parent: a channel for every listed generator that has none yet."""
-    for proxy in list(_WATCHED):
+    with _lock:
+        proxies = list(_WATCHED)
+    for proxy in proxies:
         if getattr(proxy, _CHANNEL, None) is None:
             source = proxy._self_state.source
             channel = GeneratorChannel(source.name, source.location)

@@ -18,9 +18,10 @@ Across worker processes, they are (:class:`ProcessRepeats`, check mode): tf_kera
 copy of a generator in each worker process (``fit(generator, workers=2,
 use_multiprocessing=True)``), and the copies replay the same yields. Each worker process
 writes the keys of its first :data:`YIELDS` yields to the generator's channel and reads the
-other processes' ones: a batch yielded by two processes is reported (whichever writes
-second sees the first's, without relying on timing). The same small and constant batches
-are left out.
+other processes' ones: two different batches that two processes both yielded are reported
+(whichever writes second sees the first's, without relying on timing). One batch yielded
+everywhere is not: a generator that yields one batch again and again (full-batch
+training) does that in every copy. The same small and constant batches are left out.
 
 With worker processes, each process compares the batches it made itself (Keras starts a
 new pool of workers each epoch, so a process sees one epoch).
@@ -194,13 +195,13 @@ def _key(records: Any) -> int | None:
 
 
 class ProcessRepeats(Detector):
-    """Check mode, a generator in a worker process: report a batch another worker process
+    """Check mode, a generator in a worker process: report batches another worker process
     of the same generator yielded too (see the module's docstring)."""
 
     def __init__(self, settings: Settings, channel: Channel) -> None:
         self.settings = settings
         self.channel = channel
-        self.keys: dict[str, int] = {}
+        self.keys: dict[str, list[int]] = {}  # key: [yield number, bytes]
         process = multiprocessing.current_process()
         self.record = {"pid": os.getpid(), "name": process.name, "keys": self.keys}
         self.calls = 0
@@ -213,26 +214,33 @@ class ProcessRepeats(Detector):
         if state.inflight is not None:  # large arrays hashed in the background
             state.settle()
         key = _key(window[-1])
-        if key is not None:
-            self.keys.setdefault(str(key), index)
+        if key is not None and str(key) not in self.keys:
+            nbytes = sum(record[_ARRAY].nbytes for record in window[-1])
+            self.keys[str(key)] = [index, nbytes]
             folder = self.channel.folder
             write_file(folder, f"batches-{os.getpid()}", self.record)
             for other in read_files(folder, "batches-"):
-                earlier = other["keys"].get(str(key))
-                if other["pid"] != os.getpid() and earlier is not None:
-                    self._report(state, window[-1], index, earlier, other)
+                if other["pid"] == os.getpid():
+                    continue
+                # Two different batches yielded by both processes: one batch yielded
+                # everywhere is a generator that yields it again and again (full-batch
+                # training), which copies in each process do too.
+                common = [k for k in self.keys if k in other["keys"]]
+                if len(common) >= 2:
+                    self._report(common[-1], other)
                     return False
         return self.calls < YIELDS
 
-    def _report(self, state: Any, records: Any, index: Any, earlier: Any, other: Any) -> None:
+    def _report(self, key: str, other: Any) -> None:
         if any(e["kind"] == "repeated_batch" for e in read_files(self.channel.folder, "report-")):
             return  # another worker process reported it: one bug, one report
+        index, nbytes = self.keys[key]
         report = RepeatedBatchReport(
             source=self.channel.name,
             location=self.channel.location,
             index=index,
-            earlier=earlier,
-            nbytes=sum(record[_ARRAY].nbytes for record in records),
+            earlier=other["keys"][key][0],
+            nbytes=nbytes,
             process=f"{self.record['name']} (pid {os.getpid()})",
             earlier_process=f"{other['name']} (pid {other['pid']})",
         )
