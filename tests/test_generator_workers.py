@@ -72,3 +72,15 @@ def test_full_batch_training_is_not_reported():
     guarded = safegen.guard(gens.full_batch)(gens.barrier())
     batches = _pool_run(guarded)
     assert len({x.tobytes() for x, _ in batches}) == 1
+
+
+@pytest.mark.filterwarnings("ignore::safegen.RandomStreamWarning")
+def test_copy_mode_warns_about_a_generator_object():
+    """Copy mode reseeds the global states, not a Generator in the generator's frame: it
+    warns in the worker, and the session summary lists it under the generator."""
+    with safegen.enabled(mode="copy") as session:
+        guarded = safegen.guard(gens.local_generator_noise, mode="copy")(gens.barrier())
+        _pool_run(guarded)
+    row = next(r for r in session.as_dict()["sources"] if "local_generator_noise" in r["name"])
+    assert row["random_streams"] == 1
+    assert "`rng` (numpy.random.Generator)" in row["findings"][0]["message"]
