@@ -58,6 +58,17 @@ def test_check_mode_reports_the_state(function, state):
     assert "tf_keras runs a copy of the generator" in text
 
 
+@pytest.mark.filterwarnings("ignore:`Model.fit_generator` is deprecated")
+def test_fit_generator_too():
+    """The legacy fit_generator (tf_keras) runs the same enqueuer: reported."""
+    guarded = safegen.guard(gens.global_noise)
+    model = k2.tiny_model()
+    with pytest.raises(Exception, match=r"RandomStreamError: global_noise\(\) at "):
+        model.fit_generator(
+            guarded(gens.barrier()), steps_per_epoch=4, epochs=1, verbose=0, **PROCESSES
+        )
+
+
 def test_seeded_per_process_is_not_reported(tmp_path):
     """A generator that makes its Generator anew in each process: nothing reported, and
     its batches are distinct."""
