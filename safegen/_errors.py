@@ -98,7 +98,8 @@ class RandomStreamError(SafegenError, RuntimeError):
 
 
 class RepeatedBatchError(SafegenError, RuntimeError):
-    """A dataset returned, within one epoch, the same batch for two different indices.
+    """A dataset returned, within one epoch, the same batch for two different indices; or
+    two worker processes' copies of a generator yielded the same batch.
 
     A ``RuntimeError`` for the same reason as :class:`AliasingError`: valid code, wrong
     data, found while the program runs.

@@ -33,6 +33,7 @@ from safegen._dataset import (
     is_dataset,
     is_dataset_class,
 )
+from safegen._detectors import watch_generator
 from safegen._modes import Source, _State, make_state
 from safegen._stats import Stats, Totals
 
@@ -191,6 +192,7 @@ class _SerializedGenerator(wrapt.ObjectProxy):  # type: ignore[type-arg]
         self._self_lock = threading.RLock()
         self._self_send = wrapped.send
         self._self_state = state
+        watch_generator(self)  # its copies in forked workers (safegen._detectors)
 
     def __iter__(self) -> _SerializedGenerator:
         return self

@@ -9,7 +9,14 @@ The detectors here read what that check already computed, and what a guarded dat
   successive epochs) that start from one copied random state and draw the same
   "random" numbers; in copy mode, the reseeding of each worker's global states;
 * :mod:`~safegen._detectors.repeated_batches`: a dataset that returns, within one epoch,
-  the same batch for two different indices.
+  the same batch for two different indices; a generator whose copies in two worker
+  processes yield the same batch.
+
+Datasets carry their channel in their ``__dict__`` and get their detectors from
+:func:`dataset_detectors`. Guarded generators are listed by :func:`watch_generator`
+(nothing more in the process that guarded them) and get both detectors in forked worker
+processes only, where tf_keras runs a copy of the generator in each one
+(:mod:`~safegen._detectors.generators`).
 
 They report through the same ``on_violation`` handling as the aliasing check, and into
 the session summary of ``safegen run`` and ``pytest --safegen`` (through
@@ -24,13 +31,21 @@ from typing import Any
 from safegen._config import Settings
 from safegen._detectors._base import Detector
 from safegen._detectors._sink import CHANNEL_ATTRIBUTE, Channel, open_channel
+from safegen._detectors.generators import watch as watch_generator
 
 # Imported here, not on first use: a worker process forked while another thread of the
 # parent was importing them would wait forever for the import lock it inherited.
 from safegen._detectors.random_streams import stream_detectors
 from safegen._detectors.repeated_batches import RepeatedBatches
 
-__all__ = ["CHANNEL_ATTRIBUTE", "Detector", "dataset_detectors", "epoch_passed", "open_dataset"]
+__all__ = [
+    "CHANNEL_ATTRIBUTE",
+    "Detector",
+    "dataset_detectors",
+    "epoch_passed",
+    "open_dataset",
+    "watch_generator",
+]
 
 
 def open_dataset(dataset: Any, settings: Settings, name: str, location: str) -> None:

@@ -1,4 +1,6 @@
-"""The interface every detector offers to a guarded dataset's ``__getitem__``."""
+"""The interface every detector offers to a guarded dataset's ``__getitem__`` (and to a
+guarded generator's ``next()`` in a worker process: ``dataset`` is then the generator,
+``index`` the number of its yield)."""
 
 from __future__ import annotations
 

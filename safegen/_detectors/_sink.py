@@ -53,6 +53,11 @@ class Channel:
 
     __slots__ = ("epoch", "folder", "home", "location", "name", "reports")
 
+    # A dataset's batches have an index; a generator's (GeneratorChannel) do not.
+    indexed = True
+    unit = "batches"  # what the random-stream report counts
+    hint = ""  # advice added to the reports, where the source is a generator
+
     def __init__(self, name: str, location: str) -> None:
         self.home = os.getpid()
         self.folder = os.path.join(_root_folder(), str(next(_numbers)))

@@ -31,6 +31,10 @@ epoch's pool, and the same from run to run). Generator objects held by the datas
 left alone: reseeding a user's object changes what it means (a generator seeded on
 purpose to replay a fixed augmentation, say); check mode reports them, and copy mode
 warns about them (``RandomStreamWarning``, listed in the session summary too).
+
+Generators that tf_keras copies into its worker processes get the same detectors, with
+the random states of the generator's frame (:func:`frame_candidates`) and no index (see
+:mod:`safegen._detectors.generators`).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from safegen._detectors._base import Detector, dispatch
 from safegen._detectors._sink import Channel, read_files, write_file
 from safegen._errors import RandomStreamError, RandomStreamWarning
 
-__all__ = ["CALLS", "RandomStreamReport", "stream_detectors"]
+__all__ = ["CALLS", "RandomStreamReport", "frame_candidates", "stream_detectors"]
 
 # The calls of each worker process that are watched (the first ones: those start from
 # the state the worker inherited).
@@ -77,7 +81,10 @@ class RandomStreamReport:
         processes: the worker processes that started from it, each as
             ``"Keras_worker_ForkPoolWorker-1 (pid 123, epoch 1)"``.
         epochs: the epochs (numbered from 1 in this report) those workers ran in.
-        batches: the index of the batch each of them drew for first.
+        batches: the index of the batch each of them drew for first (for a generator,
+            the number of its yield).
+        unit: what ``batches`` counts: ``"batches"``, or ``"yields"`` for a generator.
+        hint: what to do about it where the source is (a generator's), or ``""``.
 
     Example:
         >>> r = RandomStreamReport("D.__getitem__()", "d.py:3", "NumPy's global state",
@@ -92,6 +99,8 @@ class RandomStreamReport:
     processes: tuple[str, ...]
     epochs: tuple[int, ...]
     batches: tuple[Any, ...]
+    unit: str = "batches"
+    hint: str = ""
 
     @property
     def message(self) -> str:
@@ -101,7 +110,7 @@ class RandomStreamReport:
         batches = ", ".join(f"#{b}" for b in self.batches)
         return (
             f"{where}: {self.state} started from the same state in {len(self.processes)} "
-            f"{across} ({', '.join(self.processes)}), and each drew from it: batches "
+            f"{across} ({', '.join(self.processes)}), and each drew from it: {self.unit} "
             f'{batches} got the same "random" numbers. Each worker process starts with '
             "a copy of its parent's random state (Keras does not reseed its workers, and "
             "starts a new pool every epoch from the same parent state, so every epoch "
@@ -116,6 +125,7 @@ class RandomStreamReport:
                 if self.state == GLOBAL
                 else 'safegen.guard(mode="copy") reseeds only the global states, not this object.'
             )
+            + (f" {self.hint}" if self.hint else "")
         )
 
     def __str__(self) -> str:
@@ -210,6 +220,38 @@ def _candidates(dataset: Any) -> Iterator[tuple[str, Resolver, Any]]:
         break  # the dataset's own module only
 
 
+def _local(name: str, inner: str | None = None) -> Resolver:
+    def resolve(generator: Any) -> Any:
+        frame = getattr(generator, "gi_frame", None)
+        value = None if frame is None else frame.f_locals.get(name)
+        return value if inner is None else getattr(value, "__dict__", {}).get(inner)
+
+    return resolve
+
+
+def frame_candidates(generator: Any) -> Iterator[tuple[str, Resolver, Any]]:
+    """Random states reachable from a suspended generator: its frame's locals, their
+    attributes (``self.rng`` in a generator method), and the module globals of its code.
+    None for an iterator that is not a generator."""
+    frame = getattr(generator, "gi_frame", None)
+    if frame is None:
+        return
+    for name, value in list(frame.f_locals.items()):
+        if _is_rng(value):
+            yield f"`{name}` ({_kind(value)})", _local(name), value
+        elif not isinstance(value, (type, types.ModuleType, np.ndarray)):
+            inner = getattr(value, "__dict__", None)
+            if isinstance(inner, dict):
+                for key, item in list(inner.items()):
+                    if _is_rng(item):
+                        yield f"`{name}.{key}` ({_kind(item)})", _local(name, key), item
+    module = sys.modules.get(frame.f_globals.get("__name__", ""))
+    if module is not None and not module.__name__.startswith(("keras", "tensorflow", "tf_keras")):
+        for name, value in list(vars(module).items()):
+            if _is_rng(value):
+                yield f"`{module.__name__}.{name}` ({_kind(value)})", _global(module, name), value
+
+
 def _watch_reseeds() -> None:
     """Count ``np.random.seed``/``set_state`` calls in this (worker) process."""
     if os.getpid() in _patched_in:
@@ -233,7 +275,12 @@ class RandomStreams(Detector):
     """Check mode in a worker process: record the first calls' states, compare them."""
 
     def __init__(
-        self, dataset: Any, settings: Settings, channel: Channel, objects_only: bool = False
+        self,
+        dataset: Any,
+        settings: Settings,
+        channel: Channel,
+        objects_only: bool = False,
+        candidates: Callable[[Any], Iterator[tuple[str, Resolver, Any]]] = _candidates,
     ) -> None:
         self.settings = settings
         self.channel = channel
@@ -243,7 +290,7 @@ class RandomStreams(Detector):
         if objects_only and not callable(self.on_violation):
             self.on_violation = "warn"
         seen = {id(np.random.mtrand._rand)}
-        for label, resolve, value in _candidates(dataset):
+        for label, resolve, value in candidates(dataset):
             if id(value) not in seen:
                 seen.add(id(value))
                 try:
@@ -332,7 +379,12 @@ def shared_streams(
                 continue
             # An object: two processes and two different indices among them (then two
             # calls of different processes drew alike for different indices).
-            if label != GLOBAL and len({repr(index) for _, index in members}) < 2:
+            # (A generator has no index: each process's copy replays the same yields.)
+            if (
+                label != GLOBAL
+                and channel.indexed
+                and len({repr(index) for _, index in members}) < 2
+            ):
                 continue
             for record, index in members:
                 involved.setdefault(record["pid"], (record, index))
@@ -350,6 +402,8 @@ def shared_streams(
             processes=processes,
             epochs=tuple(sorted({epochs.index(r["epoch"]) + 1 for r, _ in members})),
             batches=tuple(index for _, index in members),
+            unit=channel.unit,
+            hint=channel.hint,
         )
         out.append((report, set(involved)))
     return out
@@ -383,11 +437,18 @@ def reseed_worker() -> None:
     random.seed(int(sequence.generate_state(2, np.uint64)[0]))
 
 
-def stream_detectors(dataset: Any, settings: Settings, channel: Channel) -> list[Detector]:
-    """The random-stream detectors for ``dataset`` in this process (none in its own)."""
+def stream_detectors(
+    dataset: Any,
+    settings: Settings,
+    channel: Channel,
+    candidates: Callable[[Any], Iterator[tuple[str, Resolver, Any]]] = _candidates,
+) -> list[Detector]:
+    """The random-stream detectors for ``dataset`` in this process (none in its own);
+    ``candidates`` lists the random states it can reach (for a generator, see
+    :func:`frame_candidates`)."""
     if not channel.in_worker:
         return []
     if settings.mode == "copy":
-        objects = RandomStreams(dataset, settings, channel, objects_only=True)
+        objects = RandomStreams(dataset, settings, channel, True, candidates)
         return [Reseed(), objects] if objects.watched else [Reseed()]
-    return [RandomStreams(dataset, settings, channel)]
+    return [RandomStreams(dataset, settings, channel, candidates=candidates)]

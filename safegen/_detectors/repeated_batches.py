@@ -10,8 +10,18 @@ What is not reported: the same index again (Keras peeks batches, then fetches th
 again; ``evaluate`` after ``fit``); equal batches in different epochs (the dictionary is
 emptied at each epoch method); batches of fewer than :data:`MIN_BYTES` bytes, and
 batches whose every array holds one value throughout (all-zero padding), which repeat
-in real data sets. Generators are not covered: a generator has no index or epoch that
-safegen sees, and yielding one batch again and again is full-batch training.
+in real data sets. Within one process, generators are not covered: a generator has no
+index or epoch that safegen sees, and yielding one batch again and again is full-batch
+training.
+
+Across worker processes, they are (:class:`ProcessRepeats`, check mode): tf_keras runs a
+copy of a generator in each worker process (``fit(generator, workers=2,
+use_multiprocessing=True)``), and the copies replay the same yields. Each worker process
+writes the keys of its first :data:`YIELDS` yields to the generator's channel and reads the
+other processes' ones: two different batches that two processes both yielded are reported
+(whichever writes second sees the first's, without relying on timing). One batch yielded
+everywhere is not: a generator that yields one batch again and again (full-batch
+training) does that in every copy. The same small and constant batches are left out.
 
 With worker processes, each process compares the batches it made itself (Keras starts a
 new pool of workers each epoch, so a process sees one epoch).
@@ -21,18 +31,22 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 from typing import Any
 
 import numpy as np
 
 from safegen._config import Settings
 from safegen._detectors._base import Detector, dispatch
-from safegen._detectors._sink import Channel
+from safegen._detectors._sink import Channel, read_files, write_file
 from safegen._errors import RepeatedBatchError, RepeatedBatchWarning
 
-__all__ = ["MIN_BYTES", "RepeatedBatchReport", "RepeatedBatches"]
+__all__ = ["MIN_BYTES", "YIELDS", "ProcessRepeats", "RepeatedBatchReport", "RepeatedBatches"]
 
 MIN_BYTES = 256
+# The yields of a generator watched in each worker process (its copies replay the same
+# ones from the start).
+YIELDS = 8
 # Forget the epoch's batches beyond this many (an endless dataset without epochs).
 MAX_BATCHES = 1 << 16
 _ARRAY, _DIGEST = 0, 3  # fields of check mode's records (safegen._modes)
@@ -49,6 +63,8 @@ class RepeatedBatchReport:
         earlier: the index of that earlier batch.
         nbytes: the batch's size in bytes.
         process: the worker process's name, or ``""`` in the main process.
+        earlier_process: for a generator, the other worker process that yielded the same
+            batch first (``index`` and ``earlier`` then number yields), else ``""``.
 
     Example:
         >>> r = RepeatedBatchReport("B.__getitem__()", "b.py:9", 3, 0, 1024)
@@ -62,11 +78,23 @@ class RepeatedBatchReport:
     earlier: Any
     nbytes: int
     process: str = ""
+    earlier_process: str = ""
 
     @property
     def message(self) -> str:
         """The full message (first line: what, where, which batches)."""
         where = f"{self.source} at {self.location}" if self.location else self.source
+        if self.earlier_process:
+            return (
+                f"{where}: yield #{self.index} in worker process {self.process} is the "
+                f"same, array for array ({self.nbytes} bytes), as yield #{self.earlier} in "
+                f"worker process {self.earlier_process}. tf_keras runs a copy of the "
+                "generator in each worker process (use_multiprocessing=True), and every "
+                "copy replays the same items: the network sees some batches several times "
+                "and others never. Fix: give fit a keras.utils.Sequence (a PyDataset in "
+                "Keras 3), whose batches are made by index, or use_multiprocessing=False "
+                "(worker threads share one generator)."
+            )
         if self.process:
             where += f" (in worker process {self.process})"
         return (
@@ -152,3 +180,69 @@ class RepeatedBatches(Detector):
 
     def epoch_passed(self) -> None:
         self.seen.clear()
+
+
+def _key(records: Any) -> int | None:
+    """The batch's key (its digests side by side), or ``None`` for a batch too small or
+    constant to tell a repeat from real data."""
+    arrays = [record[_ARRAY] for record in records]
+    if sum(array.nbytes for array in arrays) < MIN_BYTES or all(_constant(a) for a in arrays):
+        return None
+    key = 0
+    for record in records:
+        key = (key << 64) | record[_DIGEST]
+    return key
+
+
+class ProcessRepeats(Detector):
+    """Check mode, a generator in a worker process: report batches another worker process
+    of the same generator yielded too (see the module's docstring)."""
+
+    def __init__(self, settings: Settings, channel: Channel) -> None:
+        self.settings = settings
+        self.channel = channel
+        self.keys: dict[str, list[int]] = {}  # key: [yield number, bytes]
+        process = multiprocessing.current_process()
+        self.record = {"pid": os.getpid(), "name": process.name, "keys": self.keys}
+        self.calls = 0
+
+    def after(self, dataset: Any, index: Any, state: Any) -> bool:
+        self.calls += 1
+        window = getattr(state, "window", None)
+        if not window:
+            return self.calls < YIELDS
+        if state.inflight is not None:  # large arrays hashed in the background
+            state.settle()
+        key = _key(window[-1])
+        if key is not None and str(key) not in self.keys:
+            nbytes = sum(record[_ARRAY].nbytes for record in window[-1])
+            self.keys[str(key)] = [index, nbytes]
+            folder = self.channel.folder
+            write_file(folder, f"batches-{os.getpid()}", self.record)
+            for other in read_files(folder, "batches-"):
+                if other["pid"] == os.getpid():
+                    continue
+                # Two different batches yielded by both processes: one batch yielded
+                # everywhere is a generator that yields it again and again (full-batch
+                # training), which copies in each process do too.
+                common = [k for k in self.keys if k in other["keys"]]
+                if len(common) >= 2:
+                    self._report(common[-1], other)
+                    return False
+        return self.calls < YIELDS
+
+    def _report(self, key: str, other: Any) -> None:
+        if any(e["kind"] == "repeated_batch" for e in read_files(self.channel.folder, "report-")):
+            return  # another worker process reported it: one bug, one report
+        index, nbytes = self.keys[key]
+        report = RepeatedBatchReport(
+            source=self.channel.name,
+            location=self.channel.location,
+            index=index,
+            earlier=other["keys"][key][0],
+            nbytes=nbytes,
+            process=f"{self.record['name']} (pid {os.getpid()})",
+            earlier_process=f"{other['name']} (pid {other['pid']})",
+        )
+        self.channel.report("repeated_batch", report.message)
+        dispatch(report, self.settings.on_violation, RepeatedBatchError, RepeatedBatchWarning)
