@@ -31,6 +31,7 @@ from typing import Any
 from safegen._config import Settings
 from safegen._detectors._base import Detector
 from safegen._detectors._sink import CHANNEL_ATTRIBUTE, Channel, open_channel
+from safegen._detectors.findings import record as record_findings
 from safegen._detectors.generators import watch as watch_generator
 
 # Imported here, not on first use: a worker process forked while another thread of the
@@ -51,7 +52,7 @@ __all__ = [
 def open_dataset(dataset: Any, settings: Settings, name: str, location: str) -> None:
     """Called where a dataset instance is guarded (in the process that owns it)."""
     if settings.mode != "off":
-        open_channel(dataset, settings, name, location)
+        record_findings(open_channel(dataset, name, location), settings.mode)
 
 
 def dataset_detectors(dataset: Any, settings: Settings, state: Any) -> tuple[Detector, ...]:

@@ -21,9 +21,6 @@ import tempfile
 import threading
 from typing import Any
 
-from safegen import _session
-from safegen._config import Settings
-
 __all__ = ["CHANNEL_ATTRIBUTE", "Channel", "open_channel", "read_files", "write_file"]
 
 CHANNEL_ATTRIBUTE = "_safegen_channel"
@@ -87,31 +84,11 @@ class Channel:
         else:
             self.reports.append(entry)
 
-    def findings(self) -> list[dict[str, Any]]:
-        """Every report kept, in this process or written by workers, without repeats;
-        random streams are compared anew over every worker's record, so that each
-        shared state is one finding naming every worker that drew from it."""
-        from safegen._detectors.random_streams import shared_streams
 
-        streams = [
-            {"kind": "random_stream", "message": report.message}
-            for report, _ in shared_streams(read_files(self.folder, "streams-"), self)
-        ]
-        seen: set[tuple[str, str]] = set()
-        out = []
-        for entry in [*self.reports, *read_files(self.folder, "report-"), *streams]:
-            key = (entry["kind"], entry["message"].split("\n", 1)[0])
-            if key not in seen:
-                seen.add(key)
-                out.append(entry)
-        return out
-
-
-def open_channel(dataset: Any, settings: Settings, name: str, location: str) -> Channel:
-    """Give ``dataset`` a channel, and list its findings in the session summary."""
+def open_channel(dataset: Any, name: str, location: str) -> Channel:
+    """Give ``dataset`` a channel."""
     channel = Channel(name, location)
     dataset.__dict__[CHANNEL_ATTRIBUTE] = channel
-    _session.record_findings(name, location, settings.mode, channel.findings)
     return channel
 
 

@@ -29,9 +29,9 @@ import threading
 import weakref
 from typing import Any
 
-from safegen import _session
 from safegen._detectors._base import Detector
 from safegen._detectors._sink import Channel
+from safegen._detectors.findings import record as record_findings
 from safegen._detectors.random_streams import frame_candidates, stream_detectors
 from safegen._detectors.repeated_batches import ProcessRepeats
 
@@ -73,8 +73,7 @@ def _before_fork() -> None:
             source = proxy._self_state.source
             channel = GeneratorChannel(source.name, source.location)
             setattr(proxy, _CHANNEL, channel)
-            mode = proxy._self_state.settings.mode
-            _session.record_findings(source.name, source.location, mode, channel.findings)
+            record_findings(channel, proxy._self_state.settings.mode)
 
 
 def _after_fork_in_child() -> None:

@@ -1,0 +1,42 @@
+"""What the detectors found for one data source, for the session summary.
+
+Reads what a source's :class:`~safegen._detectors._sink.Channel` holds (reports kept in
+this process, and the files worker processes wrote), compares the workers' random-state
+records anew, and lists the findings once each.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from safegen import _session
+from safegen._detectors._sink import Channel, read_files
+from safegen._detectors.random_streams import shared_streams
+
+__all__ = ["findings", "record"]
+
+
+def findings(channel: Channel) -> list[dict[str, Any]]:
+    """Every report kept, in this process or written by workers, without repeats; random
+    streams are compared anew over every worker's record, so that each shared state is
+    one finding naming every worker that drew from it."""
+    streams = [
+        {"kind": "random_stream", "message": report.message}
+        for report, _ in shared_streams(read_files(channel.folder, "streams-"), channel)
+    ]
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for entry in [*channel.reports, *read_files(channel.folder, "report-"), *streams]:
+        key = (entry["kind"], entry["message"].split("\n", 1)[0])
+        if key not in seen:
+            seen.add(key)
+            out.append(entry)
+    return out
+
+
+def record(channel: Channel, mode: str) -> None:
+    """List ``channel``'s findings in the session summary (read when it is made)."""
+    _session.record_findings(
+        channel.name, channel.location, mode, functools.partial(findings, channel)
+    )
