@@ -55,10 +55,15 @@ def register_loaded() -> None:
     """Loads the integration of every Keras already imported, so that ``load_model``
     finds the name checked layers are saved under (``safegen>ShapeChecked``).
 
-    Called by ``import safegen``; it imports nothing that was not imported already.
+    Called by ``import safegen`` and after each Keras finishes importing; it imports
+    nothing that was not imported already, nor anything of a Keras still importing (when
+    ``keras`` finishes inside ``import tf_keras``, tf_keras's turn comes when it is done).
     """
     for framework, module in _FRAMEWORKS.items():
-        if framework in sys.modules and module not in sys.modules:
+        loaded = sys.modules.get(framework)
+        if loaded is None or getattr(loaded.__spec__, "_initializing", False):
+            continue
+        if module not in sys.modules:
             try:
                 importlib.import_module(module)
             except ImportError:  # an integration not written yet, or a partial install

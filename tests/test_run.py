@@ -189,6 +189,25 @@ class TestUsageErrors:
 class TestUnmodifiedPrograms:
     """The article's programs, with no `import safegen`, run under `safegen run`."""
 
+    def test_importing_tf_keras_installs_quietly(self, tmp_path):
+        """A program that imports tf_keras: no "could not install" warning (Keras 3 finishes
+        importing inside tf_keras's import, before tf_keras is complete), and tf_keras's
+        layer integration is loaded once it is."""
+        pytest.importorskip("tf_keras")
+        _write(
+            tmp_path / "prog.py",
+            """
+            import sys
+            import tf_keras
+
+            print("integration loaded:", "safegen.integrations.tf_keras.layers" in sys.modules)
+            """,
+        )
+        result = _run(str(tmp_path / "prog.py"), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "could not install" not in result.stderr
+        assert result.stdout.splitlines() == ["integration loaded: True"]
+
     def test_reused_buffer_program_stops_with_aliasing_error(self, tmp_path):
         """The reused-buffer program exits 1 with the AliasingError naming train_iterator."""
         pytest.importorskip("keras")
