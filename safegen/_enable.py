@@ -317,7 +317,7 @@ def _on_import(framework: str) -> None:
         if framework in _LAYER_FRAMEWORKS:
             from safegen._layers import register_loaded
 
-            register_loaded()
+            register_loaded(finished=framework)
     except Exception as error:  # noqa: BLE001 - reported, never raised into `import`
         _warn_failed(framework, error)
     if _options is not None:

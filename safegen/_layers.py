@@ -51,17 +51,23 @@ def _integration(obj: Any, who: str, what: str) -> ModuleType:
     return importlib.import_module(_FRAMEWORKS[framework])
 
 
-def register_loaded() -> None:
+def register_loaded(finished: str | None = None) -> None:
     """Loads the integration of every Keras already imported, so that ``load_model``
     finds the name checked layers are saved under (``safegen>ShapeChecked``).
 
     Called by ``import safegen`` and after each Keras finishes importing; it imports
     nothing that was not imported already, nor anything of a Keras still importing (when
     ``keras`` finishes inside ``import tf_keras``, tf_keras's turn comes when it is done).
+
+    Args:
+        finished: a framework whose module has just run to its end, while its import
+            statement has not returned (Python still marks it as initializing).
     """
     for framework, module in _FRAMEWORKS.items():
         loaded = sys.modules.get(framework)
-        if loaded is None or getattr(loaded.__spec__, "_initializing", False):
+        if loaded is None or (
+            framework != finished and getattr(loaded.__spec__, "_initializing", False)
+        ):
             continue
         if module not in sys.modules:
             try:
