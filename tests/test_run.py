@@ -300,6 +300,7 @@ else:
 """
 
 
+@pytest.mark.slow
 class TestViolationsFailTheRun:
     """A run in which safegen found a violation does not exit 0 (issue 19, bug 2)."""
 
@@ -368,6 +369,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 class TestWorkerProcessErrors:
     """An AliasingError raised in a PyDataset worker process (issue 19, bug 3)."""
 
