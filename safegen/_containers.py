@@ -32,16 +32,10 @@ _MUTABLE = (dict, list)
 _NESTABLE = (dict, list, tuple)
 
 
-def _containers(value: Any) -> list[tuple[Path, Any]]:
-    """The mutable containers in ``value`` (itself included), with their paths."""
-    kind = type(value)
-    if kind is list or kind is dict:  # the usual batch: one flat list or dict
-        for child in value.values() if kind is dict else value:
-            if isinstance(child, _NESTABLE):
-                break
-        else:
-            return [((), value)]
-    out: list[tuple[Path, Any]] = []
+def _walk(value: Any) -> list[tuple[Path, Any]]:
+    """Every node of ``value``'s nesting of dicts, lists and tuples (each container once,
+    itself included, then its children), with their paths."""
+    out: list[tuple[Path, Any]] = [((), value)]
     stack: list[tuple[Path, Any]] = [((), value)]
     seen: set[int] = set()
     while stack:
@@ -55,12 +49,27 @@ def _containers(value: Any) -> list[tuple[Path, Any]]:
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if isinstance(node, _MUTABLE):
-            out.append((path, node))
         for key, child in children:
-            if isinstance(child, (dict, list, tuple)):
+            out.append(((*path, key), child))
+            if isinstance(child, _NESTABLE):
                 stack.append(((*path, key), child))
     return out
+
+
+def _containers(value: Any) -> list[tuple[Path, Any]]:
+    """The mutable containers in ``value`` (itself included), with their paths."""
+    kind = type(value)
+    if kind is list or kind is dict:  # the usual batch: one flat list or dict
+        for child in value.values() if kind is dict else value:
+            if isinstance(child, _NESTABLE):
+                break
+        else:
+            return [((), value)]
+    found: dict[int, tuple[Path, Any]] = {}
+    for path, node in _walk(value):
+        if isinstance(node, _MUTABLE):
+            found.setdefault(id(node), (path, node))
+    return list(found.values())
 
 
 def _snapshot(container: Any) -> tuple[Any, ...]:
@@ -158,25 +167,4 @@ def detach(value: Any, _depth: int = 0) -> Any:
 def unprotected_leaves(value: Any) -> list[tuple[Path, Any]]:
     """The leaves of ``value`` that hold mutable memory but are not NumPy arrays (pandas
     objects, ``bytearray``, DLPack tensors): freeze mode cannot make them read-only."""
-    if is_foreign(value):
-        return [((), value)]
-    out: list[tuple[Path, Any]] = []
-    stack: list[tuple[Path, Any]] = [((), value)]
-    seen: set[int] = set()
-    while stack:
-        path, node = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.items()
-        elif isinstance(node, (list, tuple)):
-            children = enumerate(node)
-        else:
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        for key, child in children:
-            if isinstance(child, (dict, list, tuple)):
-                stack.append(((*path, key), child))
-            elif is_foreign(child):
-                out.append(((*path, key), child))
-    return out
+    return [(path, node) for path, node in _walk(value) if is_foreign(node)]

@@ -227,9 +227,6 @@ class _SerializedGenerator(wrapt.ObjectProxy):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         return f"<safegen-guarded {self.__wrapped__!r}>"
 
-    def _self_safegen_stats(self) -> Stats:
-        return Stats() + self._self_state.stats
-
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError("cannot pickle a safegen-guarded 'generator' object")
 

@@ -97,6 +97,8 @@ class LossChecks(abc.ABC):
     """The loss checks of one Keras; one instance per integration."""
 
     framework: str  # "Keras 3", "tf_keras"
+    wrapper_class: Any  # the Keras's LossFunctionWrapper (built-ins, plain functions)
+    loss_class: Any  # the Keras's Loss base class
 
     def __init__(self) -> None:
         self.probing = _Probing()
@@ -105,9 +107,24 @@ class LossChecks(abc.ABC):
 
     # What each Keras does its own way -------------------------------------------------
 
+    @staticmethod
     @abc.abstractmethod
+    def is_framework(obj: Any) -> bool:
+        """Whether ``obj`` (a function or method) is the framework's own code."""
+
     def user_code(self, loss: Any) -> UserCode | None:
         """The user's code ``loss`` runs, or ``None`` for Keras's own (not checked)."""
+        call = type(loss).call
+        wrapper = self.wrapper_class
+        if isinstance(loss, wrapper) and call is wrapper.call:
+            fn = loss.fn
+            if self.is_framework(fn):
+                return None
+            name = getattr(fn, "__qualname__", None) or type(fn).__name__
+            return UserCode(f"{name}()", getattr(fn, "__code__", None), True)
+        if self.is_framework(call) or not isinstance(loss, self.loss_class):
+            return None
+        return UserCode(f"{type(loss).__name__}.call()", getattr(call, "__code__", None), False)
 
     @abc.abstractmethod
     def static_shape(self, x: Any) -> Shape | None:

@@ -25,7 +25,7 @@ from keras.src.losses.losses import LossFunctionWrapper
 from keras.src.trainers.compile_utils import CompileLoss
 
 from safegen._shapes import Shape
-from safegen.integrations._checked_losses import LossChecks, UserCode, retrace
+from safegen.integrations._checked_losses import LossChecks, retrace
 from safegen.integrations._patching import patch
 
 __all__ = ["check_losses", "install_loss_checks"]
@@ -41,17 +41,9 @@ def _is_keras(obj: Any) -> bool:
 class _Keras3Losses(LossChecks):
     framework = "Keras 3"
 
-    def user_code(self, loss: Any) -> UserCode | None:
-        call = type(loss).call
-        if isinstance(loss, LossFunctionWrapper) and call is LossFunctionWrapper.call:
-            fn = loss.fn
-            if _is_keras(fn):
-                return None
-            name = getattr(fn, "__qualname__", None) or type(fn).__name__
-            return UserCode(f"{name}()", getattr(fn, "__code__", None), True)
-        if _is_keras(call) or not isinstance(loss, keras.losses.Loss):
-            return None
-        return UserCode(f"{type(loss).__name__}.call()", getattr(call, "__code__", None), False)
+    wrapper_class = LossFunctionWrapper
+    loss_class = keras.losses.Loss
+    is_framework = staticmethod(_is_keras)
 
     def static_shape(self, x: Any) -> Shape | None:
         shape = getattr(x, "shape", None)

@@ -22,7 +22,7 @@ from tf_keras.src.engine.compile_utils import LossesContainer
 from tf_keras.src.losses import LossFunctionWrapper
 
 from safegen._shapes import Shape
-from safegen.integrations._checked_losses import LossChecks, UserCode, retrace
+from safegen.integrations._checked_losses import LossChecks, retrace
 from safegen.integrations._patching import patch
 
 __all__ = ["check_losses", "install_loss_checks"]
@@ -36,17 +36,9 @@ def _is_keras(obj: Any) -> bool:
 class _TfKerasLosses(LossChecks):
     framework = "tf_keras"
 
-    def user_code(self, loss: Any) -> UserCode | None:
-        call = type(loss).call
-        if isinstance(loss, LossFunctionWrapper) and call is LossFunctionWrapper.call:
-            fn = loss.fn
-            if _is_keras(fn):
-                return None
-            name = getattr(fn, "__qualname__", None) or type(fn).__name__
-            return UserCode(f"{name}()", getattr(fn, "__code__", None), True)
-        if _is_keras(call) or not isinstance(loss, tf_keras.losses.Loss):
-            return None
-        return UserCode(f"{type(loss).__name__}.call()", getattr(call, "__code__", None), False)
+    wrapper_class = LossFunctionWrapper
+    loss_class = tf_keras.losses.Loss
+    is_framework = staticmethod(_is_keras)
 
     def static_shape(self, x: Any) -> Shape | None:
         shape = getattr(x, "shape", None)
