@@ -38,7 +38,19 @@ class SafegenError(Exception):
     """
 
 
-class AliasingError(SafegenError, RuntimeError):
+class _Reported(SafegenError):
+    """A safegen error that carries its report, and pickles with it (worker processes
+    send their errors to the parent pickled)."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.report))
+
+
+class AliasingError(_Reported, RuntimeError):
     """An array already handed out by a generator changed afterwards.
 
     A ``RuntimeError`` because it is a fault found while the program runs, in code that
@@ -64,15 +76,8 @@ class AliasingError(SafegenError, RuntimeError):
         safegen.AliasingError: batches() at ...
     """
 
-    def __init__(self, message: str, report: Any = None) -> None:
-        super().__init__(message)
-        self.report = report
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.report))
-
-
-class RandomStreamError(SafegenError, RuntimeError):
+class RandomStreamError(_Reported, RuntimeError):
     """Two worker processes (or two epochs) drew the same "random" numbers.
 
     A ``RuntimeError`` because, like :class:`AliasingError`, it is a fault found while
@@ -89,15 +94,8 @@ class RandomStreamError(SafegenError, RuntimeError):
         True
     """
 
-    def __init__(self, message: str, report: Any = None) -> None:
-        super().__init__(message)
-        self.report = report
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.report))
-
-
-class RepeatedBatchError(SafegenError, RuntimeError):
+class RepeatedBatchError(_Reported, RuntimeError):
     """A dataset returned, within one epoch, the same batch for two different indices; or
     two worker processes' copies of a generator yielded the same batch.
 
@@ -113,13 +111,6 @@ class RepeatedBatchError(SafegenError, RuntimeError):
         >>> isinstance(safegen.RepeatedBatchError("same batch"), RuntimeError)
         True
     """
-
-    def __init__(self, message: str, report: Any = None) -> None:
-        super().__init__(message)
-        self.report = report
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.report))
 
 
 class ShapeError(SafegenError, ValueError):
