@@ -34,7 +34,7 @@ class _Base(keras.utils.PyDataset):
     def _first_call_in_worker(self):
         if self.barrier is not None and os.getpid() not in (self.home, self.started_in):
             self.started_in = os.getpid()
-            self.barrier.wait(timeout=120)
+            self.barrier.wait(timeout=600)
 
     def __len__(self):
         return self.batches

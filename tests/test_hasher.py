@@ -182,7 +182,7 @@ class TestIdleConsumer:
         # However loaded the machine, the thread gets each hash: the hand-over waits for
         # it (by default only 0.5 ms, and three hand-overs missed in a row switch to
         # hashing in place, which is what this test must not depend on).
-        state.handoff = 600.0
+        state.handoff = 60.0
         for _ in range(6):
             next(it)
             state.inflight.wait()  # as if the consumer had worked until the hash was done

@@ -30,7 +30,7 @@ class GlobalNoise(tf_keras.utils.Sequence):
     def __getitem__(self, index):
         if os.getpid() not in (self.home, self.started_in):
             self.started_in = os.getpid()
-            self.barrier.wait(timeout=120)
+            self.barrier.wait(timeout=600)
         x = np.random.uniform(0, 100, size=(self.batch_size, 2)).astype(np.float32)
         if self.folder is not None:
             np.save(os.path.join(self.folder, f"{index}-{uuid.uuid4().hex}.npy"), x)

@@ -32,7 +32,7 @@ def global_noise(barrier=None, folder=None):
     while True:
         if barrier is not None and os.getpid() not in (home, started_in):
             started_in = os.getpid()
-            barrier.wait(timeout=120)
+            barrier.wait(timeout=600)
         x = np.random.uniform(0, 100, size=(BATCH, 2)).astype(np.float32)
         _save(folder, x)
         yield _batch(x)
@@ -45,7 +45,7 @@ def local_generator_noise(barrier=None):
     while True:
         if barrier is not None and os.getpid() not in (home, started_in):
             started_in = os.getpid()
-            barrier.wait(timeout=120)
+            barrier.wait(timeout=600)
         yield _batch(rng.uniform(0, 100, size=(BATCH, 2)).astype(np.float32))
 
 
@@ -57,7 +57,7 @@ def seeded_per_process(barrier=None, folder=None):
     while True:
         if barrier is not None and os.getpid() not in (home, started_in):
             started_in = os.getpid()
-            barrier.wait(timeout=120)
+            barrier.wait(timeout=600)
         if os.getpid() != pid:
             pid = os.getpid()
             rng = np.random.default_rng(np.random.SeedSequence(12, spawn_key=(pid,)))
@@ -74,7 +74,7 @@ def cycled(barrier=None, batches=4):
     step = 0
     while True:
         if barrier is not None and os.getpid() != home and step < 3:
-            barrier.wait(timeout=120)
+            barrier.wait(timeout=600)
         i = step % batches
         step += 1
         yield _batch(x[i * BATCH : (i + 1) * BATCH])
@@ -92,6 +92,6 @@ def full_batch(barrier=None):
     step = 0
     while True:
         if barrier is not None and os.getpid() != home and step < 3:
-            barrier.wait(timeout=120)
+            barrier.wait(timeout=600)
         step += 1
         yield _batch(x)
