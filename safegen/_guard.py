@@ -267,45 +267,24 @@ def _wrap_iterator(
     return guarded
 
 
-class _GuardedIterable:
+class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
     """An iterable whose every iterator is guarded; everything else goes to the iterable.
 
-    A small proxy: attributes, ``len``, indexing, ``in``, truth and ``isinstance`` see the
-    wrapped object (``isinstance(proxy, list)`` holds for a guarded list); ``iter`` gives
-    guarded iterators.
+    A wrapt proxy: attributes, ``len``, indexing, ``in``, truth, comparison and
+    ``isinstance`` see the wrapped object (``isinstance(proxy, list)`` holds for a
+    guarded list); ``iter`` gives guarded iterators.
     """
 
     def __init__(self, wrapped: Any, settings: Settings, source: Source) -> None:
-        self.__wrapped__ = wrapped
+        super().__init__(wrapped)
         self._self_settings = settings
         self._self_source = source
         self._self_totals = Totals()
-
-    @property  # type: ignore[misc]  # what isinstance() looks at after type()
-    def __class__(self) -> type:
-        return type(self.__wrapped__)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_self_") or name == "__wrapped__":
-            raise AttributeError(name)
-        return getattr(self.__wrapped__, name)
 
     def __iter__(self) -> Any:
         return _wrap_iterator(
             iter(self.__wrapped__), self._self_settings, self._self_source, self._self_totals
         )
-
-    def __len__(self) -> int:
-        return len(self.__wrapped__)
-
-    def __getitem__(self, key: Any) -> Any:
-        return self.__wrapped__[key]
-
-    def __contains__(self, value: Any) -> bool:
-        return value in self.__wrapped__
-
-    def __bool__(self) -> bool:
-        return bool(self.__wrapped__)
 
     def __repr__(self) -> str:
         return f"<safegen-guarded {self.__wrapped__!r}>"
@@ -315,6 +294,12 @@ class _GuardedIterable:
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError(f"cannot pickle a safegen-guarded {type(self.__wrapped__).__name__}")
+
+    def __copy__(self) -> Any:
+        raise TypeError(f"cannot copy a safegen-guarded {type(self.__wrapped__).__name__}")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise TypeError(f"cannot copy a safegen-guarded {type(self.__wrapped__).__name__}")
 
 
 def _yielding_source(result: Any, source: Source) -> Source:
@@ -344,66 +329,48 @@ def _guard_result(
     )
 
 
-# What inspect needs to see a guarded function as the function it wraps
-# (``inspect.isgeneratorfunction``, ``inspect.signature``), and what functools.wraps copies.
-_FUNCTION_ATTRIBUTES = (
-    "__module__",
-    "__name__",
-    "__qualname__",
-    "__doc__",
-    "__code__",
-    "__defaults__",
-    "__kwdefaults__",
-    "__annotations__",
-)
+class _BoundGuardedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
+    """A guarded method bound to an instance or class; pickles like a bound method."""
+
+    def __repr__(self) -> str:
+        return f"<safegen-guarded bound method {self._self_parent.__qualname__}>"
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        owner = self._self_instance
+        if owner is None:  # a classmethod's class; else the owner, which wrapt 2 keeps
+            owner = getattr(self.__wrapped__, "__self__", None) or getattr(
+                self, "_self_owner", None
+            )
+        if owner is None:
+            raise TypeError(
+                f"cannot pickle the safegen-guarded method {self._self_parent.__qualname__} "
+                "taken from its class with wrapt < 2; pickle the class, or upgrade wrapt"
+            )
+        return (getattr, (owner, self._self_parent.__name__))
 
 
-class _GuardedFunction:
+class _GuardedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
     """A guarded function: calls it, then guards what it returned.
 
-    A descriptor, as functions are, so it works on instance methods, and over or under
-    ``classmethod`` and ``staticmethod``. It carries the wrapped function's name, doc,
-    code and defaults (``inspect.isgeneratorfunction`` and ``inspect.signature`` see the
-    function), and pickles by reference to its module-level name, as functions do
-    (worker processes started with ``spawn`` need that).
+    A wrapt ``FunctionWrapper``, so it binds as the function does on instance methods, and
+    over or under ``classmethod`` and ``staticmethod``, and ``inspect``
+    (``isgeneratorfunction``, ``signature``), ``__name__``, ``__doc__`` and the
+    function's attributes see the wrapped function. It pickles by reference to its
+    module-level name, as functions do (worker processes started with ``spawn`` need
+    that).
     """
 
-    __name__: str
-    __qualname__: str
+    __bound_function_wrapper__ = _BoundGuardedFunction
 
     def __init__(self, function: Any, overrides: dict[str, Any], role: str) -> None:
-        inner = getattr(function, "__func__", function)  # inside classmethod/staticmethod
-        self.__dict__.update(getattr(inner, "__dict__", {}))
-        for name in _FUNCTION_ATTRIBUTES:
-            try:
-                setattr(self, name, getattr(inner, name))
-            except AttributeError:
-                pass
-        self.__wrapped__ = function
-        self._self_overrides = overrides
-        self._self_role = role
-        self._self_source = _source_of(None, function)
-        self._self_totals = Totals()
+        source = _source_of(None, function)
+        totals = Totals()
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._self_call(self.__wrapped__, args, kwargs)
+        def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            return _guard_result(wrapped(*args, **kwargs), resolve(overrides), source, totals, role)
 
-    def _self_call(self, function: Any, args: Any, kwargs: Any) -> Any:
-        return _guard_result(
-            function(*args, **kwargs),
-            resolve(self._self_overrides),
-            self._self_source,
-            self._self_totals,
-            self._self_role,
-        )
-
-    def __get__(self, instance: Any, owner: Any = None) -> Any:
-        function = self.__wrapped__
-        if isinstance(function, (classmethod, staticmethod)) or (
-            instance is not None and hasattr(function, "__get__")
-        ):
-            return _BoundGuardedFunction(self, function.__get__(instance, owner), instance, owner)
-        return self  # Class.method: the plain function, as Python gives it
+        super().__init__(function, call)
+        self._self_totals = totals
 
     def _self_safegen_stats(self) -> Stats:
         return self._self_totals.total()
@@ -414,41 +381,11 @@ class _GuardedFunction:
     def __reduce_ex__(self, protocol: Any) -> Any:
         return self.__qualname__
 
+    def __copy__(self) -> Any:
+        return self  # as for a function
 
-class _BoundGuardedFunction:
-    """A guarded method bound to an instance or class; pickles like a bound method."""
-
-    def __init__(self, parent: _GuardedFunction, bound: Any, instance: Any, owner: Any) -> None:
-        self._self_parent = parent
-        self._self_instance = instance
-        self._self_owner = owner
-        self.__wrapped__ = bound
-        self.__doc__ = parent.__doc__
-        self.__module__ = parent.__module__
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._self_parent._self_call(self.__wrapped__, args, kwargs)
-
-    def __getattr__(self, name: str) -> Any:  # __name__, __self__, __func__, __code__ ...
-        if name.startswith("_self_") or name == "__wrapped__":
-            raise AttributeError(name)
-        return getattr(self.__wrapped__, name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _BoundGuardedFunction) and (
-            (self._self_parent, self._self_instance, self._self_owner)
-            == (other._self_parent, other._self_instance, other._self_owner)
-        )
-
-    def __hash__(self) -> int:
-        return hash((self._self_parent, id(self._self_instance), self._self_owner))
-
-    def __repr__(self) -> str:
-        return f"<safegen-guarded bound method {self._self_parent.__qualname__}>"
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        owner = self._self_instance if self._self_instance is not None else self._self_owner
-        return (getattr, (owner, self._self_parent.__name__))
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self
 
 
 def _wrap_callable(

@@ -161,6 +161,8 @@ class TestBenchmarks:
             "import numpy",
             "import wrapt",
             "import safegen",
+            "import safegen, wrapt",
         }
+        assert set(report["wrapt added to import safegen, ms"]) == {"median", "min", "max"}
         assert report["safegen"].startswith(str(ROOT / "safegen"))  # this checkout's
         assert report["safegen / numpy"]["median"] > 0

@@ -221,6 +221,29 @@ class TestPatches:
         assert self._state() == before
         assert before[0] == _KERAS_ORIGINALS  # inherited ones stay inherited (None here)
 
+    def test_patches_are_wrapt_wrappers_that_look_like_the_originals(self):
+        """Under enable(), fit and from_generator are wrapt wrappers with the originals'
+        names and signatures, bound as the originals were."""
+        import inspect
+
+        import wrapt
+
+        original_fit = keras.Model.fit
+        original_from_generator = tf.data.Dataset.from_generator
+        safegen.enable()
+        try:
+            model = keras.Sequential([keras.layers.Dense(1)])
+            for patched, original in (
+                (keras.Model.__dict__["fit"], original_fit),
+                (model.fit, original_fit.__get__(model)),
+                (tf.data.Dataset.from_generator, original_from_generator),
+            ):
+                assert isinstance(patched, wrapt.FunctionWrapper | wrapt.BoundFunctionWrapper)
+                assert patched.__name__ == original.__name__
+                assert inspect.signature(patched) == inspect.signature(original)
+        finally:
+            safegen.disable()
+
     def test_concurrent_enable_and_disable(self):
         """enable/disable from many threads at once leave a consistent state."""
         before = self._state()
@@ -357,6 +380,14 @@ class TestFromGenerator:
         cause = caught.value.__cause__
         assert isinstance(cause, tf.errors.OpError)
         assert "re-raised below" in str(cause) and "yield #1" not in str(cause)
+
+    def test_generator_given_by_keyword_is_guarded(self):
+        """from_generator(generator=...) guards the callable as the positional form does."""
+        safegen.enable()
+        dataset = tf.data.Dataset.from_generator(generator=reused, output_signature=_signature())
+        with pytest.raises(safegen.AliasingError, match=r"^reused\(\) at"):
+            for _ in dataset.take(4):
+                pass
 
     def test_users_own_error_of_a_similar_name_is_left_alone(self):
         """A user's BadShapeError raised in a data thread is not taken for safegen's."""

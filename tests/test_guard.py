@@ -542,7 +542,7 @@ class TestFreezeAccounting:
             for _ in range(3):
                 yield np.zeros(1), bytearray(2)
 
-        with pytest.warns(safegen.SafegenWarning, match=r'leaf \[1\] is a bytearray') as caught:
+        with pytest.warns(safegen.SafegenWarning, match=r"leaf \[1\] is a bytearray") as caught:
             line = sys._getframe().f_lineno + 1
             list(buffers())
             list(buffers())
@@ -860,6 +860,93 @@ class TestPickling:
             next(gen)
 
 
+class TestOnWrapt:
+    """Guarded functions, methods, generators and iterables are wrapt proxies."""
+
+    def test_every_wrapper_is_a_wrapt_proxy(self):
+        """A guarded function, its generator, a bound method and an iterable are proxies."""
+        import wrapt
+
+        from tests import cli_data
+
+        @safegen.guard
+        def make():
+            return [np.zeros(2)]
+
+        holder = cli_data.Holder()
+        for wrapper in (
+            cli_data.guarded_batches,
+            cli_data.guarded_batches(),
+            holder.batches,
+            holder.batches(),
+            make,
+            make(),
+        ):
+            # wrapt 2 names the common base BaseObjectProxy; wrapt 1, ObjectProxy.
+            assert isinstance(wrapper, getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy))
+        assert isinstance(cli_data.guarded_batches, wrapt.FunctionWrapper)
+
+    @pytest.mark.parametrize("kind", [classmethod, staticmethod])
+    @pytest.mark.parametrize("order", ["guard over", "guard under"])
+    def test_class_and_static_methods_in_either_order(self, kind, order):
+        """guard over or under classmethod/staticmethod binds, introspects and checks."""
+
+        def batches(*args):
+            x = np.zeros(2)
+            while True:
+                x += 1
+                yield x
+
+        method = (
+            safegen.guard(kind(batches)) if order == "guard over" else kind(safegen.guard(batches))
+        )
+        Owner = type("Owner", (), {"batches": method})
+        for bound in (Owner.batches, Owner().batches):
+            assert inspect.isgeneratorfunction(bound)
+            assert str(inspect.signature(bound)) == "(*args)"
+            gen = bound()
+            next(gen)
+            with pytest.raises(safegen.AliasingError):
+                next(gen)
+
+    def test_classmethod_receives_its_class(self):
+        """A guarded classmethod is called with the class, on the class and on an instance."""
+        seen = []
+
+        class Owner:
+            @safegen.guard
+            @classmethod
+            def batches(cls):
+                seen.append(cls)
+                yield np.zeros(1)
+
+        class Child(Owner):
+            pass
+
+        for where in (Owner, Owner(), Child, Child()):
+            list(where.batches())
+        assert seen == [Owner, Owner, Child, Child]
+
+    def test_class_bound_classmethod_pickles(self):
+        """A guarded classmethod taken from its class pickles by reference to it."""
+        import pickle
+
+        from tests import cli_data
+
+        clone = pickle.loads(pickle.dumps(cli_data.Holder.fresh))
+        assert [b.tolist() for b in clone(2)] == [[0.0], [1.0]]
+        assert safegen.stats(clone).yields >= 2
+
+    def test_stats_of_a_bound_method_are_the_function_s(self):
+        """stats() on a method bound to any instance sums every generator it made."""
+        from tests import cli_data
+
+        before = safegen.stats(cli_data.Holder.fresh).yields
+        list(cli_data.Holder().fresh(3))
+        list(cli_data.Holder.fresh(2))
+        assert safegen.stats(cli_data.Holder().fresh).yields == before + 5
+
+
 class TestModesAndConfiguration:
     """Where the mode comes from."""
 
@@ -986,7 +1073,7 @@ class TestMisuse:
 
 
 class TestWrapperLooksLikeWhatItWraps:
-    """safegen's own wrapper (no wrapt) passes for the function or iterable it wraps."""
+    """The wrapper (a wrapt proxy) passes for the function or iterable it wraps."""
 
     def test_function_metadata_and_signature(self):
         """Name, doc, module, signature and generator-ness are the function's."""

@@ -42,6 +42,19 @@ class TestImport:
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == ""
 
+    def test_wrapt_is_imported_by_the_first_guard_not_by_import(self):
+        """import safegen (and enable()) leave wrapt unloaded; the first guard() loads it."""
+        code = (
+            "import sys, safegen\n"
+            "safegen.enable(); safegen.disable()\n"
+            "print('wrapt' in sys.modules)\n"
+            "safegen.guard(lambda: iter(()))\n"
+            "print('wrapt' in sys.modules)\n"
+        )
+        result = _python("-c", code)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["False", "True"]
+
     @pytest.mark.parametrize("value", ["banana", "0"])
     def test_bad_environment_variable_is_refused_where_used(self, value):
         """A bad SAFEGEN_MODE lets `import safegen` pass, then the first guard refuses it."""

@@ -28,8 +28,9 @@ from safegen import _config, _session
 from safegen._errors import ShapeError
 from safegen._losses import enlarges_both, loss_message, where_defined
 from safegen._shapes import Shape
+from safegen.integrations._patching import Wrapper
 
-__all__ = ["CheckedLoss", "LossChecks", "UserCode"]
+__all__ = ["CheckedLoss", "LossChecks", "UserCode", "check_when_built", "checking_build"]
 
 _CACHE_LIMIT = 64
 _PROBE_LIMIT = 1 << 20  # elements per tensor: above this, no test run (static verdict)
@@ -277,3 +278,24 @@ def retrace(model: Any) -> None:
     for name in ("train_function", "test_function", "predict_function"):
         if getattr(model, name, None) is not None:
             setattr(model, name, None)
+
+
+def checking_build(wrap_entries: Callable[..., Any], *, always: bool) -> Wrapper:
+    """The wrapper (for :func:`~safegen.integrations._patching.patch`, wrapt's signature)
+    of a loss container's ``build``: once it is built, ``wrap_entries(container,
+    always=always)`` wraps its losses in checks."""
+
+    def build(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        result = wrapped(*args, **kwargs)
+        wrap_entries(instance, always=always)
+        return result
+
+    return build
+
+
+def check_when_built(container: Any, wrap_entries: Callable[..., Any]) -> None:
+    """Check the losses of this one (not yet built) ``container`` once it is built."""
+    import wrapt
+
+    build = wrapt.FunctionWrapper(container.build, checking_build(wrap_entries, always=True))
+    object.__setattr__(container, "build", build)

@@ -1,6 +1,6 @@
 """What every framework integration of ``safegen.enable()`` does the same way.
 
-Patching a method so that ``disable()`` can put back exactly what was there, guarding
+Wrapping a method (with wrapt) so that ``disable()`` can put back exactly what was there, guarding
 the data arguments of a training call, and re-raising safegen's own error when a
 framework wrapped it in one of its own. Framework-free: each integration passes in its
 classes and argument names.
@@ -8,11 +8,10 @@ classes and argument names.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeAlias
 
 from safegen import _session
 from safegen._enable import guard_source
@@ -29,16 +28,27 @@ __all__ = ["patch", "patch_training_methods", "reraise_safegen_error", "training
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 _MISSING = object()
-_PATCHED = "__safegen_original__"
+
+# A wrapt wrapper function: (wrapped, instance, args, kwargs) -> result.
+Wrapper: TypeAlias = Callable[[Any, Any, Any, Any], Any]
 
 
-def patch(owner: Any, name: str, replacement: Any) -> Callable[[], None]:
-    """Set ``owner.name`` to ``replacement``; the returned function restores it exactly.
+def patch(owner: Any, name: str, wrapper: Wrapper) -> Callable[[], None]:
+    """Wrap ``owner.name`` in a ``wrapt.FunctionWrapper`` that calls
+    ``wrapper(wrapped, instance, args, kwargs)``; the returned function restores it exactly.
 
-    If ``owner`` only inherited the attribute, restoring deletes it again, so the
-    inherited one shows through as before.
+    wrapt binds the wrapper as the attribute was bound (method, classmethod, staticmethod,
+    special method) and keeps its name, signature and ``__wrapped__``. If ``owner`` only
+    inherited the attribute, restoring deletes it again, so the inherited one shows
+    through as before. (wrapt's own ``wrap_function_wrapper``/``unwrap_object`` pair does
+    this from wrapt 2.4 on; safegen supports wrapt from 1.14, which TensorFlow users
+    often have pinned.)
     """
+    import wrapt
+
     saved = owner.__dict__.get(name, _MISSING)
+    current = saved if saved is not _MISSING else inspect.getattr_static(owner, name)
+    replacement = wrapt.FunctionWrapper(current, wrapper)
     setattr(owner, name, replacement)
 
     def undo() -> None:
@@ -79,26 +89,28 @@ def training_method(
     data_arguments: Iterable[str],
     *,
     accept_iterators: bool = False,
-) -> Callable[..., Any]:
-    """Wrap a ``fit``/``evaluate``/``predict``-like method so that its data sources are
-    guarded for the duration of the call, and safegen's errors come out as themselves.
+) -> Wrapper:
+    """The wrapper (for :func:`patch`) of a ``fit``/``evaluate``/``predict``-like method:
+    its data sources are guarded for the duration of the call, and safegen's errors come
+    out as themselves.
 
     Args:
-        original: the framework's method.
+        original: the framework's method, as found on the class (``self`` first).
         data_arguments: the names of the parameters that may hold a data source (``x``,
             ``validation_data``, ``generator``). A ``validation_data`` tuple is left alone
             (arrays); a generator or dataset in it is guarded.
         accept_iterators: also guard plain iterators (the framework accepts them).
     """
     signature = inspect.signature(original)
+    # wrapt hands the wrapper the method bound to its instance: bind the rest.
+    signature = signature.replace(parameters=list(signature.parameters.values())[1:])
     names = tuple(n for n in data_arguments if n in signature.parameters)
 
-    @functools.wraps(original)
-    def method(*args: Any, **kwargs: Any) -> Any:
+    def method(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError:
-            return original(*args, **kwargs)  # let the framework word the error
+            return wrapped(*args, **kwargs)  # let the framework word the error
         undos = []
         for name in names:
             value = bound.arguments.get(name)
@@ -110,7 +122,7 @@ def training_method(
             if undo is not None:
                 undos.append(undo)
         try:
-            return original(*bound.args, **bound.kwargs)
+            return wrapped(*bound.args, **bound.kwargs)
         except SafegenError:
             raise
         except Exception as error:
@@ -120,7 +132,6 @@ def training_method(
             for undo in undos:
                 undo()
 
-    setattr(method, _PATCHED, original)
     return method
 
 

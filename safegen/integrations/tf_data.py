@@ -6,7 +6,6 @@ source that the training-method integration has already guarded.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -36,31 +35,26 @@ def install() -> Callable[[], None]:
     error safegen raised in a data thread comes out as itself; returns the undo."""
     from tensorflow.python.data.ops import dataset_ops, iterator_ops
 
-    dataset = dataset_ops.DatasetV2
-    original = dataset.__dict__["from_generator"].__func__
+    def from_generator(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if args:
+            args = (_guarded(args[0]), *args[1:])
+        elif "generator" in kwargs:
+            kwargs = {**kwargs, "generator": _guarded(kwargs["generator"])}
+        return wrapped(*args, **kwargs)
 
-    @functools.wraps(original)
-    def from_generator(generator: Any, *args: Any, **kwargs: Any) -> Any:
-        return original(_guarded(generator), *args, **kwargs)
-
-    from_generator.__safegen_original__ = original  # type: ignore[attr-defined]
-    undos = [patch(dataset, "from_generator", staticmethod(from_generator))]
-
-    iterator = iterator_ops.OwnedIterator
-    next_original = iterator.__next__
-
-    @functools.wraps(next_original)
-    def __next__(self: Any) -> Any:
+    def next_(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         try:
-            return next_original(self)
+            return wrapped(*args, **kwargs)
         except StopIteration:
             raise
         except Exception as error:
             reraise_safegen_error(error)
             raise
 
-    __next__.__safegen_original__ = next_original  # type: ignore[attr-defined]
-    undos.append(patch(iterator, "__next__", __next__))
+    undos = [
+        patch(dataset_ops.DatasetV2, "from_generator", from_generator),
+        patch(iterator_ops.OwnedIterator, "__next__", next_),
+    ]
 
     def undo() -> None:
         for step in reversed(undos):

@@ -16,7 +16,6 @@ with TensorFlow, ``jax.ensure_compile_time_eval()`` with JAX.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +24,12 @@ from keras.src.losses.losses import LossFunctionWrapper
 from keras.src.trainers.compile_utils import CompileLoss
 
 from safegen._shapes import Shape
-from safegen.integrations._checked_losses import LossChecks, retrace
+from safegen.integrations._checked_losses import (
+    LossChecks,
+    check_when_built,
+    checking_build,
+    retrace,
+)
 from safegen.integrations._patching import patch
 
 __all__ = ["check_losses", "install_loss_checks"]
@@ -105,16 +109,6 @@ def _wrap_entries(compile_loss: Any, *, always: bool) -> list[str]:
     return [str(entry.name) for entry in entries]
 
 
-def _checking_build(original: Callable[..., Any], *, always: bool) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def build(self: Any, y_true: Any, y_pred: Any) -> Any:
-        result = original(self, y_true, y_pred)
-        _wrap_entries(self, always=always)
-        return result
-
-    return build
-
-
 def install_loss_checks() -> Callable[[], None]:
     """Makes every compiled Keras 3 model check its losses' input shapes (for
     ``safegen.enable()``); returns the function that undoes it.
@@ -128,8 +122,7 @@ def install_loss_checks() -> Callable[[], None]:
     """
 
     def patch_build() -> Callable[[], None]:
-        original = CompileLoss.__dict__["build"]
-        return patch(CompileLoss, "build", _checking_build(original, always=False))
+        return patch(CompileLoss, "build", checking_build(_wrap_entries, always=False))
 
     return _checks.install(patch_build)
 
@@ -174,12 +167,7 @@ def check_losses(model: Any) -> list[str]:
         if len(names) == 1:  # named after the loss, not the output
             names = _output_names(model, compile_loss)[:1] or names
     else:
-        build = type(compile_loss).build
-        object.__setattr__(
-            compile_loss,
-            "build",
-            functools.partial(_checking_build(build, always=True), compile_loss),
-        )
+        check_when_built(compile_loss, _wrap_entries)
         names = _output_names(model, compile_loss)
     retrace(model)
     return names

@@ -12,7 +12,6 @@ by a :class:`~safegen.integrations._checked_losses.CheckedLoss` (see that module
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,12 @@ from tf_keras.src.engine.compile_utils import LossesContainer
 from tf_keras.src.losses import LossFunctionWrapper
 
 from safegen._shapes import Shape
-from safegen.integrations._checked_losses import LossChecks, retrace
+from safegen.integrations._checked_losses import (
+    LossChecks,
+    check_when_built,
+    checking_build,
+    retrace,
+)
 from safegen.integrations._patching import patch
 
 __all__ = ["check_losses", "install_loss_checks"]
@@ -79,16 +83,6 @@ def _wrap_entries(container: Any, *, always: bool) -> list[str]:
     return [n for n, loss in zip(names, container._losses, strict=False) if loss is not None]
 
 
-def _checking_build(original: Callable[..., Any], *, always: bool) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def build(self: Any, y_pred: Any) -> Any:
-        result = original(self, y_pred)
-        _wrap_entries(self, always=always)
-        return result
-
-    return build
-
-
 def install_loss_checks() -> Callable[[], None]:
     """Makes every compiled tf_keras model check its losses' input shapes (for
     ``safegen.enable()``); returns the function that undoes it.
@@ -99,8 +93,7 @@ def install_loss_checks() -> Callable[[], None]:
     """
 
     def patch_build() -> Callable[[], None]:
-        original = LossesContainer.__dict__["build"]
-        return patch(LossesContainer, "build", _checking_build(original, always=False))
+        return patch(LossesContainer, "build", checking_build(_wrap_entries, always=False))
 
     return _checks.install(patch_build)
 
@@ -131,12 +124,7 @@ def check_losses(model: Any) -> list[str]:
     if container.built:
         names = _wrap_entries(container, always=True)
     else:
-        build = type(container).build
-        object.__setattr__(
-            container,
-            "build",
-            functools.partial(_checking_build(build, always=True), container),
-        )
+        check_when_built(container, _wrap_entries)
         names = [
             str(n) for n in (container._output_names or getattr(model, "output_names", None) or [])
         ]
