@@ -333,7 +333,7 @@ class _BoundGuardedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-ar
     """A guarded method bound to an instance or class; pickles like a bound method."""
 
     def __repr__(self) -> str:
-        return f"<safegen-guarded bound method {self._self_parent.__qualname__}>"
+        return repr(self._self_parent).replace("function", "bound method", 1)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         owner = self._self_instance
@@ -376,7 +376,8 @@ class _GuardedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
         return self._self_totals.total()
 
     def __repr__(self) -> str:
-        return f"<safegen-guarded function {self.__qualname__}>"
+        name = getattr(self.__wrapped__, "__qualname__", None) or repr(self.__wrapped__)
+        return f"<safegen-guarded function {name}>"
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         return self.__qualname__

@@ -927,6 +927,27 @@ class TestOnWrapt:
             list(where.batches())
         assert seen == [Owner, Owner, Child, Child]
 
+    def test_callables_without_a_name(self):
+        """A partial or a callable object guards, and reprs, without a __qualname__."""
+        import functools
+
+        def gen(start):
+            yield np.full(1, start)
+
+        class Callable:
+            def __call__(self):
+                yield np.zeros(1)
+
+        partial = safegen.guard(functools.partial(gen, 3))
+        assert [b.tolist() for b in partial()] == [[3]]
+        assert repr(partial).startswith("<safegen-guarded function functools.partial(")
+        instance = safegen.guard(Callable())
+        assert [b.tolist() for b in instance()] == [[0.0]]
+        assert "Callable object" in repr(instance)
+        assert repr(TestForms.Holder().instance).startswith(
+            "<safegen-guarded bound method TestForms.Holder.instance"
+        )
+
     def test_class_bound_classmethod_pickles(self):
         """A guarded classmethod taken from its class pickles by reference to it."""
         import pickle
