@@ -151,6 +151,37 @@ class TestBenchmarks:
         assert any("per-leaf overhead" in name for name in report["targets"])
         assert (tmp_path / "many_leaves_quick.md").read_text().startswith("# Check mode against")
 
+    def test_structure_walk(self, tmp_path):
+        """structure_walk.py --quick times safegen's walk against optree's, per mode."""
+        pytest.importorskip("tqdm")
+        pytest.importorskip("optree")
+        _run("structure_walk.py", tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "structure_walk_quick.json",
+            "structure_walk_quick.md",
+        ]
+        report = json.loads((tmp_path / "structure_walk_quick.json").read_text())
+        assert report["verified"]["all_equal"]
+        names = [section["name"] for section in report["sections"]]
+        assert names == ["seed (x, y)", "nested dict, 6 leaves", "list of 128 row views"]
+        for section in report["sections"]:
+            assert set(section["modes"]) == {"check", "freeze", "copy"}
+            for entry in section["modes"].values():
+                assert entry["optree_over_current"]
+                for ratio in entry["optree_over_current"].values():
+                    assert set(ratio) == {"median", "min", "max"}
+        assert report["sections"][0]["mode_calls_walk"] == {
+            "check": False,
+            "freeze": True,
+            "copy": False,
+        }
+        cases = {case["case"]: case for case in report["semantics"]}
+        assert cases["list subclass"]["optree"] == "(root): ListSub"
+        assert cases["list that contains itself"]["optree"] == "raises RecursionError"
+        assert set(report["imports"]["ms"]) >= {"import optree", "import safegen, optree"}
+        markdown = (tmp_path / "structure_walk_quick.md").read_text()
+        assert markdown.startswith("# Structure walk")
+
     def test_import_time(self, tmp_path):
         """import_time.py --quick times import safegen against import numpy."""
         pytest.importorskip("tqdm")
