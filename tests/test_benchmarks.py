@@ -182,6 +182,16 @@ class TestBenchmarks:
         markdown = (tmp_path / "structure_walk_quick.md").read_text()
         assert markdown.startswith("# Structure walk")
 
+    def test_wrapper_call(self, tmp_path):
+        """wrapper_call.py --quick times guarded calls against bare ones, per kind."""
+        _run("wrapper_call.py", tmp_path)
+        report = json.loads((tmp_path / "wrapper_call_quick.json").read_text())
+        assert report["wrapper"] == "FunctionWrapper"
+        for section in ("bare_us", "overhead_us", "dispatch_us"):
+            assert set(report[section]) == {"function", "method", "classmethod"}
+        assert report["bare_us"]["function"]["median"] > 0
+        assert (tmp_path / "wrapper_call_quick.md").read_text().startswith("# guard's wrappers")
+
     def test_import_time(self, tmp_path):
         """import_time.py --quick times import safegen against import numpy."""
         pytest.importorskip("tqdm")
