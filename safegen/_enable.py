@@ -426,7 +426,7 @@ def guard_source(obj: Any, *, accept_iterators: bool = False) -> tuple[Any, Undo
 
     Returns:
         ``(source, undo)``: what to hand to the framework, and a function that puts a
-        dataset instance back as it was (``None`` when there is nothing to undo).
+            dataset instance back as it was (``None`` when there is nothing to undo).
     """
     from safegen._dataset import is_dataset
     from safegen._guard import guard_for_enable, is_guarded

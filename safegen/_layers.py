@@ -192,7 +192,7 @@ def check_layers(
 
     Returns:
         The layers it checked (newly or already), in the order the model lists them.
-        When none matched, it issues a :class:`safegen.SafegenWarning` saying so.
+            When none matched, it issues a :class:`safegen.SafegenWarning` saying so.
 
     Raises:
         TypeError: ``model`` is not a Keras model or layer, or ``layer_types`` is not a

@@ -185,8 +185,8 @@ def check_losses(model: Any) -> list[str]:
 
     Returns:
         The names of the outputs whose loss is checked (already built) or will be
-        (built at the next ``fit``/``evaluate``): an empty list for a model compiled
-        without a loss.
+            (built at the next ``fit``/``evaluate``): an empty list for a model compiled
+            without a loss.
 
     Raises:
         TypeError: ``model`` is not a Keras model.

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
 
     Returns:
         The exit status: 0 success, 2 usage error, the subcommand's own otherwise, 141
-        when stdout was closed early.
+            when stdout was closed early.
 
     Example:
         >>> from safegen.cli import main
