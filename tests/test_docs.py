@@ -314,6 +314,15 @@ class TestCommands:
         assert run.fragment in output, output[-5000:]
 
 
+def test_api_reference_covers_every_public_name():
+    """docs/api.md renders every name in safegen.__all__, and safegen.testing."""
+    import safegen
+
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    rendered = set(re.findall(r"^::: safegen\.(\w+)$", text, re.MULTILINE))
+    assert set(safegen.__all__) | {"testing"} <= rendered, sorted(set(safegen.__all__) - rendered)
+
+
 @pytest.mark.parametrize("path", _page_params())
 def test_page_examples_run(path, tmp_path):
     """The Python blocks of one page run as one script, and raise where they say so."""
