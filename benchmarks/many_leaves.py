@@ -6,7 +6,7 @@ array; another yields a list of arrays of its own. Both yield N leaves of the sa
 new leaf, the watched arrays of earlier yields whose memory it overlaps; for views of one
 array that lookup is where a scan of every watched record of the same owner made the cost
 grow with N times the window (1.4 ms per yield with 32 rows, 96 ms with 256, before the
-address index of ``_Owner`` in ``safegen/_modes.py``).
+address index of ``_Owner`` in ``safegen/_modes/check.py``).
 
 The generators cycle through a pool of 16 pre-made batches (more than the default window
 of 12), so producing a batch costs nothing and every batch is new to the check. For the

@@ -31,7 +31,7 @@ summarized as median [min, max]. The 19.3 MB section also times one hot array re
 (it stays in cache) next to the pool of 16 cold ones.
 
 "Background hashing" decides the size from which check mode hashes on its hashing thread
-(``safegen._modes.BACKGROUND_ABOVE``): for batches of 256 KiB to 19.3 MB it times check
+(``safegen._modes.check.BACKGROUND_ABOVE``): for batches of 256 KiB to 19.3 MB it times check
 mode as shipped and with the hash made in place (the state's ``background`` switched
 off), each with an idle consumer (``next()`` in a loop: nothing to overlap with) and
 with a busy one (after each ``next()``, NumPy work on data of its own, releasing the GIL,

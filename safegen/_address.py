@@ -1,7 +1,7 @@
 """The byte range an array covers, fast enough to take for every yielded leaf.
 
 Check mode files every watched array that views another one under the byte range it
-covers (see ``_Owner`` in ``_modes.py``). NumPy's ``byte_bounds`` builds the array's
+covers (see ``_Owner`` in ``_modes/check.py``). NumPy's ``byte_bounds`` builds the array's
 ``__array_interface__`` dictionary to find its address, which costs about 1 µs; for a
 batch of hundreds of row views of one array that was most of check mode's cost. The
 address is the ``data`` field that follows the object header in NumPy's public

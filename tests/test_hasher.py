@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 import safegen
-from safegen import _guard, _hasher, _modes
+from safegen import _guard, _hasher
+from safegen._modes import check
 
 # 20 MB of float64, above the size from which check mode hashes in the background.
 SHAPE = (20, 250, 250, 2)
-assert np.prod(SHAPE) * 8 > _modes.BACKGROUND_ABOVE
+assert np.prod(SHAPE) * 8 > check.BACKGROUND_ABOVE
 
 
 def _hashing_threads() -> list[threading.Thread]:
@@ -168,11 +169,11 @@ class TestIdleConsumer:
         it = safegen.guard(fresh(8))
         state = _state(it)
         with _Blocker():  # the thread never gets to the hashes: every resume finds them undone
-            for _ in range(_modes.WAITS_BEFORE_IN_PLACE + 1):
+            for _ in range(check.WAITS_BEFORE_IN_PLACE + 1):
                 next(it)
         assert state.inflight is None  # the last one was hashed in place
-        assert 0 < state.in_place < _modes.IN_PLACE_AFTER_WAITS
-        assert sum(1 for _ in it) == 8 - _modes.WAITS_BEFORE_IN_PLACE - 1
+        assert 0 < state.in_place < check.IN_PLACE_AFTER_WAITS
+        assert sum(1 for _ in it) == 8 - check.WAITS_BEFORE_IN_PLACE - 1
         assert safegen.stats(it).violations == 0
 
     def test_busy_consumer_keeps_the_thread(self):
@@ -241,7 +242,7 @@ class TestThreadLifecycle:
         """Hundreds of generators (finished, closed, dropped mid-way) leave one thread."""
         before = threading.active_count()
         for i in range(300):
-            it = safegen.guard(fresh(3, shape=(2, _modes.BACKGROUND_ABOVE // 16)))
+            it = safegen.guard(fresh(3, shape=(2, check.BACKGROUND_ABOVE // 16)))
             next(it)
             if i % 3 == 0:
                 it.close()
@@ -272,7 +273,7 @@ class TestThreadLifecycle:
         def fail(array):
             raise MemoryError("no memory for the hash")
 
-        monkeypatch.setattr(_modes, "digest", fail)
+        monkeypatch.setattr(check, "digest", fail)
         it = safegen.guard(fresh(3))
         next(it)
         with pytest.raises(MemoryError, match="no memory for the hash") as info:

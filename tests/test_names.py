@@ -171,4 +171,4 @@ class TestPlainScriptTraceback:
         assert "safegen.AliasingError: batches() at " in result.stderr
         assert f'File "{script}", line 10, in <module>' in result.stderr
         assert "safegen/_guard.py" not in result.stderr
-        assert "safegen/_modes.py" not in result.stderr
+        assert "safegen/_modes/" not in result.stderr  # no module of the modes package

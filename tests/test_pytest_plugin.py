@@ -87,7 +87,7 @@ class TestPlugin:
         result.assert_outcomes(passed=1, failed=1)
         output = result.stdout.str()
         result.stdout.fnmatch_lines(["E * safegen.AliasingError: reused() at test_pipelines.py:*"])
-        assert "safegen/_modes.py" not in output and "safegen/_guard.py" not in output
+        assert "safegen/_modes/" not in output and "safegen/_guard.py" not in output
         result.stdout.fnmatch_lines(
             [
                 "*= safegen =*",

@@ -49,7 +49,7 @@ MIN_BYTES = 256
 YIELDS = 8
 # Forget the epoch's batches beyond this many (an endless dataset without epochs).
 MAX_BATCHES = 1 << 16
-_ARRAY, _DIGEST = 0, 3  # fields of check mode's records (safegen._modes)
+_ARRAY, _DIGEST = 0, 3  # fields of check mode's records (safegen._modes.check)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,20 +1,17 @@
-"""What each mode does to one yielded value: check, copy or freeze its arrays.
+"""Check mode: fingerprint each yielded array and report any that changes later.
 
-One object per guarded generator holds that generator's state. ``process(value)`` runs
-after every yield and returns what the consumer gets; ``finish()`` runs when the
-generator is exhausted; ``annotate(exc)`` sees every exception the generator raises.
+:class:`Watch` is the mode; :class:`_Owner` indexes the watched arrays of one memory
+owner by address. The constants below say when check mode hashes large arrays on
+safegen's hashing thread (``safegen._hasher``) and when it hashes them in place.
 """
 
 from __future__ import annotations
 
 import collections
-import functools
-import linecache
 import os
 import sys
 import warnings
 from time import perf_counter
-from types import CodeType, TracebackType
 from typing import Any
 
 import numpy as np
@@ -24,13 +21,11 @@ from safegen._address import ADDRESS_OFFSET as _ADDRESS_OFFSET
 from safegen._address import extent
 from safegen._address import read_address as _read_address
 from safegen._config import Settings
-from safegen._containers import ContainerWatch, Rebound, detach, unprotected_leaves
-from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array, copy_foreign
-from safegen._errors import AliasingError, AliasingWarning, SafegenWarning
+from safegen._containers import ContainerWatch, Rebound
+from safegen._errors import AliasingError, AliasingWarning
 from safegen._fingerprint import (
     SAMPLE_ABOVE,
     SAMPLE_BLOCK_BYTES,
-    bounds,
     digest,
     fingerprint,
     hash_buffer,
@@ -38,13 +33,20 @@ from safegen._fingerprint import (
     sample,
     verify_sample,
 )
-from safegen._frames import MACHINERY, hide_safegen_frames, user_stacklevel
+from safegen._frames import hide_safegen_frames, user_stacklevel
 from safegen._hasher import Job, submit
-from safegen._report import DATASET_FIX, EPOCH_FIX, FIX, AliasingReport, epoch_method_name
-from safegen._stats import Stats
-from safegen._structure import Path, format_path, leaves, map_arrays
+from safegen._modes._base import _State
+from safegen._modes.source import Source, _worker_process_name, current_line, def_line
+from safegen._report import AliasingReport
+from safegen._structure import Path, format_path, leaves
 
-__all__ = ["Source", "make_state"]
+__all__ = [
+    "BACKGROUND_ABOVE",
+    "HANDOFF_SECONDS",
+    "IN_PLACE_AFTER_WAITS",
+    "WAITS_BEFORE_IN_PLACE",
+    "Watch",
+]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
@@ -68,133 +70,6 @@ IN_PLACE_AFTER_WAITS = 16
 # The paths of the leaves of a flat tuple or list, made once.
 _FLAT = 64
 _INDEX_PATHS: tuple[Path, ...] = tuple((i,) for i in range(_FLAT))
-
-
-class Source:
-    """Names the guarded generator in messages: ``batches()`` and ``data.py:12``.
-
-    ``kind`` is ``"yield"`` for generators and iterators, ``"batch"`` for datasets.
-    """
-
-    __slots__ = ("code", "kind", "made_by", "name")
-
-    def __init__(
-        self, name: str, code: CodeType | None, kind: str = "yield", made_by: str = ""
-    ) -> None:
-        self.name = name
-        self.code = code
-        self.kind = kind
-        # The factory that returned the generator, with its location, if not the same.
-        self.made_by = made_by
-
-    @property
-    def location(self) -> str:
-        if self.code is None:
-            return ""
-        return f"{relative_filename(self.code.co_filename)}:{def_line(self.code)}"
-
-    def where(self) -> str:
-        location = self.location
-        where = f"{self.name} at {location}" if location else self.name
-        return f"{where} (returned by {self.made_by})" if self.made_by else where
-
-
-@functools.lru_cache(maxsize=256)
-def def_line(code: CodeType) -> int:
-    """The line of ``code``'s ``def`` (``co_firstlineno`` is its first decorator's)."""
-    first = code.co_firstlineno
-    for line in range(first, first + 64):
-        text = linecache.getline(code.co_filename, line).lstrip()
-        if not text:
-            break
-        if text.startswith(("def ", "async def ", "class ")):
-            return line
-        if not text.startswith("@") and line == first:
-            break  # not a decorated definition (a lambda, a generator expression)
-    return first
-
-
-def relative_filename(filename: str) -> str:
-    """``filename`` relative to the working directory when it lies below it."""
-    try:
-        relative = os.path.relpath(filename)
-        if not relative.startswith(".."):
-            return relative
-    except ValueError:
-        pass
-    return filename
-
-
-def current_line(producer: Any) -> str:
-    """``"file.py:9"``: where a suspended generator (or async generator) stands, or ``""``."""
-    frame = getattr(producer, "gi_frame", None) or getattr(producer, "ag_frame", None)
-    if frame is None:
-        return ""
-    return f"{relative_filename(frame.f_code.co_filename)}:{frame.f_lineno}"
-
-
-def _write_line(tb: TracebackType | None) -> str:
-    """``"file.py:44"``: the innermost line of the traceback in the user's code (not
-    safegen's, not NumPy's), where a write into a read-only array failed."""
-    found = ""
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename not in MACHINERY and not filename.startswith(_LIBRARY_CODE):
-            found = f"{relative_filename(filename)}:{tb.tb_lineno}"
-        tb = tb.tb_next
-    return found
-
-
-# NumPy's own frames (Python files, and Cython ones named ``numpy/...pyx``).
-_LIBRARY_CODE = (os.path.dirname(np.__file__), "numpy" + os.sep)
-
-
-def _worker_process_name() -> str:
-    """The current process's name if it is not the main process, else ``""``."""
-    import multiprocessing
-
-    process = multiprocessing.current_process()
-    return "" if multiprocessing.parent_process() is None else process.name
-
-
-class _State:
-    """Shared by every mode: settings, statistics, and the generator's name.
-
-    ``inflight`` is not ``None`` while work started by the last ``process`` still runs
-    elsewhere; the driver calls ``settle()`` before it resumes the generator.
-    """
-
-    inflight: Job | None = None
-
-    def __init__(self, settings: Settings, source: Source) -> None:
-        self.settings = settings
-        self.source = source
-        self.stats = Stats()
-        self.count = 0
-        # The guarded generator itself, to tell the line of its current yield.
-        self.producer: Any = None
-
-    def process(self, value: Any) -> Any:
-        raise NotImplementedError
-
-    def settle(self) -> None:
-        """Finish the work ``process`` left running (before the generator resumes)."""
-
-    def finish(self) -> None:
-        """The generator is exhausted."""
-
-    def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
-        """The generator raised ``exc`` (or, with ``writer``, a dataset's epoch method)."""
-
-    def before_epoch_method(self) -> Any:
-        """A dataset's ``on_epoch_end`` (or ``on_epoch_begin``) is about to run."""
-        return None
-
-    def undo_epoch_method(self, token: Any) -> None:
-        """The method returned or raised: undo what ``before_epoch_method`` did."""
-
-    def after_epoch_method(self, writer: Source) -> None:
-        """The method ``writer`` returned."""
 
 
 # Fields of a watched array's record (a list, for speed on the per-yield path).
@@ -807,267 +682,3 @@ def _kind_of(report: AliasingReport) -> str:
     if report.same_array_yield:
         return "same array"
     return "attributed" if report.attributed else "unattributed"
-
-
-class Copy(_State):
-    """Copy mode: the consumer gets copies of every array, in memory of their own."""
-
-    def __init__(self, settings: Settings, source: Source) -> None:
-        super().__init__(settings, source)
-        self.pool = BufferPool()
-
-    def finish(self) -> None:
-        self.pool.close()
-
-    def process(self, value: Any) -> Any:
-        start = perf_counter()
-        copied = arrays = 0
-        # Fast path: a tuple or list of small plain arrays, the usual (x, y) batch, copied
-        # in one pass, without map_arrays' closure and walk (see benchmarks/per_yield.py).
-        kind = type(value)
-        if kind is tuple or kind is list:
-            copies = []
-            for array in value:
-                if type(array) is not _ndarray:
-                    break
-                nbytes = array.nbytes
-                if nbytes >= ALIGN_ABOVE:
-                    break
-                copied += nbytes
-                copies.append(array.copy("K"))
-            else:
-                arrays = len(copies)
-                out: Any = tuple(copies) if kind is tuple else copies
-            if not arrays:
-                copied = 0
-        if not arrays:
-            pool = self.pool
-
-            def copy_one(array: np.ndarray) -> np.ndarray:
-                nonlocal copied, arrays
-                arrays += 1
-                copied += array.nbytes
-                return copy_array(array, pool)
-
-            def copy_other(leaf: Any) -> Any:
-                nonlocal copied, arrays
-                arrays += 1
-                new, nbytes = copy_foreign(leaf)
-                copied += nbytes
-                return new
-
-            out = map_arrays(value, copy_one, copy_other)
-        stats = self.stats
-        stats.yields += 1
-        stats.arrays += arrays
-        stats.bytes_copied += copied
-        stats.seconds += perf_counter() - start
-        return out
-
-
-# (source name, location, leaf type) already warned about by freeze mode.
-_WARNED_UNPROTECTED: set[tuple[str, str, str]] = set()
-
-
-class Freeze(_State):
-    """Freeze mode: every yielded array becomes read-only, and so does each array it views
-    that covers exactly the same memory (``x`` behind ``x.reshape(...)`` or ``x.T``);
-    each yielded ``dict`` or ``list`` is handed over as a shallow copy of its own type,
-    so that a generator refilling one container cannot rebind a batch already out.
-
-    The generator's next write into a buffer it already yielded then raises NumPy's
-    ``ValueError: assignment destination is read-only`` at that very line, and
-    ``annotate`` adds a note (PEP 678) saying what safegen froze and the fixes. A larger
-    array that a yielded view is cut from stays writable, so a generator that fills the
-    next slot of a preallocated array is not stopped; and a view made before the freeze
-    keeps its own write permission (NumPy checks the flag per array). Check mode sees
-    writes through both.
-    """
-
-    def __init__(self, settings: Settings, source: Source) -> None:
-        super().__init__(settings, source)
-        # What the last `window` yields froze, to name the culprit in the note.
-        self.frozen: dict[int, tuple[int, Path, np.ndarray]] = {}
-        self.recent: collections.deque[list[int]] = collections.deque()
-
-    def process(self, value: Any) -> Any:
-        start = perf_counter()
-        count = self.count = self.count + 1
-        # Only ndarrays can be made read-only: other leaves (bytearray, DataFrame, DLPack
-        # tensors) are left as they are (check or copy mode covers them).
-        found = leaves(value, foreign=False)
-        frozen: list[int] = []
-        for path, array in found:
-            self._freeze(array, array, count, path, frozen)
-            node: Any = array.base
-            covered = None
-            for _ in range(256):
-                if node is None:
-                    break
-                if isinstance(node, _ndarray):
-                    # Freeze a base only if the leaf covers all of its memory: x behind
-                    # x.reshape(...) (same bytes, no repeats: decided cheaply) or behind
-                    # a sliding window view (decided by the byte ranges).
-                    if not (node.nbytes == array.nbytes and 0 not in array.strides):
-                        covered = covered or bounds(array)
-                        if bounds(node) != covered:
-                            break
-                    self._freeze(node, array, count, path, frozen)
-                node = getattr(node, "base", None)
-        self.recent.append(frozen)
-        if len(self.recent) > self.settings.window:
-            for key in self.recent.popleft():
-                self.frozen.pop(key, None)
-        # A dict or list cannot be made read-only: the consumer gets a shallow copy of
-        # it (same type, same frozen arrays), which the generator's rebinding of its own
-        # container cannot reach (see safegen._containers).
-        kind = type(value)
-        if kind is tuple or kind is list:
-            flat = all(type(child) is _ndarray for child in value)
-        elif kind is dict:
-            flat = all(type(child) is _ndarray for child in value.values())
-        else:
-            flat = kind is _ndarray
-        if not flat:
-            self._warn_unprotected(value, count)
-            value = detach(value)
-        elif kind is list:
-            value = list(value)
-        elif kind is dict:
-            value = dict(value)
-        stats = self.stats
-        stats.yields += 1
-        stats.arrays += len(found)
-        stats.seconds += perf_counter() - start
-        return value
-
-    def _warn_unprotected(self, value: Any, count: int) -> None:
-        """Warn once per source and type about leaves freeze mode cannot make read-only."""
-        for path, leaf in unprotected_leaves(value):
-            kind = type(leaf)
-            key = (self.source.name, self.source.location, kind.__qualname__)
-            if key in _WARNED_UNPROTECTED:
-                continue
-            _WARNED_UNPROTECTED.add(key)
-            where = f"leaf {format_path(path)}" if path else "the value"
-            warnings.warn(
-                f"{self.source.where()}: {self.source.kind} #{count} {where} is a "
-                f"{kind.__qualname__}, which freeze mode cannot make read-only: it is handed "
-                'over unprotected. mode="copy" copies it, and mode="check" reports a change '
-                "to it. (Warned once per source and type.)",
-                SafegenWarning,
-                stacklevel=user_stacklevel(),
-            )
-
-    def _freeze(
-        self, node: np.ndarray, leaf: np.ndarray, count: int, path: Path, frozen: list[int]
-    ) -> None:
-        if node.flags.writeable:
-            node.flags.writeable = False
-            self.frozen[id(node)] = (count, path, leaf)
-            frozen.append(id(node))
-
-    def before_epoch_method(self) -> Any:
-        """Make the arrays behind the batches still held read-only while the method runs.
-
-        A batch that is a view of ``self.x`` leaves ``self.x`` writable (only the view is
-        frozen), so shuffling ``self.x`` in place would go through; for the length of
-        the method, every array a recent batch views is read-only too. Returns what was
-        frozen, for ``undo_epoch_method``.
-        """
-        frozen: list[np.ndarray] = []
-        for count, path, leaf in list(self.frozen.values()):
-            node: Any = leaf.base
-            for _ in range(256):
-                if node is None:
-                    break
-                if isinstance(node, _ndarray) and node.flags.writeable:
-                    node.flags.writeable = False
-                    frozen.append(node)
-                    self.frozen[id(node)] = (count, path, leaf)
-                node = getattr(node, "base", None)
-        return frozen
-
-    def undo_epoch_method(self, token: Any) -> None:
-        for node in reversed(token):  # the memory owner first: its views need it writable
-            self.frozen.pop(id(node), None)
-            try:
-                node.flags.writeable = True
-            except ValueError:  # pragma: no cover - a base made read-only meanwhile
-                pass
-
-    def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
-        if not (isinstance(exc, ValueError) and "read-only" in str(exc) and self.count):
-            return
-        self.stats.violations += 1  # a write freeze mode stopped
-        hide_safegen_frames()
-        batch = self.source.kind == "batch"
-        item = "batch" if batch else "yield"
-        culprit = self._culprit(exc.__traceback__)
-        line = _write_line(exc.__traceback__)
-        at = f" at {line}" if line else ""
-        if culprit is None:
-            what = f"an array it had already {'returned' if batch else 'yielded'}{at}"
-        else:
-            name, local, (count, path, leaf) = culprit
-            where = f"leaf {format_path(path)}" if path else "the array"
-            what = (
-                f"{name!r} ({local.dtype}, shape {tuple(local.shape)}){at}, which is "
-                f"{where} of {item} #{count} or the memory behind it"
-            )
-        if writer is not None:
-            method = epoch_method_name(writer.where())
-            exc.add_note(
-                f"safegen: {writer.where()} wrote into {what}, while batches returned "
-                f"by {self.source.where()} still view that memory. safegen made it "
-                f'read-only while {method} ran (mode="freeze") because consumers may still '
-                f"hold those batches: without the freeze, they would have changed under "
-                f"them. {EPOCH_FIX}"
-            )
-            return
-        exc.add_note(
-            f"safegen: {self.source.where()} wrote into {what}. safegen made it "
-            'read-only (mode="freeze") because consumers may still hold it: without '
-            f"the freeze, that batch would have changed under them. "
-            f"{DATASET_FIX if batch else FIX}"
-        )
-
-    def _culprit(
-        self, tb: TracebackType | None
-    ) -> tuple[str, np.ndarray, tuple[int, Path, np.ndarray]] | None:
-        """The innermost local variable (or attribute of a local, ``self.x``) that holds
-        (a view of) a frozen array."""
-        frames = []
-        while tb is not None:
-            frames.append(tb.tb_frame)
-            tb = tb.tb_next
-        for frame in reversed(frames):
-            if frame.f_code.co_filename in MACHINERY:
-                continue
-            candidates = list(frame.f_locals.items())
-            for name, local in list(candidates):
-                attributes = getattr(local, "__dict__", None)
-                if not isinstance(local, _ndarray) and isinstance(attributes, dict):
-                    candidates += [(f"{name}.{key}", value) for key, value in attributes.items()]
-            for name, local in candidates:
-                node = local
-                while isinstance(node, _ndarray):
-                    entry = self.frozen.get(id(node))
-                    if entry is not None:
-                        return name, local, entry
-                    node = node.base
-        return None
-
-
-def make_state(settings: Settings, source: Source, background: bool = False) -> _State:
-    """The per-generator state for ``settings.mode`` (not ``"off"``).
-
-    ``background``: the caller calls ``settle()`` before each resume of the generator, so
-    check mode may hash large arrays on the hashing thread meanwhile.
-    """
-    kind = {"check": Watch, "copy": Copy, "freeze": Freeze}[settings.mode]
-    state = kind(settings, source)
-    _session.record_source(source.name, source.location, settings.mode, state.stats)
-    if background and isinstance(state, Watch):
-        state.background = True
-    return state
