@@ -13,7 +13,7 @@ library that Keras 3 installs) walk the yielded batches faster than
   ``map_arrays(value, copy_one, copy_other)``, which rebuilds the containers.
 
 Each is timed as the mode runs it (``current, as the mode runs it``: the inline pass
-where it applies, else the walk; the inline passes are copied from ``safegen/_modes.py``)
+where it applies, else the walk; the inline passes are copied from ``safegen/_modes/``)
 and as the walk function alone (``current, leaves()`` / ``current, map_arrays()``),
 against optree variants that give the same result (the same arrays, in the same order,
 with paths that format to the same strings):
@@ -76,7 +76,7 @@ from _common import RESULTS, environment, load_average, spread, write_results
 
 import safegen
 from safegen._copying import ALIGN_ABOVE
-from safegen._modes import _FLAT
+from safegen._modes.check import _FLAT
 from safegen._structure import foreign_views, format_path, is_foreign, leaves, map_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def batches(quick: bool) -> dict[str, list[Any]]:
 
 
 def mode_check(value: Any) -> Any:
-    """Check mode's pass before its hashing (``Check.process`` in safegen/_modes.py)."""
+    """Check mode's pass before its hashing (``Watch.process`` in safegen/_modes/check.py)."""
     kind = type(value)
     if (kind is tuple or kind is list) and len(value) <= _FLAT:
         for array in value:
@@ -699,10 +699,9 @@ def markdown(report: dict[str, Any]) -> list[str]:
     ]
     for case in report["semantics"]:
         mark = "" if case["safegen"] == case["optree + filter"] else " **≠**"
-        lines.append(
-            f"| {case['case']}{mark} | {case['safegen']} | {case['optree']} | "
-            f"{case['optree + filter']} |"
-        )
+        # Code spans: a path such as [0]['a'] would read as a Markdown link reference.
+        cells = [f"`{case[key]}`" for key in ("safegen", "optree", "optree + filter")]
+        lines.append(f"| {case['case']}{mark} | {' | '.join(cells)} |")
     lines.append("")
     imports = report["imports"]
     lines += [

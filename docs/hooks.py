@@ -29,7 +29,15 @@ def on_files(files: Files, config: Any) -> Files:
 
 
 def _results(match: re.Match[str]) -> str:
-    text = (RESULTS / match["name"]).read_text(encoding="utf-8")
+    path = RESULTS / match["name"]
+    if not path.is_file():
+        from mkdocs.exceptions import PluginError
+
+        raise PluginError(
+            f"docs/hooks.py: {path} does not exist; run the benchmark that writes it "
+            f"(python benchmarks/{path.stem}.py) or remove its <!-- results: --> line"
+        )
+    text = path.read_text(encoding="utf-8")
     return HEADING.sub(lambda h: "#" * min(len(h[1]) + 3, 6) + " ", text)
 
 
