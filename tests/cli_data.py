@@ -72,3 +72,11 @@ class Holder:
     def fresh(cls, n):
         for i in range(n):
             yield np.full(1, float(i))
+
+
+def first_two_distinct(source, *args):
+    """In a worker process: whether the first two batches of ``source(*args)`` are
+    distinct memory, and how many yields safegen counted (used with ``spawn``)."""
+    gen = source(*args)
+    first, second = next(gen), next(gen)
+    return (not np.shares_memory(first[0], second[0]), safegen.stats(source).yields)

@@ -860,6 +860,23 @@ class TestPickling:
             next(gen)
 
 
+@pytest.mark.slow
+class TestSpawnWorkers:
+    """Guarded functions and methods reach processes started with spawn."""
+
+    def test_function_and_bound_method_in_a_spawned_pool(self):
+        """A spawned worker unpickles the guarded function and method, guarded."""
+        import multiprocessing
+
+        from tests import cli_data
+
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            function = pool.apply(cli_data.first_two_distinct, (cli_data.guarded_batches,))
+            method = pool.apply(cli_data.first_two_distinct, (cli_data.Holder.fresh, 2))
+        assert function == (True, 2)  # copy mode: distinct batches, counted in the worker
+        assert method == (True, 2)
+
+
 class TestOnWrapt:
     """Guarded functions, methods, generators and iterables are wrapt proxies."""
 
