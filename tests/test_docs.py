@@ -218,6 +218,12 @@ COMMANDS: dict[str, str | Run | NotRun] = {
     "python benchmarks/import_time.py": (
         "tests/test_benchmarks.py::TestBenchmarks::test_import_time"
     ),
+    "python benchmarks/structure_walk.py": (
+        "tests/test_benchmarks.py::TestBenchmarks::test_structure_walk"
+    ),
+    "python benchmarks/wrapper_call.py": (
+        "tests/test_benchmarks.py::TestBenchmarks::test_wrapper_call"
+    ),
     "python benchmarks/detectors.py": NotRun(
         "it has no --quick or --out option: every run takes about a minute and rewrites "
         "benchmarks/results/detectors.{json,md}"
