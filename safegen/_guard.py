@@ -304,7 +304,12 @@ class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
 
 def _yielding_source(result: Any, source: Source) -> Source:
     """Who yields: the generator ``result`` when the guarded function is a factory that
-    returned it (``batch_generator()``, made by ``make()``), else ``source`` itself."""
+    returned it (``batch_generator()``, made by ``make()``), else ``source`` itself; a
+    generator already guarded (by the function's own ``@safegen.guard``) is named as that
+    guard names it."""
+    inner = _STATES.get(result) if isinstance(result, _SerializedGenerator) else None
+    if inner is not None:
+        return inner.source
     code = getattr(result, "gi_code", None) or getattr(result, "ag_code", None)
     if code is None or code is source.code:
         return source
