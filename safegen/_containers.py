@@ -22,7 +22,9 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from safegen._structure import Path, _rebuild, is_foreign
+import numpy as np
+
+from safegen._structure import Path, _items, _rebuild, is_foreign
 
 __all__ = ["ContainerWatch", "Rebound", "detach", "unprotected_leaves"]
 
@@ -32,9 +34,17 @@ _MUTABLE = (dict, list)
 _NESTABLE = (dict, list, tuple)
 
 
+def _nests(node: Any) -> bool:
+    """Whether ``node`` is a container the walk goes into (see safegen._structure)."""
+    return isinstance(node, _NESTABLE) or (
+        not isinstance(node, np.ndarray) and _items(node) is not None
+    )
+
+
 def _walk(value: Any) -> list[tuple[Path, Any]]:
-    """Every node of ``value``'s nesting of dicts, lists and tuples (each container once,
-    itself included, then its children), with their paths."""
+    """Every node of ``value``'s nesting of dicts, lists, tuples and other mappings and
+    sequences (each container once, itself included, then its children), with their
+    paths."""
     out: list[tuple[Path, Any]] = [((), value)]
     stack: list[tuple[Path, Any]] = [((), value)]
     seen: set[int] = set()
@@ -44,14 +54,14 @@ def _walk(value: Any) -> list[tuple[Path, Any]]:
             children: Any = node.items()
         elif isinstance(node, (list, tuple)):
             children = enumerate(node)
-        else:
+        elif isinstance(node, np.ndarray) or (children := _items(node)) is None:
             continue
         if id(node) in seen:
             continue
         seen.add(id(node))
         for key, child in children:
             out.append(((*path, key), child))
-            if isinstance(child, _NESTABLE):
+            if _nests(child):
                 stack.append(((*path, key), child))
     return out
 
@@ -61,7 +71,7 @@ def _containers(value: Any) -> list[tuple[Path, Any]]:
     kind = type(value)
     if kind is list or kind is dict:  # the usual batch: one flat list or dict
         for child in value.values() if kind is dict else value:
-            if isinstance(child, _NESTABLE):
+            if type(child) is not np.ndarray and _nests(child):
                 break
         else:
             return [((), value)]

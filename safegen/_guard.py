@@ -304,7 +304,12 @@ class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
 
 def _yielding_source(result: Any, source: Source) -> Source:
     """Who yields: the generator ``result`` when the guarded function is a factory that
-    returned it (``batch_generator()``, made by ``make()``), else ``source`` itself."""
+    returned it (``batch_generator()``, made by ``make()``), else ``source`` itself; a
+    generator already guarded (by the function's own ``@safegen.guard``) is named as that
+    guard names it."""
+    inner = _STATES.get(result) if isinstance(result, _SerializedGenerator) else None
+    if inner is not None:
+        return inner.source
     code = getattr(result, "gi_code", None) or getattr(result, "ag_code", None)
     if code is None or code is source.code:
         return source
@@ -459,7 +464,8 @@ def guard(
     ``isinstance(g, types.GeneratorType)`` are true, so Keras and ``tf.data`` accept it)
     that passes ``send``, ``throw``, ``close``, the return value and exceptions through,
     and that several threads may share: their calls run one at a time. The arrays may
-    sit anywhere in tuples, lists, dicts and namedtuples; other leaves are left alone.
+    sit anywhere in tuples, lists, dicts, namedtuples and other mappings and sequences;
+    other leaves are left alone.
 
     Modes:
         * ``"check"`` (default): yields the generator's own objects and reports any

@@ -9,8 +9,10 @@ import dataclasses
 import inspect
 from typing import Any
 
-from safegen._config import validate_mode, validate_window
+from safegen._config import mode as config_mode
+from safegen._config import modes_resolved, validate_mode, validate_window
 from safegen._dataset import is_dataset, is_dataset_class
+from safegen._errors import SafegenError
 from safegen._guard import _refuse, _wrap_callable, guard
 from safegen._report import AliasingReport
 
@@ -33,6 +35,14 @@ class ProbeResult:
         reports: the changes check mode found.
         frozen_write: in freeze mode, the message (with safegen's note) of the write
             into a frozen array, or ``""``.
+        stopped_by: the name of the safegen error the source itself raised, which ended
+            the read (its own ``@safegen.guard``'s ``AliasingError``, say), or ``""``.
+            It is a finding: an ``AliasingError``'s report is in ``reports``, the
+            message of any other is in ``raised``.
+        raised: the message of that error when it is not in ``reports``, or ``""``.
+        source_copies: whether the source guards itself in copy mode (a
+            ``@safegen.guard(mode="copy")`` of its own): what was checked are the copies
+            that guard hands out, not the source's own arrays.
     """
 
     name: str
@@ -42,11 +52,14 @@ class ProbeResult:
     exhausted: bool = False
     reports: list[AliasingReport] = dataclasses.field(default_factory=list)
     frozen_write: str = ""
+    stopped_by: str = ""
+    raised: str = ""
+    source_copies: bool = False
 
     @property
     def clean(self) -> bool:
         """Whether nothing was found."""
-        return not self.reports and not self.frozen_write
+        return not self.reports and not self.frozen_write and not self.stopped_by
 
     def summary(self) -> str:
         """A short, readable report; the first line says clean or not."""
@@ -55,9 +68,21 @@ class ProbeResult:
             pulled += f" over {self.epochs} epoch(s), on_epoch_end called after each"
         if self.frozen_write:
             pulled += " (stopped by a write into a frozen array)"
+        elif self.stopped_by:
+            pulled += f" (stopped by the {self.stopped_by} it raised)"
         elif self.exhausted:
             pulled += " (the source ended)"
+        note = []
+        if self.source_copies:
+            note.append(
+                '- note: the source guards itself with safegen.guard(mode="copy"), so what '
+                "was checked are the copies that guard hands out, not the source's own "
+                'arrays. Remove mode="copy" there to check the source itself '
+                "(SAFEGEN_MODE=copy needs no change: check reads the source in its own mode)."
+            )
         if self.clean:
+            if self.source_copies:
+                return "\n".join([f"{self.name}: clean as copied, {pulled}.", *note])
             return f"{self.name}: clean, {pulled}."
         lines = [f"{self.name}: NOT clean, {pulled}."]
         # The first report in full, a few more by their first sentence, then a count.
@@ -68,7 +93,9 @@ class ProbeResult:
             lines.append(f"- ... and {len(self.reports) - 4} more changed array(s).")
         if self.frozen_write:
             lines.append(f"- {self.frozen_write}")
-        return "\n".join(lines)
+        if self.raised:
+            lines.append(f"- {self.raised}")
+        return "\n".join([*lines, *note])
 
 
 def _describe(obj: Any) -> str:
@@ -103,6 +130,12 @@ def probe(
     ``on_epoch_end()``; so a dataset that rewrites in place, between epochs, the arrays
     its batches view is found.
 
+    The source is read inside ``safegen.mode(mode)``: a ``@safegen.guard`` of its own
+    that takes its mode from ``SAFEGEN_MODE``, :func:`safegen.configure` or
+    :func:`safegen.mode` checks (or freezes) too, and a safegen error it raises (its
+    ``AliasingError``) is a finding, not a failure of the source. One that pins
+    ``mode="copy"`` keeps copying: ``source_copies`` says so.
+
     Raises:
         TypeError: ``obj`` is none of those, or calling it gave nothing iterable.
         ValueError: ``steps``, ``epochs``, ``mode`` or ``window`` is invalid.
@@ -124,8 +157,25 @@ def probe(
             "this check does not run; iterate it under asyncio with safegen.guard instead"
         )
     options["on_violation"] = result.reports.append
-    kwargs = kwargs or {}
+    with config_mode(mode), modes_resolved() as modes:  # type: ignore[arg-type]
+        _read(obj, steps, epochs, options, args, kwargs or {}, caller, result)
+    # The probe's own guards run in `mode`: a copy among them is the source's own guard.
+    result.source_copies = "copy" in modes
+    return result
 
+
+def _read(
+    obj: Any,
+    steps: int | None,
+    epochs: int,
+    options: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    caller: str,
+    result: ProbeResult,
+) -> ProbeResult:
+    """Guard ``obj`` with ``options`` and pull from it into ``result`` (see :func:`probe`)."""
+    __tracebackhide__ = True
     if is_dataset_class(obj):
         obj = guard(obj, **options)(*args, **kwargs)
     elif is_dataset(obj):
@@ -164,6 +214,8 @@ def _pull_iterator(made: Any, steps: int | None, result: ProbeResult) -> ProbeRe
                 result.exhausted = True
                 break
             result.items += 1
+    except SafegenError as error:
+        _stopped(error, result)
     except ValueError as error:
         if not _is_frozen_write(error):
             raise
@@ -198,11 +250,27 @@ def _pull_dataset(dataset: Any, steps: int | None, epochs: int, result: ProbeRes
             if callable(end):
                 end()
             result.epochs += 1
+    except SafegenError as error:
+        _stopped(error, result)
     except ValueError as error:
         if not _is_frozen_write(error):
             raise
         result.frozen_write = _with_notes(error)
     return result
+
+
+def _stopped(error: SafegenError, result: ProbeResult) -> None:
+    """The source raised a safegen error (its own guard's, or a detector's): a finding.
+
+    The probe's own guard reports into ``result`` and never raises, so the error comes
+    from the source's code: a ``@safegen.guard`` of its own, say.
+    """
+    result.stopped_by = type(error).__name__
+    report = getattr(error, "report", None)
+    if isinstance(report, AliasingReport):
+        result.reports.append(report)
+    else:
+        result.raised = _with_notes(error)
 
 
 def _is_frozen_write(error: ValueError) -> bool:

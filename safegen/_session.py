@@ -20,6 +20,7 @@ from typing import Any
 from safegen._stats import Stats
 
 __all__ = [
+    "KINDS",
     "LayerRecord",
     "LossRecord",
     "Session",
@@ -33,6 +34,29 @@ __all__ = [
     "record_shape_error",
     "record_source",
 ]
+
+
+# Every kind of finding on a data source: its key in as_dict() and its name in summaries.
+# A source's (and the totals') "violations" is their sum.
+KINDS: tuple[tuple[str, str], ...] = (
+    ("changed_arrays", "changed array(s)"),
+    ("reused_containers", "reused container(s)"),
+    ("stopped_writes", "write(s) stopped"),
+    ("random_streams", "repeated random stream(s)"),
+    ("repeated_batches", "repeated batch(es)"),
+)
+
+
+def named_counts(counts: dict[str, int]) -> str:
+    """``"1 changed array(s), 2 repeated batch(es)"``: the kinds found, with their counts."""
+    return ", ".join(f"{counts[key]} {name}" for key, name in KINDS if counts.get(key))
+
+
+def _violations(counts: dict[str, int], details: tuple[str, ...] = ()) -> str:
+    """``"3 violation(s) (1 changed array(s), 2 repeated batch(es))"``, or ``"0 violation(s)"``;
+    ``details`` follow the kinds, after a semicolon."""
+    parts = [part for part in (named_counts(counts), *details) if part]
+    return f"{counts['violations']} violation(s)" + (f" ({'; '.join(parts)})" if parts else "")
 
 
 @dataclasses.dataclass
@@ -181,6 +205,14 @@ class Session:
         for record in sources:
             total = record.total()
             found = record.found()
+            frozen = record.mode == "freeze"  # its violations are writes it stopped
+            kinds = {
+                "changed_arrays": 0 if frozen else total.violations - total.containers,
+                "reused_containers": total.containers,
+                "stopped_writes": total.violations if frozen else 0,
+                "random_streams": sum(f["kind"] == "random_stream" for f in found),
+                "repeated_batches": sum(f["kind"] == "repeated_batch" for f in found),
+            }
             rows.append(
                 {
                     "name": record.name,
@@ -188,12 +220,17 @@ class Session:
                     "mode": record.mode,
                     "generators": len(record.stats),
                     **dataclasses.asdict(total),
-                    "random_streams": sum(f["kind"] == "random_stream" for f in found),
-                    "repeated_batches": sum(f["kind"] == "repeated_batch" for f in found),
+                    # Every kind of finding, the detectors' included (Stats counts only
+                    # changed arrays, rebound containers and stopped writes).
+                    "violations": sum(kinds.values()),
+                    **kinds,
                     "findings": found,
                 }
             )
         total = sum((r.total() for r in sources), Stats())
+        totals = {key: sum(row[key] for row in rows) for key, _ in KINDS}
+        # Changes found in worker processes, whose statistics stay there.
+        totals["changed_arrays"] += remote.get("AliasingError", 0)
         return {
             "sources": rows,
             "layers": [dataclasses.asdict(layer) for layer in layers],
@@ -204,11 +241,10 @@ class Session:
                 "arrays": total.arrays,
                 "bytes_fingerprinted": total.bytes_fingerprinted,
                 "bytes_copied": total.bytes_copied,
-                "violations": total.violations + remote.get("AliasingError", 0),
+                "violations": sum(totals.values()),
+                **totals,
                 "unattributed": total.unattributed,
                 "unwarned": total.unwarned,
-                "random_streams": sum(row["random_streams"] for row in rows),
-                "repeated_batches": sum(row["repeated_batches"] for row in rows),
                 "layers_checked": len(layers),
                 "losses_checked": len(losses),
                 "shape_errors": len(shape_errors) + remote.get("ShapeError", 0),
@@ -225,7 +261,7 @@ class Session:
         lines = [
             f"safegen: {totals['sources']} data source(s) guarded, {totals['batches']} "
             f"batch(es), {_bytes(totals['bytes_fingerprinted'])} checked, "
-            f"{_bytes(totals['bytes_copied'])} copied, {totals['violations']} violation(s); "
+            f"{_bytes(totals['bytes_copied'])} copied, {_violations(totals)}; "
             f"{totals['layers_checked']} layer(s) checked, {totals['shape_errors']} shape "
             f"error(s); {totals['seconds'] * 1e3:.1f} ms in safegen"
             + (f" ({outcome})" if outcome else "")
@@ -237,19 +273,7 @@ class Session:
                 f"  source {row['name']}{where} [{row['mode']}{made}]: {row['yields']} batch(es), "
                 f"{_bytes(row['bytes_fingerprinted'] + row['bytes_copied'])} "
                 f"{'copied' if row['mode'] == 'copy' else 'checked'}, "
-                f"{row['violations']} violation(s)"
-                + (" (writes stopped)" if row["mode"] == "freeze" and row["violations"] else "")
-                + _details(row)
-                + (
-                    f", {row['random_streams']} repeated random stream(s)"
-                    if row["random_streams"]
-                    else ""
-                )
-                + (
-                    f", {row['repeated_batches']} repeated batch(es)"
-                    if row["repeated_batches"]
-                    else ""
-                )
+                f"{_violations(row, _details(row))}"
             )
             for finding in row["findings"]:
                 first = finding["message"].split(". ", 1)[0]
@@ -296,14 +320,14 @@ class Session:
         return json.dumps(data, indent=2)
 
 
-def _details(row: dict[str, Any]) -> str:
-    """`` (3 unattributed; 2 repeated warnings not shown)``, or ``""``."""
+def _details(row: dict[str, Any]) -> tuple[str, ...]:
+    """``("3 unattributed", "2 repeated warning(s) not shown")``, or ``()``."""
     parts = []
     if row["unattributed"]:
         parts.append(f"{row['unattributed']} unattributed")
     if row["unwarned"]:
         parts.append(f"{row['unwarned']} repeated warning(s) not shown")
-    return f" ({'; '.join(parts)})" if parts else ""
+    return tuple(parts)
 
 
 def _bytes(count: int) -> str:

@@ -19,12 +19,20 @@ class Stats:
         arrays: NumPy array leaves among them.
         bytes_fingerprinted: bytes hashed in check mode (first hashes and re-checks).
         bytes_copied: bytes copied in copy mode.
-        violations: arrays found changed after they were yielded.
+        violations: arrays found changed after they were yielded, and containers
+            yielded again after a key or index in them was rebound (check mode); writes
+            into a frozen array stopped (freeze mode).
+        containers: of ``violations``, the rebound containers.
         unattributed: those of them that the generator had not handed out again, so
             that safegen could not tell who changed them (warned about, not raised).
         unwarned: violations not warned about because one of the same kind from the
             same generator was (``on_violation="warn"`` warns once per kind).
         seconds: time spent inside safegen, not counting the generator's own work.
+
+    The detectors' findings (repeated random streams, repeated batches) are not counted
+    here: they are found mostly in worker processes, whose counters stay there, and are
+    read from the session summary (``safegen run``, ``pytest --safegen``,
+    ``session.as_dict()``), ``on_violation``, or the errors and warnings they raise.
 
     Example:
         >>> import numpy as np, safegen
@@ -39,6 +47,7 @@ class Stats:
     bytes_fingerprinted: int = 0
     bytes_copied: int = 0
     violations: int = 0
+    containers: int = 0
     unattributed: int = 0
     unwarned: int = 0
     seconds: float = 0.0

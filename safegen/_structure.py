@@ -1,4 +1,7 @@
-"""Walking the structures generators yield: tuples, lists, dicts, namedtuples.
+"""Walking the structures generators yield: tuples, lists, dicts, namedtuples, and any
+other ``collections.abc.Mapping`` (``types.MappingProxyType``, ``UserDict``) or
+``collections.abc.Sequence`` (``deque``, ``UserList``), read through ``items()`` or
+iteration, never written to.
 
 Leaves are NumPy arrays (``np.ndarray`` and its subclasses) and the other objects that
 hold mutable memory, seen through NumPy views of it: pandas ``DataFrame`` (each column
@@ -6,7 +9,9 @@ of a NumPy dtype) and ``Series`` (pandas is recognised only if the program impor
 safegen never imports it), objects exporting the buffer protocol (``bytearray``,
 ``array.array``, ``memoryview``) and CPU DLPack producers (PyTorch tensors) through
 ``np.from_dlpack``. Everything else (Python scalars, str, bytes, None, NumPy scalars,
-TensorFlow and JAX tensors, which are immutable, sets, unknown objects) is left alone.
+TensorFlow and JAX tensors, which are immutable, sets, which cannot hold arrays because
+arrays are unhashable, iterators, which would be consumed, and other objects, whose
+attributes are not looked into) is left alone.
 Containers are walked without recursion, so any depth works, and a container that
 contains itself is walked once (the inner reference is left alone).
 """
@@ -17,7 +22,8 @@ import array as _array_module
 import copy
 import sys
 import warnings
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping, MutableSequence, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,11 +65,21 @@ def _items(container: Any) -> list[tuple[Any, Any]] | None:
         return list(enumerate(container))
     if isinstance(container, dict):
         return list(container.items())
+    if type(container) in _PLAIN or isinstance(container, _NOT_WALKED):
+        return None
+    # Any other mapping or sequence (MappingProxyType, UserDict, deque, UserList): read
+    # only, through its own items() or iteration.
+    if isinstance(container, Mapping):
+        return list(container.items())
+    if isinstance(container, Sequence):
+        return list(enumerate(container))
     return None
 
 
 # Leaves that never hold mutable memory: skipped without further checks.
 _PLAIN = frozenset({int, float, complex, bool, str, bytes, type(None)})
+# Sequences that are leaves or values, never walked item by item.
+_NOT_WALKED = (str, bytes, bytearray, memoryview, _array_module.array, range, np.ndarray)
 # DLPack producers whose tensors are immutable: not checked, not copied.
 _IMMUTABLE_TENSORS = ("jax", "jaxlib", "tensorflow", "keras")
 _BUFFERS = (bytearray, _array_module.array, memoryview)
@@ -205,9 +221,13 @@ def _rebuild(container: Any, children: list[Any]) -> Any:
     """A container like ``container`` holding ``children`` instead of its own.
 
     Namedtuples and list and dict subclasses keep their type (and, for list and dict
-    subclasses, their attributes). A container whose type cannot be rebuilt that way (an
-    immutable mapping, a tuple subclass with its own ``__new__``) becomes a plain tuple,
-    list or dict, with a :class:`safegen.SafegenWarning` that names the type.
+    subclasses, their attributes); a ``deque`` keeps its ``maxlen``; another mapping or
+    sequence is built by its own type from a plain ``dict`` or ``list`` of the children
+    (``MappingProxyType(dict)``, ``UserDict(dict)``, ``UserList(list)``), if that gives
+    back exactly those children. A container whose type cannot be rebuilt that way (a
+    dict subclass that refuses item assignment, a tuple subclass with its own
+    ``__new__``, a mapping whose constructor takes something else) becomes a plain
+    tuple, list or dict, with a :class:`safegen.SafegenWarning` that names the type.
     """
     kind = type(container)
     if kind is tuple:
@@ -226,21 +246,38 @@ def _rebuild(container: Any, children: list[Any]) -> Any:
             ):
                 raise TypeError(f"{kind.__qualname__}(items) does not hold those items")
             return rebuilt
-        new = copy.copy(container)
-        if isinstance(container, list):
-            new[:] = children
-        else:
-            for key, child in zip(container.keys(), children, strict=True):
-                new[key] = child
-        return new
+        if isinstance(container, (list, dict)):
+            new = copy.copy(container)
+            if isinstance(container, list):
+                new[:] = children
+            else:
+                for key, child in zip(container.keys(), children, strict=True):
+                    new[key] = child
+            return new
+        if isinstance(container, Mapping):
+            keys = list(container.keys())
+            rebuilt = kind(dict(zip(keys, children, strict=True)))
+            if len(rebuilt) != len(keys) or any(
+                rebuilt[key] is not child for key, child in zip(keys, children, strict=True)
+            ):
+                raise TypeError(f"{kind.__qualname__}(dict) does not hold those items")
+            return rebuilt
+        rebuilt = (
+            kind(children, container.maxlen) if isinstance(container, deque) else kind(children)
+        )
+        if len(rebuilt) != len(children) or any(
+            a is not b for a, b in zip(rebuilt, children, strict=False)
+        ):
+            raise TypeError(f"{kind.__qualname__}(list) does not hold those items")
+        return rebuilt
     except Exception as error:
         plain: Any
-        if isinstance(container, tuple):
-            plain = tuple(children)
-        elif isinstance(container, list):
+        if isinstance(container, Mapping):
+            plain = dict(zip(container.keys(), children, strict=True))
+        elif isinstance(container, MutableSequence):
             plain = list(children)
         else:
-            plain = dict(zip(container.keys(), children, strict=True))
+            plain = tuple(children)
         warnings.warn(
             f"safegen: cannot rebuild a {kind.__qualname__} around copied arrays "
             f"({type(error).__name__}: {error}); copy mode yields a plain "
@@ -258,7 +295,8 @@ def map_arrays(
     every leaf ``x`` that :func:`is_foreign` accepts by ``other(x)``.
 
     Containers that hold no array come back as the very same objects; the others are
-    rebuilt with their own type (namedtuples, dict and list subclasses included).
+    rebuilt with their own type (namedtuples, dict and list subclasses, other mappings
+    and sequences included; see :func:`_rebuild`).
 
     Example:
         >>> import numpy as np

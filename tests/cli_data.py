@@ -55,6 +55,15 @@ def guarded_batches(batch_size=4):
     yield from reused(batch_size)
 
 
+@safegen.guard
+def guarded_refilled():
+    """Buggy and guarded by itself, in the mode of the environment: refills one dict."""
+    batch = {"x": None}
+    for i in range(5):
+        batch["x"] = np.full(3, i)
+        yield batch
+
+
 class Holder:
     """A class with a guarded generator method (picklable through its instance)."""
 

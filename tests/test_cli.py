@@ -51,6 +51,31 @@ class TestCheckCommand:
         assert "reused() at tests/cli_data.py:" in lines[1]
         assert "yield #1 leaf [0] (float64, shape (4, 2)) changed" in lines[1]
 
+    @pytest.mark.parametrize("env", [{}, {"SAFEGEN_MODE": "copy"}])
+    def test_source_guarding_itself_is_a_finding(self, env):
+        """A @safegen.guard source's own AliasingError is reported: exit 1, not 3, even
+        when SAFEGEN_MODE=copy would have made that guard copy."""
+        result = _check("tests.cli_data:guarded_refilled", env=env)
+        assert result.returncode == 1, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0] == (
+            "tests.cli_data:guarded_refilled: NOT clean, 1 item(s) pulled in mode 'check' "
+            "(stopped by the AliasingError it raised)."
+        )
+        assert "guarded_refilled() at tests/cli_data.py:" in lines[1]
+        assert "yield #1 (a dict) was yielded again by yield #2" in lines[1]
+        assert "Traceback" not in result.stderr
+
+    def test_source_guarding_itself_in_copy_mode_says_so(self):
+        """A source pinned to mode="copy" is clean as copied, and check says so."""
+        result = _check("tests.cli_data:guarded_batches", "--steps", "3")
+        assert result.returncode == 0, result.stdout + result.stderr
+        first, note = result.stdout.splitlines()
+        assert first == (
+            "tests.cli_data:guarded_batches: clean as copied, 3 item(s) pulled in mode 'check'."
+        )
+        assert note.startswith('- note: the source guards itself with safegen.guard(mode="copy")')
+
     @pytest.mark.slow
     @pytest.mark.keras
     def test_epochs_option(self):
@@ -315,6 +340,21 @@ class TestAssertNoAliasing:
         """mode='freeze' fails at the write, with the note in the message."""
         with pytest.raises(AssertionError, match="read-only(.|\n)*wrote into 'x'"):
             assert_no_aliasing(seed.reused_buffer, steps=5, mode="freeze")
+
+    def test_source_guarding_itself(self):
+        """A source with its own @safegen.guard fails with its finding, in check mode even
+        when configure() asks for copy mode."""
+        import safegen
+
+        safegen.configure(mode="copy")
+        with pytest.raises(AssertionError, match=r"NOT clean(.|\n)*guarded_refilled\(\) at "):
+            assert_no_aliasing(cli_data.guarded_refilled)
+
+    def test_source_guarding_itself_in_copy_mode(self):
+        """A source pinned to mode="copy" passes, and the result says its copies were read."""
+        result = assert_no_aliasing(cli_data.guarded_batches, steps=3)
+        assert result.source_copies and "clean as copied" in result.summary()
+        assert not assert_no_aliasing(cli_data.fresh, steps=3).source_copies
 
     @pytest.mark.keras
     def test_pydataset_instance_is_restored(self):

@@ -92,7 +92,7 @@ class TestPlugin:
             [
                 "*= safegen =*",
                 "safegen: 2 data source(s) guarded*1 violation(s)*",
-                "  source reused() at test_pipelines.py:* [[]check[]]*1 violation(s)",
+                "  source reused() at test_pipelines.py:* [[]check[]]*1 violation(s) (1 changed*",
                 "  source fresh() at test_pipelines.py:* [[]check[]]*0 violation(s)",
             ]
         )
@@ -151,6 +151,29 @@ def test_sneaky_pipeline():
 """
 
 
+REPEATED_TESTS = """
+import numpy as np
+import keras
+
+import safegen
+
+
+class FirstRowsOnly(keras.utils.PyDataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        rows = np.arange(64.0).reshape(32, 2)  # the bug: the index is ignored
+        return rows, rows.mean(axis=1, keepdims=True)
+
+
+def test_repeated_batches():
+    dataset = safegen.guard(FirstRowsOnly(), on_violation="warn")
+    dataset[0]
+    dataset[1]
+"""
+
+
 class TestWarnedViolations:
     """A violation safegen only warns about still fails the test, unless asked not to."""
 
@@ -159,7 +182,22 @@ class TestWarnedViolations:
         pipelines.makepyfile(test_sneaky=WARNED_TESTS)
         result = pipelines.runpytest(*PLUGIN, "--safegen", "test_sneaky.py")
         result.assert_outcomes(failed=1)
-        result.stdout.fnmatch_lines(["E * safegen found * array(s) changed *during this test*"])
+        result.stdout.fnmatch_lines(
+            ["E * safegen found * changed array(s) during this test (see the AliasingWarning *"]
+        )
+
+    def test_each_kind_is_named_with_its_count(self, pipelines):
+        """A warned repeated batch is named as one, with its own warning, not as arrays."""
+        pipelines.makepyfile(test_repeats=REPEATED_TESTS)
+        result = pipelines.runpytest(*PLUGIN, "--safegen", "test_repeats.py")
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "E * safegen.RepeatedBatchError: safegen found 1 repeated batch(es) during this "
+                "test (see the RepeatedBatchWarning above *"
+            ]
+        )
+        result.stdout.no_fnmatch_line("*array(s)*during this test*")
 
     def test_safegen_warn_keeps_it_passing(self, pipelines):
         """--safegen-warn reports the change without failing the test."""

@@ -384,5 +384,5 @@ class TestWorkerProcessErrors:
         error = result.stderr.split("safegen.AliasingError: ")[-1].split("\nsafegen: ")[0]
         assert "(in worker process Keras_worker_" in error
         assert error.rstrip().endswith("copy the batch before changing it.")
-        assert "1 violation(s);" in result.stderr
+        assert "1 violation(s) (1 changed array(s));" in result.stderr
         assert "1 AliasingError(s) raised in worker processes" in result.stderr

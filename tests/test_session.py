@@ -1,6 +1,10 @@
-"""The run summary of safegen.enable(): what it says when checks are off."""
+"""The run summary of safegen.enable(): what it counts, and what it says when checks are off."""
 
 from __future__ import annotations
+
+import warnings
+
+import numpy as np
 
 import safegen
 from safegen import _config
@@ -48,3 +52,65 @@ class TestSummaryWhenOff:
         with safegen.enabled() as session:
             pass
         assert session.summary().splitlines()[1].startswith("  nothing was guarded: no gen")
+
+
+def _refilled():
+    batch = {"x": None}
+    for i in range(3):
+        batch["x"] = np.full(2, i)
+        yield batch
+
+
+def _reused():
+    x = np.zeros(2)
+    for _ in range(3):
+        x += 1
+        yield x
+
+
+def _random_stream():
+    return [{"kind": "random_stream", "message": "Noisy.__getitem__(): same state. More."}]
+
+
+class TestSummaryCounts:
+    """The summary counts every kind of finding, each named, in its totals too."""
+
+    def test_first_line_counts_every_kind(self):
+        """Changed arrays, rebound containers and a detector's finding are all counted."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", safegen.AliasingWarning)
+            with safegen.enabled() as session:
+                list(safegen.guard(_refilled, on_violation="warn")())
+                list(safegen.guard(_reused, on_violation="warn")())
+                session.record_findings("Noisy.__getitem__()", "n.py:3", "check", _random_stream)
+        lines = session.summary().splitlines()
+        assert (
+            ", 5 violation(s) (2 changed array(s), 2 reused container(s), 1 repeated random "
+            "stream(s)); 0 layer(s)" in lines[0]
+        )
+        assert lines[1].endswith(
+            "2 violation(s) (2 reused container(s); 1 repeated warning(s) not shown)"
+        )
+        assert lines[2].endswith(
+            "2 violation(s) (2 changed array(s); 1 repeated warning(s) not shown)"
+        )
+        assert lines[3].endswith("1 violation(s) (1 repeated random stream(s))")
+        totals = session.as_dict()["totals"]
+        assert (totals["violations"], totals["changed_arrays"], totals["random_streams"]) == (
+            5,
+            2,
+            1,
+        )
+
+    def test_a_detector_finding_alone_is_not_zero_violations(self):
+        """A run whose only finding is a repeated random stream does not say 0 violations."""
+        with safegen.enabled() as session:
+            session.record_findings("Noisy.__getitem__()", "n.py:3", "check", _random_stream)
+        assert "0 B copied, 1 violation(s) (1 repeated random stream(s));" in session.summary()
+
+    def test_stats_count_rebound_containers(self):
+        """Stats.containers counts the rebound containers among the violations."""
+        gen = safegen.guard(_refilled, on_violation=lambda report: None)()
+        list(gen)
+        stats = safegen.stats(gen)
+        assert (stats.violations, stats.containers) == (2, 2)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+import types
+import warnings
+from collections.abc import Mapping
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -83,6 +89,109 @@ class TestStructures:
         for _ in range(5000):
             copied = copied[0]
         assert copied.shape == (1,)
+
+
+class _ReadOnlyMapping(Mapping):
+    """A user's read-only mapping whose constructor does not take a dict."""
+
+    def __init__(self, **items):
+        self._items = items
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+
+# Containers other than tuple, list and dict, each holding the array it is given.
+OTHER_CONTAINERS = {
+    "MappingProxyType": lambda a: types.MappingProxyType({"x": a}),
+    "UserDict": lambda a: collections.UserDict(x=a),
+    "Mapping": lambda a: _ReadOnlyMapping(x=a),
+    "deque": lambda a: collections.deque([a], maxlen=4),
+    "UserList": lambda a: collections.UserList([a]),
+}
+
+
+def _the_array(value):
+    return value["x"] if isinstance(value, Mapping) else value[0]
+
+
+class TestOtherContainers:
+    """Arrays inside any Mapping or Sequence are seen, copied and frozen like in a dict."""
+
+    @pytest.fixture(params=list(OTHER_CONTAINERS))
+    def make(self, request):
+        """A function that wraps an array in one kind of container."""
+        return OTHER_CONTAINERS[request.param]
+
+    def test_check_mode_finds_a_reused_buffer(self, make):
+        """Check mode raises on a buffer rewritten inside the container, naming its path."""
+
+        def batches():
+            buffer = np.zeros(3)
+            while True:
+                buffer += 1
+                yield make(buffer)
+
+        it = safegen.guard(batches)()
+        next(it)
+        with pytest.raises(safegen.AliasingError, match=r"yield #1 leaf \[('x'|0)\] "):
+            next(it)
+
+    def test_copy_mode_copies_the_array(self, make):
+        """Copy mode hands out a copy, in a container of the same type where it can."""
+        array = np.arange(3.0)
+        value = make(array)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", safegen.SafegenWarning)
+            out = next(safegen.guard(iter([value]), mode="copy"))
+        copied = _the_array(out)
+        assert not np.shares_memory(copied, array) and np.array_equal(copied, array)
+        if not isinstance(value, _ReadOnlyMapping):
+            assert type(out) is type(value)
+        assert getattr(out, "maxlen", None) == getattr(value, "maxlen", None)
+
+    def test_copy_mode_warns_when_the_type_cannot_be_rebuilt(self):
+        """A Mapping whose constructor takes no dict comes back as a dict, with a warning."""
+        value = _ReadOnlyMapping(x=np.zeros(2))
+        with pytest.warns(safegen.SafegenWarning, match="cannot rebuild a _ReadOnlyMapping"):
+            out = next(safegen.guard(iter([value]), mode="copy"))
+        assert type(out) is dict and not np.shares_memory(out["x"], value["x"])
+
+    def test_freeze_mode_freezes_the_array(self, make):
+        """Freeze mode makes the array inside the container read-only."""
+        array = np.zeros(3)
+        next(safegen.guard(iter([make(array)]), mode="freeze"))
+        assert not array.flags.writeable
+
+    def test_check_mode_leaves_the_container_alone(self, make):
+        """Check mode yields the very container, and an untouched one is not reported."""
+        values = [make(np.full(2, i)) for i in range(3)]
+        assert [v is w for v, w in zip(safegen.guard(iter(values)), values, strict=True)] == [
+            True
+        ] * 3
+
+    def test_a_dict_inside_is_watched_for_rebinding(self):
+        """A dict refilled and yielded again inside a deque is a reused container."""
+
+        def batches():
+            batch = {"x": None}
+            for i in range(3):
+                batch["x"] = np.full(2, i)
+                yield collections.deque([batch])
+
+        with pytest.raises(safegen.AliasingError, match=r"yield #1 leaf \[0\] \(a dict\)"):
+            list(safegen.guard(batches)())
+
+    def test_strings_bytes_and_sets_are_not_walked(self):
+        """str, bytes, range and sets stay leaves: nothing is found in them."""
+        value = ("ab", b"cd", range(3), {1, 2}, frozenset({3}))
+        assert leaves(value) == [] and map_arrays(value, np.copy) is value
 
 
 class TestCopies:

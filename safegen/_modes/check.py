@@ -594,6 +594,7 @@ class Watch(_State):
     def _rebound(self, rebound: Rebound, count: int) -> None:
         """Record a container yielded again after a key or index in it was rebound."""
         self.stats.violations += 1
+        self.stats.containers += 1
         if isinstance(rebound.container, dict):
             keys = [repr(key) for key in rebound.keys]
             what = ("key " if len(keys) == 1 else "keys ") + ", ".join(keys[:8])

@@ -161,6 +161,8 @@ class Freeze(_State):
     def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
         if not (isinstance(exc, ValueError) and "read-only" in str(exc) and self.count):
             return
+        if any(str(note).startswith("safegen:") for note in getattr(exc, "__notes__", ())):
+            return  # a guard inside this one (the source's own) already said what it froze
         self.stats.violations += 1  # a write freeze mode stopped
         hide_safegen_frames()
         batch = self.source.kind == "batch"

@@ -1,9 +1,13 @@
 """``safegen check``: pull N items from a data source under safegen and report.
 
-Exit status: 0 clean, 1 an array changed after it was handed out, 2 usage error (bad
-path, not importable, not iterable, bad option; the message says which), 3 the data
-source itself raised (its traceback is printed, without safegen's frames); on Ctrl-C,
-one line, then killed by SIGINT as Python is.
+Exit status: 0 clean, 1 an array changed after it was handed out (a safegen error the
+source raised itself, its own ``@safegen.guard``'s ``AliasingError`` say, is such a
+finding), 2 usage error (bad path, not importable, not iterable, bad option; the message
+says which), 3 the data source itself raised (its traceback is printed, without
+safegen's frames); on Ctrl-C, one line, then killed by SIGINT as Python is.
+
+The source is read in the mode checked in: its own guards that take their mode from
+``SAFEGEN_MODE`` or ``configure()`` check too; one that pins ``mode="copy"`` is said so.
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ def _mode(given: str | None) -> str:
     }[mode]
     print(
         f"safegen check: {_config.ENV_VAR}={mode} is not used here ({why}): checking in mode "
-        "'check' (give --mode freeze for the other)",
+        "'check', the source's own @safegen.guard included unless it pins a mode (give "
+        "--mode freeze for the other)",
         file=sys.stderr,
     )
     return "check"
