@@ -10,8 +10,11 @@ import warnings
 from typing import Any
 
 from safegen import _session
+from safegen._frames import hide_safegen_frames
 
 __all__ = ["Detector", "dispatch", "user_stacklevel"]
+
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -50,6 +53,7 @@ def dispatch(report: Any, handler: Any, error: type[BaseException], warning: typ
     if handler == "raise":
         exc = error(report.message, report)
         _session.record_error(exc)
+        hide_safegen_frames()
         raise exc
     if handler == "warn":
         warnings.warn(report.message, warning, stacklevel=user_stacklevel())

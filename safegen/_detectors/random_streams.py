@@ -58,6 +58,8 @@ from safegen._errors import RandomStreamError, RandomStreamWarning
 
 __all__ = ["CALLS", "RandomStreamReport", "frame_candidates", "stream_detectors"]
 
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
 # The calls of each worker process that are watched (the first ones: those start from
 # the state the worker inherited).
 CALLS = 2

@@ -43,6 +43,8 @@ from safegen._errors import RepeatedBatchError, RepeatedBatchWarning
 
 __all__ = ["MIN_BYTES", "YIELDS", "ProcessRepeats", "RepeatedBatchReport", "RepeatedBatches"]
 
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
 MIN_BYTES = 256
 # The yields of a generator watched in each worker process (its copies replay the same
 # ones from the start).

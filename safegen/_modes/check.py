@@ -499,6 +499,7 @@ class Watch(_State):
 
     def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
         if isinstance(exc, BufferError) and "re-sized" in str(exc) and self.count:
+            hide_safegen_frames()
             exc.add_note(
                 f"safegen: {(writer or self.source).where()} resized an object (a bytearray?) "
                 "whose memory check mode still watches: it holds a view of every yielded "
