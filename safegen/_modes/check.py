@@ -8,7 +8,6 @@ safegen's hashing thread (``safegen._hasher``) and when it hashes them in place.
 from __future__ import annotations
 
 import collections
-import os
 import sys
 import warnings
 from time import perf_counter
@@ -36,7 +35,13 @@ from safegen._fingerprint import (
 from safegen._frames import hide_safegen_frames, user_stacklevel
 from safegen._hasher import Job, submit
 from safegen._modes._base import _State
-from safegen._modes.source import Source, _worker_process_name, current_line, def_line
+from safegen._modes.source import (
+    Source,
+    _worker_process_name,
+    current_line,
+    def_line,
+    in_library,
+)
 from safegen._report import AliasingReport
 from safegen._structure import Path, format_path, leaves
 
@@ -656,7 +661,7 @@ class Watch(_State):
                 level = user_stacklevel()
                 caller = sys._getframe(level - 1).f_code.co_filename
                 code = self.source.code
-                if code is not None and _in_library(caller):
+                if code is not None and in_library(caller):
                     # The next() is a framework's (Keras's data adapter): point at the
                     # generator instead, which is the user's code.
                     warnings.warn_explicit(text, AliasingWarning, code.co_filename, def_line(code))
@@ -664,14 +669,6 @@ class Watch(_State):
                     warnings.warn(text, AliasingWarning, stacklevel=level)
             elif callable(handler):
                 handler(report)
-
-
-_LIBRARIES = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
-
-
-def _in_library(filename: str) -> bool:
-    """Whether ``filename`` is an installed package's (a framework's), not the user's."""
-    return any(part in filename for part in _LIBRARIES)
 
 
 def _kind_of(report: AliasingReport) -> str:
