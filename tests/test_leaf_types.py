@@ -208,6 +208,14 @@ class TestWhatIsLeftAlone:
         out[0][0] = 1
         assert buffer[0] == 1
 
+    def test_freeze_warning_about_the_whole_yield(self):
+        """A yielded DataFrame (not a leaf of a tuple) is named as the yield itself."""
+        frame = pd.DataFrame({"a": np.arange(3.0)})
+        with pytest.warns(safegen.SafegenWarning) as caught:
+            next(safegen.guard(iter([frame]), mode="freeze"))
+        message = str(caught[0].message)
+        assert ": yield #1 is a DataFrame, which freeze mode cannot make read-only" in message
+
     def test_resizing_a_watched_bytearray_gets_a_note(self):
         """Check mode holds a view: resizing a yielded bytearray fails with safegen's note."""
 

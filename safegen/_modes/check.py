@@ -347,10 +347,14 @@ class Watch(_State):
         try:
             digests = job.wait()
         except BaseException as error:
-            where = ", ".join(format_path(record[_PATH]) or "(the array)" for record in records)
+            paths = [format_path(record[_PATH]) for record in records]
+            if any(paths):
+                where = ("leaf " if len(paths) == 1 else "leaves ") + ", ".join(paths)
+            else:
+                where = "the array"
             error.add_note(
-                f"safegen: hashing yield #{self.count} of {self.source.where()} (leaf "
-                f"{where}) on safegen's hashing thread failed"
+                f"safegen: hashing yield #{self.count} of {self.source.where()} ({where}) "
+                "on safegen's hashing thread failed"
             )
             raise
         finally:
@@ -606,6 +610,8 @@ class Watch(_State):
         else:
             keys = [str(key) for key in rebound.keys]
             what = ("index " if len(keys) == 1 else "indices ") + ", ".join(keys[:8])
+        if not keys:
+            what = ""  # a list that only grew or shrank (rebound.lengths)
         if len(keys) > 8:
             what += f" (and {len(keys) - 8} more)"
         self.pending.append(
@@ -624,6 +630,7 @@ class Watch(_State):
                 made_by=self.source.made_by,
                 container=type(rebound.container).__name__,
                 rebound=what,
+                lengths=rebound.lengths,
             )
         )
 
