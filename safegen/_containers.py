@@ -89,30 +89,39 @@ def _snapshot(container: Any) -> tuple[Any, ...]:
     return tuple(container)
 
 
-def _rebound(container: Any, before: tuple[Any, ...]) -> list[Any]:
-    """The keys (or indices) whose child is not the object it was in ``before``."""
+def _rebound(container: Any, before: tuple[Any, ...]) -> tuple[list[Any], tuple[int, ...]]:
+    """The keys (or indices) whose child is not the object it was in ``before``; for a
+    list that grew or shrank, also its length before and after (else ``()``)."""
     if isinstance(container, dict):
         old = dict(before)
         keys = [k for k, v in container.items() if k not in old or old[k] is not v]
         keys += [k for k in old if k not in container]
-        return keys
+        return keys, ()
     pairs = enumerate(zip(container, before, strict=False))
     changed: list[Any] = [i for i, (a, b) in pairs if a is not b]
     if len(container) != len(before):
-        changed.append(f"length {len(before)} -> {len(container)}")
-    return changed
+        return changed, (len(before), len(container))
+    return changed, ()
 
 
 class Rebound:
     """A container yielded again after a key or index in it was rebound."""
 
-    __slots__ = ("changed_yield", "container", "keys", "path")
+    __slots__ = ("changed_yield", "container", "keys", "lengths", "path")
 
-    def __init__(self, path: Path, container: Any, keys: list[Any], changed_yield: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        container: Any,
+        keys: list[Any],
+        changed_yield: int,
+        lengths: tuple[int, ...] = (),
+    ) -> None:
         self.path = path
         self.container = container
         self.keys = keys
         self.changed_yield = changed_yield
+        self.lengths = lengths  # a list that grew or shrank: (before, after)
 
 
 class ContainerWatch:
@@ -139,9 +148,9 @@ class ContainerWatch:
             if entry is None:
                 by_id[key] = [container, _snapshot(container), count]
             else:
-                keys = _rebound(container, entry[1])
-                if keys:
-                    found.append(Rebound(path, container, keys, entry[2]))
+                keys, lengths = _rebound(container, entry[1])
+                if keys or lengths:
+                    found.append(Rebound(path, container, keys, entry[2], lengths))
                 entry[1] = _snapshot(container)
                 entry[2] = count
             ids.append(key)

@@ -161,7 +161,7 @@ def enable(
         _add_finder()
         for framework in _INTEGRATIONS:
             if _imported(framework):
-                _install_or_warn(framework)
+                _install_or_warn(framework, "at safegen.enable()")
 
 
 def disable() -> None:
@@ -319,29 +319,75 @@ def _on_import(framework: str) -> None:
 
             register_loaded(finished=framework)
     except Exception as error:  # noqa: BLE001 - reported, never raised into `import`
-        _warn_failed(framework, error)
+        _warn_failed(framework, error, f"as {framework} was imported")
     if _options is not None:
-        _install_or_warn(framework)
+        _install_or_warn(framework, f"as {framework} was imported")
 
 
-def _install_or_warn(framework: str) -> None:
-    """:func:`_install`, with a failure turned into a warning (the program goes on)."""
+def _install_or_warn(framework: str, when: str) -> None:
+    """:func:`_install`, with a failure turned into a warning (the program goes on);
+    ``when`` says where it happened (``"as keras was imported"``)."""
     try:
         _install(framework)
     except Exception as error:  # noqa: BLE001 - reported, never raised into the program
-        _warn_failed(framework, error)
+        _warn_failed(framework, error, when)
 
 
-def _warn_failed(framework: str, error: Exception) -> None:
+_IMPORTLIB = os.path.dirname(importlib.__file__) + os.sep
+_CONTEXTLIB = contextlib.__file__
+_SAFEGEN = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_LIBRARIES = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+
+
+def _bootstrap(filename: str) -> bool:
+    """A frame of the import system's bootstrap, which ``warnings`` neither shows nor
+    counts in ``stacklevel``."""
+    return "importlib" in filename and "_bootstrap" in filename
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` (for a warning issued by the caller's caller) of the user's
+    code: the import statement that imported a framework, or the call of ``enable()``.
+
+    Skips safegen's frames, the import system's and contextlib's (``enabled()``), then
+    installed packages' (a framework importing another); if only those are left, the
+    first of them (a framework's own import statement).
+    """
+
+    def machinery(filename: str) -> bool:
+        return (
+            filename.startswith((_SAFEGEN, _IMPORTLIB))
+            or filename == _CONTEXTLIB
+            or _bootstrap(filename)
+        )
+
+    frame = sys._getframe(2)
+    level = 2
+    first = None
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not machinery(filename):
+            if not any(part in filename for part in _LIBRARIES):
+                return level
+            if first is None:
+                first = level
+        frame = frame.f_back  # type: ignore[assignment]
+        if frame is not None and not _bootstrap(frame.f_code.co_filename):
+            level += 1
+    return first if first is not None else 2
+
+
+def _warn_failed(framework: str, error: Exception, when: str) -> None:
     import warnings
 
     from safegen._errors import SafegenWarning
 
     warnings.warn(
-        f"safegen could not install its {framework} integration ({type(error).__name__}: "
-        f"{error}); {framework} works as usual, without safegen's checks",
+        f"safegen could not install its {framework} integration {when} "
+        f"({type(error).__name__}: {error}); {framework} works as usual, without "
+        "safegen's checks",
         SafegenWarning,
-        stacklevel=3,
+        stacklevel=_caller_level(),
     )
 
 

@@ -14,7 +14,7 @@ _DIR = os.path.dirname(os.path.abspath(__file__))
 
 # The files whose frames stand between the user's code and a guarded generator, with every
 # module of the modes package (tests/test_package.py checks that none is left out).
-_FILES = ("_guard.py", "_config.py", "_structure.py", "_dataset.py")
+_FILES = ("_guard.py", "_config.py", "_structure.py", "_copying.py", "_dataset.py")
 _MODES = ("__init__.py", "_base.py", "check.py", "copy.py", "freeze.py", "source.py")
 MACHINERY = frozenset(
     [os.path.join(_DIR, name) for name in _FILES]

@@ -77,7 +77,10 @@ class AliasingReport:
             a key or index in it was rebound), its type name, else ``""``; ``path`` is
             then the container's place in the yield, and ``dtype`` and ``shape`` are
             empty.
-        rebound: for a reused container, the keys or indices rebound, e.g. ``"key 'x'"``.
+        rebound: for a reused container, the keys or indices rebound, e.g. ``"key 'x'"``
+            (``""`` for a list that only grew or shrank).
+        lengths: for a reused list that grew or shrank, its length before and after,
+            else ``()``.
         same_array_yield: when the change was pinned on the generator because it had
             since yielded another view of the same array (yield number), else 0.
 
@@ -113,6 +116,7 @@ class AliasingReport:
     container: str = ""
     rebound: str = ""
     same_array_yield: int = 0
+    lengths: tuple[int, ...] = ()
 
     @property
     def message(self) -> str:
@@ -157,19 +161,30 @@ class AliasingReport:
                     "wrapped without copying (seen under tf.distribute.MirroredStrategy)"
                 )
             who = ", ".join(writers[:-1]) + " or " + writers[-1]
+            handed = "returned" if item == "batch" else "yielded"
             return (
                 f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
-                f"{self.shape}) changed after it was "
-                f"{'returned' if item == 'batch' else 'yielded'}, {when}, but the {writer} "
+                f"{self.shape}) changed after it was {handed}, {when}, but the {writer} "
                 "has not handed out that memory again, so safegen cannot tell who wrote "
-                f"into it: {who}. It is harmless if nothing uses that array again. {fix}"
+                f"into it: {who}. It is harmless if nothing uses that array again. If your "
+                "code changes the batches it receives in place (batch /= 255 in the "
+                "training loop or in a map function), compute a new array instead "
+                f"(batch = batch / 255) or copy the batch first. If the {writer} edits what "
+                f"it already {handed}: {fix[0].lower()}{fix[1:]}"
             )
         if self.same_array_yield:
+            if self.last_seen_unchanged != self.detected_at - 1:
+                # Found at that yield; changed at some point since it was last seen.
+                when = f"found when {item} #{self.detected_at} was {produced}"
+            if self.same_array_yield == self.detected_at:
+                cut = f"{when}, which is cut"
+            else:
+                cut = f"{when}, and {item} #{self.same_array_yield} is cut"
             return (
                 f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
                 f"{self.shape}) changed after it was "
-                f"{'returned' if item == 'batch' else 'yielded'}, {when}, and {item} "
-                f"#{self.same_array_yield} is cut from the same array: the {writer} writes "
+                f"{'returned' if item == 'batch' else 'yielded'}, {cut} from the same "
+                f"array: the {writer} writes "
                 "into the array its batches are views of (an in-place shuffle, "
                 "x[:] = x[order], does), and every consumer still holding that batch"
                 f"{_consumers()} now sees other data. Shuffle into a new array "
@@ -197,12 +212,25 @@ class AliasingReport:
         again = f" (at {self.yield_location})" if self.yield_location else ""
         return (
             f"{where}: {item} #{self.changed_yield} {what} was yielded again by "
-            f"{item} #{self.detected_at}{again}, after {self.rebound} in it "
-            f"{'were' if self.rebound.startswith(('keys', 'indices')) else 'was'} rebound. The "
+            f"{item} #{self.detected_at}{again}, after {self._changes()}. The "
             f"generator refills one {self.container} and yields it every time, so every "
             f"consumer still holding an earlier batch{_consumers()} sees the latest values "
             f"instead of its own. {CONTAINER_FIX.format(kind=self.container)}"
         )
+
+    def _changes(self) -> str:
+        """What changed in a reused container: ``"keys 'x', 'y' in it were rebound"``,
+        ``"the list grew from 1 to 2 items"``, or both."""
+        changes = []
+        if self.rebound:
+            plural = self.rebound.startswith(("keys", "indices"))
+            changes.append(f"{self.rebound} in it {'were' if plural else 'was'} rebound")
+        if len(self.lengths) == 2:
+            before, after = self.lengths
+            grew = "grew" if after > before else "shrank"
+            size = f"{after} item{'' if after == 1 else 's'}"
+            changes.append(f"the {self.container} {grew} from {before} to {size}")
+        return " and ".join(changes)
 
     def __str__(self) -> str:
         return self.message

@@ -62,6 +62,41 @@ class TestCheckReusedContainer:
             next(it)
         assert "indices 0, 1 in it were rebound" in str(info.value)
 
+    def test_grown_list_says_it_grew(self):
+        """A list that only grew is described as such, not as a rebound "index length"."""
+
+        def appended(n=5):
+            batch = []
+            for i in range(n):
+                batch.append(np.full(2, float(i)))
+                yield batch
+
+        it = safegen.guard(appended)()
+        next(it)
+        with pytest.raises(safegen.AliasingError, match=r"yield #1 \(a list\)") as info:
+            next(it)
+        assert "by yield #2 (at " in str(info.value)
+        assert "), after the list grew from 1 to 2 items. The generator" in str(info.value)
+        assert info.value.report.rebound == "" and info.value.report.lengths == (1, 2)
+
+    def test_rebound_and_grown_list(self):
+        """An index rebound and a length change are both named."""
+
+        def refilled(n=5):
+            batch = [np.zeros(2)]
+            for i in range(n):
+                yield batch
+                batch[0] = np.full(2, float(i))
+                batch.append(np.zeros(2))
+
+        it = safegen.guard(refilled)()
+        next(it)
+        with pytest.raises(safegen.AliasingError) as info:
+            next(it)
+        assert "after index 0 in it was rebound and the list grew from 1 to 2 items" in str(
+            info.value
+        )
+
     @pytest.mark.parametrize("factory", [fresh_dict, same_dict_unchanged])
     def test_clean_generators_pass(self, factory):
         """New dicts, or one dict never changed, are not reported."""

@@ -102,8 +102,44 @@ class TestSwitch:
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == [
             "(0.0, 0.0, 0) []",
-            "SafegenWarning safegen could not install its json integration",
-            "SafegenWarning safegen could not install its colorsys integration",
+            "SafegenWarning safegen could not install its json integration at safegen.enable()",
+            "SafegenWarning safegen could not install its colorsys integration as colorsys was "
+            "imported",
+        ]
+
+    def test_failed_integration_warning_points_at_the_user(self, tmp_path):
+        """The warning names the import (or enable()) and points at the user's import
+        statement, or the user's enable() call, not into safegen or the import system."""
+        script = tmp_path / "prog.py"
+        script.write_text(
+            "import sys, types, warnings, safegen\n"
+            "from safegen import _enable\n"
+            "broken = types.ModuleType('broken_integration')\n"
+            "def install():\n"
+            "    raise RuntimeError('no luck')\n"
+            "broken.install = install\n"
+            "sys.modules['broken_integration'] = broken\n"
+            "for name in ('json', 'colorsys'):  # imported already, and not yet\n"
+            "    _enable._INTEGRATIONS[name] = ('broken_integration:install',)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    with safegen.enabled():  # ENABLE\n"
+            "        import colorsys  # IMPORT\n"
+            "for warning in caught:\n"
+            "    print(warning.filename, warning.lineno, str(warning.message).split(' (')[0])\n"
+        )
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [
+            f"{script} 12 safegen could not install its json integration at safegen.enable()",
+            f"{script} 13 safegen could not install its colorsys integration as colorsys was "
+            "imported",
         ]
 
     @pytest.mark.slow

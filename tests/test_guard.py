@@ -192,6 +192,40 @@ class TestCheckMode:
         assert [(r.changed_yield, r.detected_at, r.attributed) for r in reports] == [(1, 5, False)]
         assert "cannot tell who wrote into it" in reports[0].message
 
+    def test_in_place_shuffle_says_where_it_was_found(self):
+        """An in-place shuffle of the array batches are cut from is reported as found at
+        the yield cut from the same array, not "before" that yield."""
+
+        def shuffled(x, batch_size=4):
+            while True:
+                x[:] = x[np.random.default_rng(0).permutation(len(x))]
+                for i in range(0, len(x), batch_size):
+                    yield x[i : i + batch_size]
+
+        it = safegen.guard(shuffled)(np.random.default_rng(1).random((64, 2)))
+        held = [next(it) for _ in range(16)]
+        with pytest.raises(safegen.AliasingError) as info:
+            held.append(next(it))
+        message = str(info.value)
+        assert "changed after it was yielded, found when yield #17 was produced, which is " in (
+            message
+        )
+        assert "cut from the same array: the generator writes" in message
+        assert "before yield #17" not in message
+
+    def test_unattributed_change_advises_the_consumer_and_the_generator(self):
+        """The advice covers the most common writer, the consumer's own in-place edit, as
+        well as a generator that edits what it yielded."""
+        reports = []
+        it = safegen.guard(sneaky, window=4, on_violation=reports.append)()
+        for _ in range(5):
+            next(it)
+        message = reports[0].message
+        assert "If your code changes the batches it receives in place (batch /= 255" in message
+        assert "compute a new array instead (batch = batch / 255) or copy the batch" in message
+        assert "If the generator edits what it already yielded: allocate the array" in message
+        assert 'or use @safegen.guard(mode="copy").' in message
+
     def test_unattributed_change_warns_instead_of_raising(self):
         """With on_violation="raise", a change not pinned on the generator is a warning."""
         it = safegen.guard(sneaky, window=2)()

@@ -280,6 +280,24 @@ class TestThreadLifecycle:
             next(it)
         assert "on safegen's hashing thread failed" in "".join(info.value.__notes__)
 
+    def test_hashing_error_note_names_the_array(self, monkeypatch):
+        """The note names the yielded array as "the array", and leaves by their paths."""
+
+        def fail(array):
+            raise MemoryError("no memory for the hash")
+
+        monkeypatch.setattr(check, "digest", fail)
+        bare = safegen.guard(fresh(3))
+        next(bare)
+        with pytest.raises(MemoryError) as info:
+            next(bare)
+        assert " (the array) on safegen's hashing thread failed" in info.value.__notes__[-1]
+        pairs = safegen.guard((x, x.copy()) for x in fresh(3))
+        next(pairs)
+        with pytest.raises(MemoryError) as info:
+            next(pairs)
+        assert " (leaves [0], [1]) on safegen's hashing thread" in info.value.__notes__[-1]
+
     def test_job_error_is_raised_in_the_waiting_thread(self):
         """Job.wait() raises what the digest function raised on the hashing thread."""
         job = _hasher.Job(memoryview, [object()])

@@ -41,6 +41,12 @@ class Tensor:
         return self
 
 
+class Bare(Tensor):
+    """A DLPack producer with neither clone() nor copy()."""
+
+    clone = None
+
+
 def _reused(make, mutate):
     """A generator that yields the same object ``make()`` built, mutated in place."""
 
@@ -121,11 +127,29 @@ class TestCopyMode:
         next(it)  # the generator mutates its own object: our copy must not change
         assert _contents(first) == before
 
+    def test_uncopyable_tensor_warning_points_at_the_caller(self):
+        """A DLPack object without clone() or copy() is copied as a NumPy array, with a
+        warning whose file and line are the caller's next(), not safegen/_copying.py."""
+        it = safegen.guard(iter([(Bare(np.zeros(3)),)]), mode="copy")
+        with pytest.warns(safegen.SafegenWarning, match="cannot copy a Bare keeping") as caught:
+            out = next(it)  # NEXT
+        assert isinstance(out[0], np.ndarray)
+        assert (caught[0].filename, caught[0].lineno) == (__file__, _line("NEXT"))
+
     def test_stats_count_the_bytes(self):
         """Copied bytes include the bytearray's length."""
         guarded = safegen.guard(iter([(bytearray(10),)]), mode="copy")
         next(guarded)
         assert safegen.stats(guarded).bytes_copied == 10
+
+
+def _line(marker):
+    """The number of the line of this file that ends with ``# marker``."""
+    with open(__file__) as source:
+        for number, text in enumerate(source, start=1):
+            if text.rstrip().endswith(f"# {marker}"):
+                return number
+    raise LookupError(marker)
 
 
 def _contents(obj):
@@ -183,6 +207,14 @@ class TestWhatIsLeftAlone:
             out = next(safegen.guard(iter([(buffer,)]), mode="freeze"))
         out[0][0] = 1
         assert buffer[0] == 1
+
+    def test_freeze_warning_about_the_whole_yield(self):
+        """A yielded DataFrame (not a leaf of a tuple) is named as the yield itself."""
+        frame = pd.DataFrame({"a": np.arange(3.0)})
+        with pytest.warns(safegen.SafegenWarning) as caught:
+            next(safegen.guard(iter([frame]), mode="freeze"))
+        message = str(caught[0].message)
+        assert ": yield #1 is a DataFrame, which freeze mode cannot make read-only" in message
 
     def test_resizing_a_watched_bytearray_gets_a_note(self):
         """Check mode holds a view: resizing a yielded bytearray fails with safegen's note."""

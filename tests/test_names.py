@@ -137,17 +137,32 @@ class TestDecoratedLocation:
         assert info.value.report.location == f"{FILE}:{_line('DECORATED DEF')}"
 
 
+def _run_script(path, text, timeout=120):
+    """Run ``text`` as the script ``path`` with the safegen under test."""
+    import os
+    import subprocess
+    import sys
+
+    path.write_text(text)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
 class TestPlainScriptTraceback:
-    """`python script.py`: an uncaught AliasingError is printed without safegen's frames."""
+    """`python script.py`: an uncaught safegen error (or an error with safegen's note) is
+    printed without safegen's frames."""
 
     def test_no_safegen_frames(self, tmp_path):
         """The traceback goes from the user's next() straight to the error."""
-        import os
-        import subprocess
-        import sys
-
         script = tmp_path / "plain.py"
-        script.write_text(
+        result = _run_script(
+            script,
             "import numpy as np, safegen\n"
             "@safegen.guard\n"
             "def batches():\n"
@@ -157,18 +172,90 @@ class TestPlainScriptTraceback:
             "        yield x\n"
             "it = batches()\n"
             "next(it)\n"
-            "next(it)\n"
-        )
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        result = subprocess.run(
-            [sys.executable, str(script)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "PYTHONPATH": root},
+            "next(it)\n",
         )
         assert result.returncode == 1
         assert "safegen.AliasingError: batches() at " in result.stderr
         assert f'File "{script}", line 10, in <module>' in result.stderr
         assert "safegen/_guard.py" not in result.stderr
         assert "safegen/_modes/" not in result.stderr  # no module of the modes package
+
+    def test_buffer_error_with_note_has_no_safegen_frames(self, tmp_path):
+        """A BufferError carrying safegen's note goes from next() to the generator's line."""
+        script = tmp_path / "grow.py"
+        result = _run_script(
+            script,
+            "import safegen\n"
+            "@safegen.guard\n"
+            "def grow():\n"
+            "    buffer = bytearray(b'abcd')\n"
+            "    while True:\n"
+            "        yield buffer\n"
+            "        buffer.extend(b'efgh')\n"
+            "it = grow()\n"
+            "next(it)\n"
+            "next(it)\n",
+        )
+        assert result.returncode == 1
+        assert "safegen: grow() at " in result.stderr and "BufferError" in result.stderr
+        assert f'File "{script}", line 10, in <module>' in result.stderr
+        assert f'File "{script}", line 7, in grow' in result.stderr
+        assert "safegen/" not in result.stderr  # no frame of safegen's
+
+    @pytest.mark.keras
+    def test_repeated_batch_error_has_no_safegen_frames(self, tmp_path):
+        """RepeatedBatchError goes from the user's dataset[i] straight to the error, without
+        safegen/_dataset.py or safegen/_detectors/."""
+        pytest.importorskip("keras")
+        script = tmp_path / "repeated.py"
+        result = _run_script(
+            script,
+            "import numpy as np, keras, safegen\n"
+            "class IgnoresIndex(keras.utils.PyDataset):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.x = np.random.rand(256, 2).astype('float32')\n"
+            "    def __len__(self):\n"
+            "        return 4\n"
+            "    def __getitem__(self, index):\n"
+            "        return self.x[:64], self.x[:64, :1]\n"
+            "dataset = safegen.guard(IgnoresIndex())\n"
+            "dataset[0]\n"
+            "dataset[1]\n",
+        )
+        assert result.returncode == 1
+        assert "safegen.RepeatedBatchError: IgnoresIndex.__getitem__() at " in result.stderr
+        assert f'File "{script}", line 12, in <module>' in result.stderr
+        assert "safegen/" not in result.stderr  # no frame of safegen's
+
+    @pytest.mark.keras
+    @pytest.mark.slow
+    def test_random_stream_error_under_enable_has_no_safegen_frames(self, tmp_path):
+        """Under enable(), the RandomStreamError re-raised from fit (by
+        integrations/_patching.py) is printed without safegen's frames."""
+        pytest.importorskip("keras")
+        script = tmp_path / "noisy.py"
+        result = _run_script(
+            script,
+            "import numpy as np, keras, safegen\n"
+            "class Noisy(keras.utils.PyDataset):\n"
+            "    def __init__(self, **kwargs):\n"
+            "        super().__init__(**kwargs)\n"
+            "        self.x = np.random.rand(64, 2).astype('float32')\n"
+            "    def __len__(self):\n"
+            "        return 4\n"
+            "    def __getitem__(self, index):\n"
+            "        rows = self.x[index * 16:(index + 1) * 16]\n"
+            "        noise = np.random.normal(size=rows.shape).astype('float32')\n"
+            "        return rows + noise, rows[:, :1]\n"
+            "model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])\n"
+            "model.compile(loss='mse')\n"
+            "with safegen.enabled():\n"
+            "    model.fit(Noisy(workers=2, use_multiprocessing=True), epochs=2, verbose=0)\n",
+            timeout=300,
+        )
+        assert result.returncode == 1, result.stderr[-3000:]
+        tail = result.stderr.split("The above exception was the direct cause")[-1]
+        assert "safegen.RandomStreamError: Noisy.__getitem__() at " in tail
+        assert f'File "{script}", line 15, in <module>' in tail
+        assert "safegen/" not in result.stderr  # no frame of safegen's

@@ -179,6 +179,21 @@ class TestOwnFrames:
             assert module.__file__ in MACHINERY, name
             assert module.__tracebackhide__ is True, name
 
+    def test_detector_frames_are_hidden_from_pytest(self):
+        """Every module of the detectors package that raises or passes on a detector's
+        error hides its frames from pytest (__tracebackhide__)."""
+        import pkgutil
+
+        from safegen import _detectors
+
+        names = [n for _, n, _ in pkgutil.iter_modules(_detectors.__path__, "safegen._detectors.")]
+        for name in ["safegen._detectors._base", "safegen._detectors.random_streams"]:
+            assert name in names
+        for name in names:
+            if name.endswith(("._sink", ".findings")):
+                continue  # files and summaries: they raise nothing of safegen's
+            assert importlib.import_module(name).__tracebackhide__ is True, name
+
 
 class TestCommandLine:
     """python -m safegen."""

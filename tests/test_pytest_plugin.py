@@ -128,6 +128,60 @@ class TestPlugin:
         assert "--safegen: invalid mode 'banana'; expected one of 'check'" in result.stderr.str()
 
 
+REPEATED_TESTS = """
+import numpy as np
+import keras
+import safegen
+
+
+class IgnoresIndex(keras.utils.PyDataset):
+    def __init__(self):
+        super().__init__()
+        self.x = np.random.rand(256, 2).astype("float32")
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return self.x[:64], self.x[:64, :1]
+
+
+def test_repeated():
+    dataset = safegen.guard(IgnoresIndex())
+    dataset[0]
+    dataset[1]
+
+
+def test_grow():
+    @safegen.guard
+    def grow():
+        buffer = bytearray(b"abcd")
+        while True:
+            yield buffer
+            buffer.extend(b"efgh")
+
+    it = grow()
+    next(it)
+    next(it)
+"""
+
+
+class TestDetectorFailures:
+    """Failures raised by the detectors, or carrying safegen's note, show no safegen frame."""
+
+    def test_repeated_batch_and_buffer_errors_without_safegen_frames(self, pipelines):
+        """RepeatedBatchError and BufferError (with safegen's note) fail their tests, and
+        pytest hides safegen/_dataset.py, safegen/_detectors/ and safegen/_guard.py."""
+        pipelines.makepyfile(test_repeated=REPEATED_TESTS)
+        result = pipelines.runpytest(*PLUGIN, "--safegen", "test_repeated.py")
+        result.assert_outcomes(failed=2)
+        output = result.stdout.str()
+        result.stdout.fnmatch_lines(["E * safegen.RepeatedBatchError: IgnoresIndex.__getitem__()*"])
+        assert "safegen: test_grow.<locals>.grow() at test_repeated.py:" in output
+        assert "safegen/_dataset.py" not in output and "safegen/_detectors/" not in output
+        assert "safegen/_guard.py" not in output and "safegen/_modes/" not in output
+
+
 WARNED_TESTS = """
 import numpy as np
 import keras

@@ -151,6 +151,16 @@ class TestRepeatedBatches:
             dataset[1]
         assert caught[0].filename == __file__
 
+    def test_warning_from_a_framework_points_at_getitem(self):
+        """Called by a framework (as Keras's data adapter calls __getitem__ in a worker
+        process), the warning points at the dataset's __getitem__ definition instead."""
+        dataset = safegen.guard(data.IgnoresIndex(), on_violation="warn")
+        adapter = os.path.join(os.sep + "venv", "site-packages", "keras_adapter.py")
+        with pytest.warns(safegen.RepeatedBatchWarning) as caught:
+            exec(compile("dataset[0]\ndataset[1]\n", adapter, "exec"), {"dataset": dataset})
+        code = data.IgnoresIndex.__getitem__.__code__
+        assert (caught[0].filename, caught[0].lineno) == (code.co_filename, code.co_firstlineno)
+
 
 class TestReports:
     """The report types and errors, without workers."""
@@ -213,6 +223,16 @@ class TestReports:
         # objects_only: the global state (and the patch of np.random.seed) left out.
         streams = RandomStreams(holder, safegen.settings(), Channel("H", ""), objects_only=True)
         assert [label for label, _ in streams.watched] == ["`self.rng` (numpy.random.Generator)"]
+
+    def test_batches_are_listed_once(self):
+        """Two workers that drew for the same index: the message lists that index once."""
+        workers = ("a (pid 1)", "b (pid 2)", "c (pid 3)", "d (pid 4)")
+        report = RandomStreamReport(
+            "D.__getitem__()", "d.py:3", GLOBAL, workers, (1,), (1, 2, 3, 2)
+        )
+        assert 'batches #1, #2, #3 got the same "random" numbers' in report.message
+        copies = RandomStreamReport("g()", "", GLOBAL, workers[:2], (1,), (1, 1), unit="yields")
+        assert 'each drew from it: yield #1 got the same "random" numbers' in copies.message
 
     def test_errors_pickle_with_their_report(self):
         """Worker processes send the errors back: they pickle with their report."""
@@ -378,3 +398,60 @@ def test_spawned_workers():
     assert "RandomStreamError: GeneratorNoise.__getitem__()" in found["GeneratorNoise"]["message"]
     assert "SpawnPoolWorker" in found["GeneratorNoise"]["message"]
     assert found["GlobalNoise"] == {}
+
+
+RANDOM_STREAM_WARNING = """\
+import numpy as np
+import keras
+import safegen
+
+
+class Noisy(keras.utils.PyDataset):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.x = np.random.rand(64, 2).astype("float32")
+        self.rng = np.random.default_rng(0)
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):  # GETITEM
+        rows = self.x[index * 16:(index + 1) * 16]
+        noise = self.rng.normal(scale=0.01, size=rows.shape)
+        return rows + noise.astype("float32"), rows.mean(axis=1, keepdims=True)
+
+
+model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+model.compile(loss="mse")
+with safegen.enabled(mode="copy"):
+    model.fit(Noisy(workers=2, use_multiprocessing=True), epochs=2, verbose=0)
+"""
+
+
+@pytest.mark.slow
+class TestWarningInWorkers:
+    """RandomStreamWarning, issued in Keras's worker processes."""
+
+    def test_printed_once_at_getitem(self, tmp_path):
+        """Copy mode warns about a Generator attribute once for the whole fit (not once per
+        worker), at the dataset's __getitem__ definition, not at Keras's data adapter."""
+        script = tmp_path / "noisy.py"
+        script.write_text(RANDOM_STREAM_WARNING)
+        line = RANDOM_STREAM_WARNING.splitlines().index(
+            "    def __getitem__(self, index):  # GETITEM"
+        )
+        root = Path(__file__).resolve().parent.parent
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stderr.count("RandomStreamWarning") == 1, result.stderr[-3000:]
+        assert f"{script}:{line + 1}: RandomStreamWarning: Noisy.__getitem__() at " in (
+            result.stderr
+        )
+        assert "py_dataset_adapter.py" not in result.stderr

@@ -300,6 +300,14 @@ class TestNestedOutputs:
         with pytest.raises(ShapeError, match=r"output \['b'\] returned shape \(3, 1\)"):
             bad(ops.ones((3, 2)))
 
+    def test_output_structure_shows_shapes_unquoted(self) -> None:
+        """Two outputs where one is declared: the structure line shows the shapes as
+        tuples, not as quoted strings."""
+        lam = layers.Lambda(lambda t: (t, 2 * t), output_shape=(2,))
+        with pytest.raises(ShapeError, match="returned 2 output tensor") as info:
+            safegen.ShapeChecked(lam)(ops.ones((3, 2)))
+        assert "  output structure: ((3, 2), (3, 2))" in str(info.value).splitlines()
+
     def test_leaf_count_mismatch(self) -> None:
         """Declaring two outputs for a layer that returns one raises ShapeError."""
         lam = layers.Lambda(lambda t: t)

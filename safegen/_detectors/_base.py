@@ -7,11 +7,16 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from types import CodeType
 from typing import Any
 
 from safegen import _session
+from safegen._frames import hide_safegen_frames
+from safegen._modes.source import def_line, in_library
 
-__all__ = ["Detector", "dispatch", "user_stacklevel"]
+__all__ = ["Detector", "definition", "dispatch", "user_stacklevel"]
+
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -45,13 +50,41 @@ def user_stacklevel() -> int:
     return level
 
 
-def dispatch(report: Any, handler: Any, error: type[BaseException], warning: type[Warning]) -> None:
-    """Hand ``report`` to ``on_violation``: raise ``error``, warn ``warning``, or call it."""
+def definition(source: Any) -> CodeType | None:
+    """The code of a generator, or of a dataset's own ``__getitem__`` (``None`` if none)."""
+    code = getattr(source, "gi_code", None)
+    if isinstance(code, CodeType):
+        return code
+    getitem = getattr(type(source), "__getitem__", None)
+    code = getattr(getattr(getitem, "__wrapped__", getitem), "__code__", None)
+    return code if isinstance(code, CodeType) else None
+
+
+def dispatch(
+    report: Any,
+    handler: Any,
+    error: type[BaseException],
+    warning: type[Warning],
+    source: Any = None,
+) -> None:
+    """Hand ``report`` to ``on_violation``: raise ``error``, warn ``warning``, or call it.
+
+    The warning points at the caller's line; when the caller is a framework's (Keras's
+    data adapter, in a worker process), at the definition of ``source``'s ``__getitem__``
+    (a dataset) or of ``source`` (a generator) instead, which is the user's code.
+    """
     if handler == "raise":
         exc = error(report.message, report)
         _session.record_error(exc)
+        hide_safegen_frames()
         raise exc
     if handler == "warn":
-        warnings.warn(report.message, warning, stacklevel=user_stacklevel())
+        level = user_stacklevel()
+        caller = sys._getframe(level - 1).f_code.co_filename
+        code = definition(source) if source is not None else None
+        if code is not None and in_library(caller):
+            warnings.warn_explicit(report.message, warning, code.co_filename, def_line(code))
+        else:
+            warnings.warn(report.message, warning, stacklevel=level)
     elif callable(handler):
         handler(report)

@@ -13,6 +13,7 @@ process, removed at the parent's exit.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import itertools
 import json
 import os
@@ -83,6 +84,20 @@ class Channel:
             write_file(self.folder, f"report-{os.getpid()}-{next(_numbers)}", entry)
         else:
             self.reports.append(entry)
+
+    def claim(self, key: str) -> bool:
+        """Whether this process is the first, among the owner and its worker processes,
+        to claim ``key`` (for a warning each of them would otherwise print)."""
+        os.makedirs(self.folder, exist_ok=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        try:
+            os.close(os.open(os.path.join(self.folder, f"claim-{digest}"), _CLAIM_FLAGS))
+        except FileExistsError:
+            return False
+        return True
+
+
+_CLAIM_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY
 
 
 def open_channel(dataset: Any, name: str, location: str) -> Channel:

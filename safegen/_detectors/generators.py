@@ -37,6 +37,8 @@ from safegen._detectors.repeated_batches import ProcessRepeats
 
 __all__ = ["GeneratorChannel", "watch"]
 
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
 _CHANNEL = "_self_safegen_channel"
 # The guarded generators (proxies) of this process, given a channel at a fork.
 _WATCHED: weakref.WeakSet[Any] = weakref.WeakSet()

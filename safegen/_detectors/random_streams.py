@@ -58,6 +58,8 @@ from safegen._errors import RandomStreamError, RandomStreamWarning
 
 __all__ = ["CALLS", "RandomStreamReport", "frame_candidates", "stream_detectors"]
 
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
 # The calls of each worker process that are watched (the first ones: those start from
 # the state the worker inherited).
 CALLS = 2
@@ -107,10 +109,14 @@ class RandomStreamReport:
         """The full message (first line: what, where, which workers)."""
         where = f"{self.source} at {self.location}" if self.location else self.source
         across = "workers of different epochs" if len(self.epochs) > 1 else "worker processes"
-        batches = ", ".join(f"#{b}" for b in self.batches)
+        distinct = list(dict.fromkeys(self.batches))  # two workers may draw for one index
+        batches = ", ".join(f"#{b}" for b in distinct)
+        unit = self.unit
+        if len(distinct) == 1:  # "batch #1", "yield #1"
+            unit = unit[:-2] if unit.endswith("ches") else unit[:-1]
         return (
             f"{where}: {self.state} started from the same state in {len(self.processes)} "
-            f"{across} ({', '.join(self.processes)}), and each drew from it: {self.unit} "
+            f"{across} ({', '.join(self.processes)}), and each drew from it: {unit} "
             f'{batches} got the same "random" numbers. Each worker process starts with '
             "a copy of its parent's random state (Keras does not reseed its workers, and "
             "starts a new pool every epoch from the same parent state, so every epoch "
@@ -345,7 +351,13 @@ class RandomStreams(Detector):
             pids = report[1]
             if os.getpid() in pids and report[0].state not in self.reported:
                 self.reported.add(report[0].state)
-                dispatch(report[0], self.on_violation, RandomStreamError, RandomStreamWarning)
+                # A warning is printed by the first worker process that finds the shared
+                # state, not by every one (the summary lists each finding once too).
+                if self.on_violation == "warn" and not self.channel.claim(report[0].state):
+                    continue
+                dispatch(
+                    report[0], self.on_violation, RandomStreamError, RandomStreamWarning, dataset
+                )
         return len(self.calls) < CALLS
 
 

@@ -43,6 +43,8 @@ from safegen._errors import RepeatedBatchError, RepeatedBatchWarning
 
 __all__ = ["MIN_BYTES", "YIELDS", "ProcessRepeats", "RepeatedBatchReport", "RepeatedBatches"]
 
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
 MIN_BYTES = 256
 # The yields of a generator watched in each worker process (its copies replay the same
 # ones from the start).
@@ -175,7 +177,9 @@ class RepeatedBatches(Detector):
             process=multiprocessing.current_process().name if self.channel.in_worker else "",
         )
         self.channel.report("repeated_batch", report.message)
-        dispatch(report, self.settings.on_violation, RepeatedBatchError, RepeatedBatchWarning)
+        dispatch(
+            report, self.settings.on_violation, RepeatedBatchError, RepeatedBatchWarning, dataset
+        )
         return True
 
     def epoch_passed(self) -> None:
@@ -227,11 +231,11 @@ class ProcessRepeats(Detector):
                 # training), which copies in each process do too.
                 common = [k for k in self.keys if k in other["keys"]]
                 if len(common) >= 2:
-                    self._report(common[-1], other)
+                    self._report(common[-1], other, dataset)
                     return False
         return self.calls < YIELDS
 
-    def _report(self, key: str, other: Any) -> None:
+    def _report(self, key: str, other: Any, generator: Any) -> None:
         if any(e["kind"] == "repeated_batch" for e in read_files(self.channel.folder, "report-")):
             return  # another worker process reported it: one bug, one report
         index, nbytes = self.keys[key]
@@ -245,4 +249,6 @@ class ProcessRepeats(Detector):
             earlier_process=f"{other['name']} (pid {other['pid']})",
         )
         self.channel.report("repeated_batch", report.message)
-        dispatch(report, self.settings.on_violation, RepeatedBatchError, RepeatedBatchWarning)
+        dispatch(
+            report, self.settings.on_violation, RepeatedBatchError, RepeatedBatchWarning, generator
+        )

@@ -8,7 +8,6 @@ safegen's hashing thread (``safegen._hasher``) and when it hashes them in place.
 from __future__ import annotations
 
 import collections
-import os
 import sys
 import warnings
 from time import perf_counter
@@ -36,7 +35,13 @@ from safegen._fingerprint import (
 from safegen._frames import hide_safegen_frames, user_stacklevel
 from safegen._hasher import Job, submit
 from safegen._modes._base import _State
-from safegen._modes.source import Source, _worker_process_name, current_line, def_line
+from safegen._modes.source import (
+    Source,
+    _worker_process_name,
+    current_line,
+    def_line,
+    in_library,
+)
 from safegen._report import AliasingReport
 from safegen._structure import Path, format_path, leaves
 
@@ -342,10 +347,14 @@ class Watch(_State):
         try:
             digests = job.wait()
         except BaseException as error:
-            where = ", ".join(format_path(record[_PATH]) or "(the array)" for record in records)
+            paths = [format_path(record[_PATH]) for record in records]
+            if any(paths):
+                where = ("leaf " if len(paths) == 1 else "leaves ") + ", ".join(paths)
+            else:
+                where = "the array"
             error.add_note(
-                f"safegen: hashing yield #{self.count} of {self.source.where()} (leaf "
-                f"{where}) on safegen's hashing thread failed"
+                f"safegen: hashing yield #{self.count} of {self.source.where()} ({where}) "
+                "on safegen's hashing thread failed"
             )
             raise
         finally:
@@ -499,6 +508,7 @@ class Watch(_State):
 
     def annotate(self, exc: BaseException, writer: Source | None = None) -> None:
         if isinstance(exc, BufferError) and "re-sized" in str(exc) and self.count:
+            hide_safegen_frames()
             exc.add_note(
                 f"safegen: {(writer or self.source).where()} resized an object (a bytearray?) "
                 "whose memory check mode still watches: it holds a view of every yielded "
@@ -601,6 +611,8 @@ class Watch(_State):
         else:
             keys = [str(key) for key in rebound.keys]
             what = ("index " if len(keys) == 1 else "indices ") + ", ".join(keys[:8])
+        if not keys:
+            what = ""  # a list that only grew or shrank (rebound.lengths)
         if len(keys) > 8:
             what += f" (and {len(keys) - 8} more)"
         self.pending.append(
@@ -619,6 +631,7 @@ class Watch(_State):
                 made_by=self.source.made_by,
                 container=type(rebound.container).__name__,
                 rebound=what,
+                lengths=rebound.lengths,
             )
         )
 
@@ -656,7 +669,7 @@ class Watch(_State):
                 level = user_stacklevel()
                 caller = sys._getframe(level - 1).f_code.co_filename
                 code = self.source.code
-                if code is not None and _in_library(caller):
+                if code is not None and in_library(caller):
                     # The next() is a framework's (Keras's data adapter): point at the
                     # generator instead, which is the user's code.
                     warnings.warn_explicit(text, AliasingWarning, code.co_filename, def_line(code))
@@ -664,14 +677,6 @@ class Watch(_State):
                     warnings.warn(text, AliasingWarning, stacklevel=level)
             elif callable(handler):
                 handler(report)
-
-
-_LIBRARIES = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
-
-
-def _in_library(filename: str) -> bool:
-    """Whether ``filename`` is an installed package's (a framework's), not the user's."""
-    return any(part in filename for part in _LIBRARIES)
 
 
 def _kind_of(report: AliasingReport) -> str:

@@ -111,9 +111,9 @@ class Freeze(_State):
             if key in _WARNED_UNPROTECTED:
                 continue
             _WARNED_UNPROTECTED.add(key)
-            where = f"leaf {format_path(path)}" if path else "the value"
+            where = f" leaf {format_path(path)}" if path else ""
             warnings.warn(
-                f"{self.source.where()}: {self.source.kind} #{count} {where} is a "
+                f"{self.source.where()}: {self.source.kind} #{count}{where} is a "
                 f"{kind.__qualname__}, which freeze mode cannot make read-only: it is handed "
                 'over unprotected. mode="copy" copies it, and mode="check" reports a change '
                 "to it. (Warned once per source and type.)",

@@ -13,7 +13,7 @@ import numpy as np
 
 from safegen._frames import MACHINERY
 
-__all__ = ["Source", "current_line", "def_line", "relative_filename"]
+__all__ = ["Source", "current_line", "def_line", "in_library", "relative_filename"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
@@ -60,6 +60,14 @@ def def_line(code: CodeType) -> int:
         if not text.startswith("@") and line == first:
             break  # not a decorated definition (a lambda, a generator expression)
     return first
+
+
+_LIBRARIES = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+
+
+def in_library(filename: str) -> bool:
+    """Whether ``filename`` is an installed package's (a framework's), not the user's."""
+    return any(part in filename for part in _LIBRARIES)
 
 
 def relative_filename(filename: str) -> str:

@@ -22,6 +22,7 @@ from safegen._errors import (
     SafegenError,
     ShapeError,
 )
+from safegen._frames import hide_safegen_frames
 
 __all__ = ["patch", "patch_training_methods", "reraise_safegen_error", "training_method"]
 
@@ -203,6 +204,7 @@ def reraise_safegen_error(error: Exception) -> None:
     if found is None or found is error:
         return
     cause = _shortened(error, type(found).__name__)
+    hide_safegen_frames()
     if found.__traceback__ is None:
         # Rebuilt from the text (raised in a worker process): safegen's message names
         # the dataset, its line and the worker; the framework's text repeats it (with the

@@ -19,6 +19,15 @@ from safegen.integrations._checked_layers import OutputCheck
 __all__ = ["Keras3Check"]
 
 
+class _Shown(str):
+    """A shape's text, shown unquoted inside its container: ``((5, 2), (5, 2))``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 class Keras3Check(OutputCheck):
     """The output check for Keras 3 layers (any backend; run-time checks on TensorFlow)."""
 
@@ -67,7 +76,7 @@ class Keras3Check(OutputCheck):
 
     def output_details(self, outputs: Any) -> tuple[str, ...]:
         structure = tree.map_structure(
-            lambda x: fmt(self.static_shape(x)) if hasattr(x, "shape") else x, outputs
+            lambda x: _Shown(fmt(self.static_shape(x))) if hasattr(x, "shape") else x, outputs
         )
         return (f"output structure: {structure}",)
 
