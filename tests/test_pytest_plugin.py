@@ -205,7 +205,7 @@ def test_sneaky_pipeline():
 """
 
 
-REPEATED_TESTS = """
+WARNED_REPEATS_TESTS = """
 import numpy as np
 import keras
 
@@ -242,7 +242,7 @@ class TestWarnedViolations:
 
     def test_each_kind_is_named_with_its_count(self, pipelines):
         """A warned repeated batch is named as one, with its own warning, not as arrays."""
-        pipelines.makepyfile(test_repeats=REPEATED_TESTS)
+        pipelines.makepyfile(test_repeats=WARNED_REPEATS_TESTS)
         result = pipelines.runpytest(*PLUGIN, "--safegen", "test_repeats.py")
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(
