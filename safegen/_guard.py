@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import threading
@@ -289,6 +290,17 @@ class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         return f"<safegen-guarded {self.__wrapped__!r}>"
 
+    # Identity, as before it was a wrapt proxy (which would compare and hash as the
+    # iterable: a guarded list of arrays would be unhashable, and == would compare arrays).
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
     def _self_safegen_stats(self) -> Stats:
         return self._self_totals.total()
 
@@ -340,18 +352,40 @@ class _BoundGuardedFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-ar
     def __repr__(self) -> str:
         return repr(self._self_parent).replace("function", "bound method", 1)
 
-    def __reduce_ex__(self, protocol: Any) -> Any:
+    def _self_safegen_stats(self) -> Stats:
+        # Found on the parent by wrapt 2 by itself; wrapt 1 would look in the method.
+        stats: Stats = self._self_parent._self_safegen_stats()
+        return stats
+
+    def _self_owner_object(self) -> Any:
+        """The instance or class this method is bound to (``None``: a staticmethod taken
+        from its class under wrapt 1, which does not keep the class)."""
         owner = self._self_instance
         if owner is None:  # a classmethod's class; else the owner, which wrapt 2 keeps
             owner = getattr(self.__wrapped__, "__self__", None) or getattr(
                 self, "_self_owner", None
             )
+        return owner
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        owner = self._self_owner_object()
         if owner is None:
             raise TypeError(
                 f"cannot pickle the safegen-guarded method {self._self_parent.__qualname__} "
                 "taken from its class with wrapt < 2; pickle the class, or upgrade wrapt"
             )
         return (getattr, (owner, self._self_parent.__name__))
+
+    # As for a bound method: a copy is the method itself; a deep copy is the same method
+    # of a deep copy of its instance (a class is its own deep copy).
+    def __copy__(self) -> Any:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        owner = self._self_owner_object()
+        if owner is None:
+            return self
+        return getattr(copy.deepcopy(owner, memo), self._self_parent.__name__)
 
 
 class _GuardedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
@@ -385,7 +419,14 @@ class _GuardedFunction(wrapt.FunctionWrapper):  # type: ignore[type-arg]
         return f"<safegen-guarded function {name}>"
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        return self.__qualname__
+        name = getattr(self.__wrapped__, "__qualname__", None)
+        if not isinstance(name, str):
+            raise TypeError(
+                f"cannot pickle {self!r}: a guarded function pickles by its module-level "
+                "name, and this one has none; guard a module-level function (or method) "
+                "for worker processes started with spawn"
+            )
+        return name
 
     def __copy__(self) -> Any:
         return self  # as for a function

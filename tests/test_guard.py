@@ -999,6 +999,43 @@ class TestOnWrapt:
             "<safegen-guarded bound method TestForms.Holder.instance"
         )
 
+    def test_bound_methods_are_guarded_and_copy_like_methods(self):
+        """A bound guarded method is_guarded (wrapt 1 and 2), copies as itself and
+        deep-copies as the same method of a deep copy of its instance."""
+        import copy
+
+        from safegen._guard import is_guarded
+        from tests import cli_data
+
+        holder = cli_data.Holder()
+        for method in (holder.batches, cli_data.Holder.fresh, holder.fresh):
+            assert is_guarded(method)
+            assert safegen.stats(method).yields >= 0
+            assert copy.copy(method) is method
+        clone = copy.deepcopy({"m": holder.batches})["m"]
+        assert clone.__self__ is not holder and isinstance(clone.__self__, cli_data.Holder)
+        assert is_guarded(clone) and np.array_equal(clone.__self__.x, holder.x)
+        assert copy.deepcopy(cli_data.Holder.fresh).__self__ is cli_data.Holder
+
+    def test_unpicklable_callables_are_refused_clearly(self):
+        """A guarded partial cannot pickle by name: a TypeError says so."""
+        import functools
+        import pickle
+
+        def batches(n):
+            yield np.zeros(n)
+
+        guarded = safegen.guard(functools.partial(batches, 2))
+        with pytest.raises(TypeError, match="pickles by its module-level name"):
+            pickle.dumps(guarded)
+
+    def test_guarded_iterables_compare_by_identity(self):
+        """A guarded list of arrays hashes and compares as itself, not as the list."""
+        batches = [np.zeros(2), np.ones(2)]
+        guarded = safegen.guard(batches)
+        assert guarded == guarded and guarded != batches and hash(guarded) == hash(guarded)
+        assert {guarded: 1}[guarded] == 1
+
     def test_class_bound_classmethod_pickles(self):
         """A guarded classmethod taken from its class pickles by reference to it."""
         import pickle

@@ -294,6 +294,24 @@ class TestTfKeras:
         assert fit(loss(), None) == "ok"
         assert fit("mse", np.ones((64, 1), "float32"), squeeze=True) == "ok"
 
+    def test_checked_before_built_container_deep_copies(self, tfk):
+        """check_losses before the loss is built leaves the loss container deep-copyable,
+        the copy's check bound to the copy; the original still raises at fit."""
+        import copy
+
+        tf_keras = pytest.importorskip("tf_keras")
+        loss, fit = tfk
+        model = tf_keras.Sequential([tf_keras.layers.Dense(1, input_shape=(2,))])
+        model.add(tf_keras.layers.Lambda(lambda t: t[:, 0]))
+        model.compile(optimizer="sgd", loss=loss())
+        safegen.check_losses(model)
+        assert not model.compiled_loss.built
+        clone = copy.deepcopy(model.compiled_loss)
+        assert clone.build.args[1] is clone
+        x = np.ones((16, 2), "float32")
+        with pytest.raises(safegen.ShapeError, match=r"broadcast to \(16, 16\)"):
+            model.fit(x, np.ones((16, 1), "float32"), batch_size=16, verbose=0)
+
     def test_enable(self, tfk):
         """Under enable() tf_keras models are checked and counted."""
         loss, fit = tfk

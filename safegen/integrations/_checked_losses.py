@@ -20,6 +20,7 @@ nothing is reported; otherwise it raises :class:`safegen.ShapeError`.
 from __future__ import annotations
 
 import abc
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -294,8 +295,17 @@ def checking_build(wrap_entries: Callable[..., Any], *, always: bool) -> Wrapper
 
 
 def check_when_built(container: Any, wrap_entries: Callable[..., Any]) -> None:
-    """Check the losses of this one (not yet built) ``container`` once it is built."""
-    import wrapt
+    """Check the losses of this one (not yet built) ``container`` once it is built.
 
-    build = wrapt.FunctionWrapper(container.build, checking_build(wrap_entries, always=True))
+    The instance's ``build`` becomes a ``functools.partial`` of module-level functions,
+    so that the container still deep-copies and pickles (a wrapt proxy would not)."""
+    build = functools.partial(_build_then_check, wrap_entries, container)
     object.__setattr__(container, "build", build)
+
+
+def _build_then_check(
+    wrap_entries: Callable[..., Any], container: Any, *args: Any, **kwargs: Any
+) -> Any:
+    result = type(container).build(container, *args, **kwargs)
+    wrap_entries(container, always=True)
+    return result
