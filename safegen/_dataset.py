@@ -55,6 +55,7 @@ __all__ = [
     "is_dataset",
     "is_dataset_class",
     "lent",
+    "own_mode",
 ]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
@@ -321,6 +322,7 @@ def guard_dataset_class(cls: Any, overrides: dict[str, Any]) -> Any:
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
         "_safegen_totals": Totals(),
+        "_safegen_overrides": dict(overrides),
     }
     return type(cls)(cls.__name__, (cls,), namespace)
 
@@ -379,6 +381,20 @@ def forget_dataset(dataset: Any) -> None:
     with _GUARDS_LOCK:
         _GUARDS.pop(dataset, None)
     dataset.__dict__.pop(CHANNEL_ATTRIBUTE, None)
+
+
+def own_mode(obj: Any) -> str | None:
+    """The mode of a dataset's own guard: an instance's, or the ``mode=`` a guarded class
+    pins (``None`` when it has no guard, or a class's takes the mode in force)."""
+    if isinstance(obj, type):
+        for base in obj.__mro__:
+            overrides = base.__dict__.get("_safegen_overrides")
+            if overrides is not None:
+                mode: str | None = overrides.get("mode")
+                return mode
+        return None
+    settings: Settings | None = obj.__dict__.get(_SETTINGS_ATTRIBUTE)
+    return None if settings is None else settings.mode
 
 
 @contextlib.contextmanager

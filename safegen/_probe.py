@@ -11,7 +11,7 @@ from typing import Any
 
 from safegen._config import mode as config_mode
 from safegen._config import validate_mode, validate_window
-from safegen._dataset import is_dataset, is_dataset_class, lent
+from safegen._dataset import is_dataset, is_dataset_class, lent, own_mode
 from safegen._errors import SafegenError
 from safegen._guard import _STATES, _refuse, _wrap_callable, guard
 from safegen._modes import Copy
@@ -46,7 +46,10 @@ class ProbeResult:
             source itself, not on a helper it uses): what was checked are the copies
             that guard hands out, not the source's own arrays. A dataset class that
             guards itself is read under the check's guard in place of its own, so this
-            stays false for it.
+            stays false for it (see ``own_copies_set_aside``).
+        own_copies_set_aside: whether the source is a dataset whose own guard copies,
+            set aside while it was read: what was found is what those copies keep from
+            the program that uses it.
     """
 
     name: str
@@ -59,6 +62,7 @@ class ProbeResult:
     stopped_by: str = ""
     raised: str = ""
     source_copies: bool = False
+    own_copies_set_aside: bool = False
 
     @property
     def clean(self) -> bool:
@@ -83,6 +87,13 @@ class ProbeResult:
                 "was checked are the copies that guard hands out, not the source's own "
                 'arrays. Remove mode="copy" there to check the source itself '
                 "(SAFEGEN_MODE=copy needs no change: check reads the source in its own mode)."
+            )
+        if self.own_copies_set_aside and not self.clean:
+            note.append(
+                '- note: the source guards itself with safegen.guard(mode="copy"), which '
+                "the check set aside to read the source's own arrays: the program that "
+                "uses it gets copies, which nothing found here changes. Keep that guard "
+                "until the source is fixed."
             )
         if self.clean:
             if self.source_copies:
@@ -180,6 +191,8 @@ def _read(
 ) -> ProbeResult:
     """Guard ``obj`` with ``options`` and pull from it into ``result`` (see :func:`probe`)."""
     __tracebackhide__ = True
+    if is_dataset_class(obj) or is_dataset(obj):
+        result.own_copies_set_aside = own_mode(obj) == "copy"
     if is_dataset_class(obj):
         obj = guard(obj, **options)(*args, **kwargs)
     elif is_dataset(obj):

@@ -412,6 +412,18 @@ class TestDatasetsGuardingThemselves:
         assert len(result.reports) == 3 and result.items == 4
         assert "as copied" not in result.summary()
         assert "SharedBatches.__getitem__() at tests/cli_data.py:" in result.reports[0].message
+        assert result.own_copies_set_aside
+        assert "which the check set aside to read the source's own arrays" in result.summary()
+
+    def test_instance_guarded_in_copy_mode_is_checked(self):
+        """An instance guarded in copy mode is checked, and the summary says its own
+        copies were set aside; it copies again afterwards."""
+        dataset = safegen.guard(cli_data.SharedBatches(), mode="copy")
+        result = probe(dataset, epochs=1)
+        assert not result.clean and result.own_copies_set_aside
+        assert not np.shares_memory(dataset[0], dataset[1])
+        plain = probe(safegen.guard(cli_data.SharedBatches), epochs=1)
+        assert not plain.own_copies_set_aside and "set aside" not in plain.summary()
 
     def test_class_guarded_in_the_default_mode_reports_every_change(self):
         """A class's own (raising) guard does not stop the check at the first change."""
