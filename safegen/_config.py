@@ -157,11 +157,6 @@ _context_mode: contextvars.ContextVar[Mode | None] = contextvars.ContextVar(
 _checking_anyway: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "safegen_checking_anyway", default=False
 )
-# Set by `safegen check` and assert_no_aliasing while they read a source: the modes of
-# the guards created meanwhile (the source's own among them), see `modes_resolved`.
-_resolved_modes: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
-    "safegen_resolved_modes", default=None
-)
 
 
 def use_mode(value: Mode) -> None:
@@ -191,18 +186,6 @@ def validate_environment() -> None:
     """Read ``SAFEGEN_MODE`` and ``SAFEGEN_DISABLE`` now; raise ``ValueError`` if invalid."""
     _base()
     disabled()
-
-
-@contextlib.contextmanager
-def modes_resolved() -> Iterator[set[str]]:
-    """Collect the mode of every guarded generator (or dataset) created inside the block,
-    in this thread: an explicit check learns that the source it reads guards itself."""
-    found: set[str] = set()
-    token = _resolved_modes.set(found)
-    try:
-        yield found
-    finally:
-        _resolved_modes.reset(token)
 
 
 @contextlib.contextmanager
@@ -320,7 +303,4 @@ def resolve(overrides: dict[str, Any]) -> Settings:
     result = dataclasses.replace(base, **overrides) if overrides else base
     if result.mode in ("check", "freeze") and disabled():
         result = dataclasses.replace(result, mode="off")
-    found = _resolved_modes.get()
-    if found is not None:
-        found.add(result.mode)
     return result

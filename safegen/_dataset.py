@@ -18,6 +18,11 @@ guarded too (Keras calls them on the main thread, after stopping its workers, an
 or refills in place the array its batches are views of rewrites batches that consumers
 still hold. Check mode pins that on the method, freeze mode makes the write fail.
 
+Guarded twice (a guarded class guarded again, or a subclass of a guarded class guarded
+itself, as ``safegen check`` does with a class that guards itself): the outer guard takes
+over. It unwraps the inner guard's methods, and the inner guard's ``__init__`` leaves the
+outer one's settings in place, so each batch is processed once, by the outer guard.
+
 Processes (``use_multiprocessing=True``): every worker process has its own copy of the
 dataset and of safegen's state (reset after ``fork``), so the check runs in each worker;
 an ``AliasingError`` pickles, and Keras re-raises it in the main process.
@@ -25,9 +30,11 @@ an ``AliasingError`` pickles, and Keras re-raises it in the main process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from safegen._config import Settings, resolve
@@ -47,11 +54,15 @@ __all__ = [
     "guard_dataset_class",
     "is_dataset",
     "is_dataset_class",
+    "lent",
+    "own_mode",
 ]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 _SETTINGS_ATTRIBUTE = "_safegen_settings"
+# Set on safegen's own wrappers of a dataset's methods (see `_unguarded`).
+_WRAPPER_ATTRIBUTE = "_safegen_dataset_method"
 
 
 class _Guard:
@@ -173,7 +184,17 @@ def _guarded_getitem(original: Any) -> Any:
 
     __getitem__.__doc__ = original.__doc__
     __getitem__.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(__getitem__, _WRAPPER_ATTRIBUTE, True)
     return __getitem__
+
+
+def _unguarded(method: Any) -> Any:
+    """``method`` without safegen's wrappers: a class guarded again (or a subclass of a
+    guarded class, guarded itself) wraps the dataset's own methods once, not the inner
+    guard's wrappers, which would process each batch a second time."""
+    while getattr(method, _WRAPPER_ATTRIBUTE, False):
+        method = method.__wrapped__
+    return method
 
 
 # The methods Keras calls between epochs, guarded where the dataset defines them.
@@ -220,6 +241,7 @@ def _guarded_epoch_method(original: Any) -> Any:
     method.__qualname__ = original.__qualname__
     method.__doc__ = original.__doc__
     method.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(method, _WRAPPER_ATTRIBUTE, True)
     return method
 
 
@@ -237,6 +259,7 @@ def _counted_epoch_method(original: Any) -> Any:
     method.__qualname__ = original.__qualname__
     method.__doc__ = original.__doc__
     method.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(method, _WRAPPER_ATTRIBUTE, True)
     return method
 
 
@@ -245,7 +268,7 @@ def _epoch_methods(cls: Any) -> dict[str, Any]:
     counted)."""
     out = {}
     for name in EPOCH_METHODS:
-        original = getattr(cls, name, None)
+        original = _unguarded(getattr(cls, name, None))
         if _defined_by_user(original):
             out[name] = _guarded_epoch_method(original)
         elif callable(original):
@@ -279,23 +302,27 @@ def guard_dataset_class(cls: Any, overrides: dict[str, Any]) -> Any:
 
     It keeps ``cls``'s name, qualified name and module, so that instances pickle by
     reference to the decorated class (worker processes started with ``spawn`` need that).
-    Options are resolved when each instance is created.
+    Options are resolved when each instance is created. When ``cls`` is itself guarded
+    (or derives from a guarded class), this outer guard takes over: the inner guard's
+    ``__init__``, run by ``cls.__init__``, keeps the settings the outer one gave.
     """
     original_init = cls.__init__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        settings = self.__dict__[_SETTINGS_ATTRIBUTE] = resolve(overrides)
-        _open(self, settings)
+        if _SETTINGS_ATTRIBUTE not in self.__dict__:  # else an outer guard's, kept
+            settings = self.__dict__[_SETTINGS_ATTRIBUTE] = resolve(overrides)
+            _open(self, settings)
         original_init(self, *args, **kwargs)
 
     namespace = {
         "__init__": __init__,
-        "__getitem__": _guarded_getitem(cls.__getitem__),
+        "__getitem__": _guarded_getitem(_unguarded(cls.__getitem__)),
         **_epoch_methods(cls),
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
         "_safegen_totals": Totals(),
+        "_safegen_overrides": dict(overrides),
     }
     return type(cls)(cls.__name__, (cls,), namespace)
 
@@ -320,7 +347,7 @@ def _instance_class(cls: Any) -> Any:
             return (_restore, (cls, dict(self.__dict__)))
 
         namespace = {
-            "__getitem__": _guarded_getitem(cls.__getitem__),
+            "__getitem__": _guarded_getitem(_unguarded(cls.__getitem__)),
             **_epoch_methods(cls),
             "__reduce_ex__": __reduce_ex__,
             "__module__": cls.__module__,
@@ -354,6 +381,44 @@ def forget_dataset(dataset: Any) -> None:
     with _GUARDS_LOCK:
         _GUARDS.pop(dataset, None)
     dataset.__dict__.pop(CHANNEL_ATTRIBUTE, None)
+
+
+def own_mode(obj: Any) -> str | None:
+    """The mode of a dataset's own guard: an instance's, or the ``mode=`` a guarded class
+    pins (``None`` when it has no guard, or a class's takes the mode in force)."""
+    if isinstance(obj, type):
+        for base in obj.__mro__:
+            overrides = base.__dict__.get("_safegen_overrides")
+            if overrides is not None:
+                mode: str | None = overrides.get("mode")
+                return mode
+        return None
+    settings: Settings | None = obj.__dict__.get(_SETTINGS_ATTRIBUTE)
+    return None if settings is None else settings.mode
+
+
+@contextlib.contextmanager
+def lent(dataset: Any) -> Iterator[None]:
+    """Guard ``dataset`` differently for the block only (``safegen check`` reading it).
+
+    Afterwards it has its class, its attributes and this process's safegen state back:
+    its own guard, if it had one, goes on watching the batches it watched, with its own
+    settings, and the block's guard is forgotten.
+    """
+    saved_class, saved = dataset.__class__, dict(dataset.__dict__)
+    with _GUARDS_LOCK:
+        saved_guard = _GUARDS.get(dataset)
+    try:
+        yield
+    finally:
+        dataset.__class__ = saved_class
+        dataset.__dict__.clear()
+        dataset.__dict__.update(saved)
+        with _GUARDS_LOCK:
+            if saved_guard is None:
+                _GUARDS.pop(dataset, None)
+            else:
+                _GUARDS[dataset] = saved_guard
 
 
 def dataset_stats(obj: Any) -> Stats | None:

@@ -10,10 +10,11 @@ import inspect
 from typing import Any
 
 from safegen._config import mode as config_mode
-from safegen._config import modes_resolved, validate_mode, validate_window
-from safegen._dataset import is_dataset, is_dataset_class
+from safegen._config import validate_mode, validate_window
+from safegen._dataset import is_dataset, is_dataset_class, lent, own_mode
 from safegen._errors import SafegenError
-from safegen._guard import _refuse, _wrap_callable, guard
+from safegen._guard import _STATES, _refuse, _wrap_callable, guard
+from safegen._modes import Copy
 from safegen._report import AliasingReport
 
 __all__ = ["DEFAULT_STEPS", "ProbeResult", "probe"]
@@ -40,9 +41,15 @@ class ProbeResult:
             It is a finding: an ``AliasingError``'s report is in ``reports``, the
             message of any other is in ``raised``.
         raised: the message of that error when it is not in ``reports``, or ``""``.
-        source_copies: whether the source guards itself in copy mode (a
-            ``@safegen.guard(mode="copy")`` of its own): what was checked are the copies
-            that guard hands out, not the source's own arrays.
+        source_copies: whether the generator or iterator read is the output of the
+            source's own guard in copy mode (a ``@safegen.guard(mode="copy")`` on the
+            source itself, not on a helper it uses): what was checked are the copies
+            that guard hands out, not the source's own arrays. A dataset class that
+            guards itself is read under the check's guard in place of its own, so this
+            stays false for it (see ``own_copies_set_aside``).
+        own_copies_set_aside: whether the source is a dataset whose own guard copies,
+            set aside while it was read: what was found is what those copies keep from
+            the program that uses it.
     """
 
     name: str
@@ -55,6 +62,7 @@ class ProbeResult:
     stopped_by: str = ""
     raised: str = ""
     source_copies: bool = False
+    own_copies_set_aside: bool = False
 
     @property
     def clean(self) -> bool:
@@ -79,6 +87,13 @@ class ProbeResult:
                 "was checked are the copies that guard hands out, not the source's own "
                 'arrays. Remove mode="copy" there to check the source itself '
                 "(SAFEGEN_MODE=copy needs no change: check reads the source in its own mode)."
+            )
+        if self.own_copies_set_aside and not self.clean:
+            note.append(
+                '- note: the source guards itself with safegen.guard(mode="copy"), which '
+                "the check set aside to read the source's own arrays: the program that "
+                "uses it gets copies, which nothing found here changes. Keep that guard "
+                "until the source is fixed."
             )
         if self.clean:
             if self.source_copies:
@@ -133,8 +148,10 @@ def probe(
     The source is read inside ``safegen.mode(mode)``: a ``@safegen.guard`` of its own
     that takes its mode from ``SAFEGEN_MODE``, :func:`safegen.configure` or
     :func:`safegen.mode` checks (or freezes) too, and a safegen error it raises (its
-    ``AliasingError``) is a finding, not a failure of the source. One that pins
-    ``mode="copy"`` keeps copying: ``source_copies`` says so.
+    ``AliasingError``) is a finding, not a failure of the source. A generator's or
+    iterator's own guard that pins ``mode="copy"`` keeps copying: ``source_copies`` says
+    so. A dataset class's or instance's own guard is set aside while it is read (the
+    check's guard takes over), and given back afterwards.
 
     Raises:
         TypeError: ``obj`` is none of those, or calling it gave nothing iterable.
@@ -157,10 +174,8 @@ def probe(
             "this check does not run; iterate it under asyncio with safegen.guard instead"
         )
     options["on_violation"] = result.reports.append
-    with config_mode(mode), modes_resolved() as modes:  # type: ignore[arg-type]
+    with config_mode(mode):  # type: ignore[arg-type]
         _read(obj, steps, epochs, options, args, kwargs or {}, caller, result)
-    # The probe's own guards run in `mode`: a copy among them is the source's own guard.
-    result.source_copies = "copy" in modes
     return result
 
 
@@ -176,16 +191,13 @@ def _read(
 ) -> ProbeResult:
     """Guard ``obj`` with ``options`` and pull from it into ``result`` (see :func:`probe`)."""
     __tracebackhide__ = True
+    if is_dataset_class(obj) or is_dataset(obj):
+        result.own_copies_set_aside = own_mode(obj) == "copy"
     if is_dataset_class(obj):
         obj = guard(obj, **options)(*args, **kwargs)
     elif is_dataset(obj):
-        saved_class, saved = obj.__class__, dict(obj.__dict__)
-        try:
+        with lent(obj):  # its class, attributes and own guard (if any) are given back
             return _pull_dataset(guard(obj, **options), steps, epochs, result)
-        finally:
-            obj.__class__ = saved_class
-            obj.__dict__.clear()
-            obj.__dict__.update(saved)
     elif callable(obj) and not hasattr(obj, "__next__"):
         if isinstance(obj, type):
             made = guard(obj, **options)
@@ -206,6 +218,7 @@ def _read(
 def _pull_iterator(made: Any, steps: int | None, result: ProbeResult) -> ProbeResult:
     __tracebackhide__ = True
     iterator = iter(made)
+    result.source_copies = _reads_copies(iterator)
     try:
         for _ in range(DEFAULT_STEPS if steps is None else steps):
             try:
@@ -257,6 +270,18 @@ def _pull_dataset(dataset: Any, steps: int | None, epochs: int, result: ProbeRes
             raise
         result.frozen_write = _with_notes(error)
     return result
+
+
+def _reads_copies(iterator: Any) -> bool:
+    """Whether the probe's guarded ``iterator`` reads what the source's own guard hands
+    out in copy mode: the object the probe's guard wraps is a guarded generator whose
+    state copies. A guard the source merely uses inside (on a helper) is not that one."""
+    try:
+        state = _STATES.get(iterator)
+        inner = _STATES.get(state.producer) if state is not None else None
+    except TypeError:  # not weakly referenceable, or unhashable: not safegen's
+        return False
+    return isinstance(inner, Copy)
 
 
 def _stopped(error: SafegenError, result: ProbeResult) -> None:

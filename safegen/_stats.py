@@ -22,12 +22,14 @@ class Stats:
         violations: arrays found changed after they were yielded, and containers
             yielded again after a key or index in them was rebound (check mode); writes
             into a frozen array stopped (freeze mode).
-        containers: of ``violations``, the rebound containers.
         unattributed: those of them that the generator had not handed out again, so
             that safegen could not tell who changed them (warned about, not raised).
         unwarned: violations not warned about because one of the same kind from the
             same generator was (``on_violation="warn"`` warns once per kind).
         seconds: time spent inside safegen, not counting the generator's own work.
+        containers: of ``violations``, the rebound containers (the last field, so that
+            positional ``Stats(...)`` calls written before it was added keep their
+            meaning).
 
     The detectors' findings (repeated random streams, repeated batches) are not counted
     here: they are found mostly in worker processes, whose counters stay there, and are
@@ -47,10 +49,10 @@ class Stats:
     bytes_fingerprinted: int = 0
     bytes_copied: int = 0
     violations: int = 0
-    containers: int = 0
     unattributed: int = 0
     unwarned: int = 0
     seconds: float = 0.0
+    containers: int = 0
 
     def __add__(self, other: Stats) -> Stats:
         return Stats(

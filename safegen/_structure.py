@@ -1,7 +1,15 @@
-"""Walking the structures generators yield: tuples, lists, dicts, namedtuples, and any
-other ``collections.abc.Mapping`` (``types.MappingProxyType``, ``UserDict``) or
-``collections.abc.Sequence`` (``deque``, ``UserList``), read through ``items()`` or
-iteration, never written to.
+"""Walking the structures generators yield: tuples, lists, dicts, namedtuples (and their
+subclasses), and a few other containers that hold their items in memory:
+``types.MappingProxyType``, ``collections.UserDict``, ``collections.UserList`` and
+``collections.deque`` (and their subclasses), read through ``items()``, iteration or
+indexing up to ``len()``, never written to. A container that fails while it is read is
+a leaf.
+
+Other ``collections.abc.Mapping`` and ``Sequence`` implementations are leaves, not
+walked: reading one may load data (``np.load``'s ``NpzFile``, ``shelve``, h5py and zarr
+groups read an array per key, on every yield), never end (a cyclic ``__getitem__``, which
+``Sequence.__iter__`` indexes until ``IndexError``), or raise (a ``KeyError`` past the
+end).
 
 Leaves are NumPy arrays (``np.ndarray`` and its subclasses) and the other objects that
 hold mutable memory, seen through NumPy views of it: pandas ``DataFrame`` (each column
@@ -22,8 +30,9 @@ import array as _array_module
 import copy
 import sys
 import warnings
-from collections import deque
-from collections.abc import Callable, Mapping, MutableSequence, Sequence
+from collections import UserDict, UserList, deque
+from collections.abc import Callable, Mapping, MutableSequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -65,21 +74,25 @@ def _items(container: Any) -> list[tuple[Any, Any]] | None:
         return list(enumerate(container))
     if isinstance(container, dict):
         return list(container.items())
-    if type(container) in _PLAIN or isinstance(container, _NOT_WALKED):
+    if type(container) in _PLAIN or not isinstance(container, _OTHER_WALKED):
         return None
-    # Any other mapping or sequence (MappingProxyType, UserDict, deque, UserList): read
-    # only, through its own items() or iteration.
-    if isinstance(container, Mapping):
-        return list(container.items())
-    if isinstance(container, Sequence):
-        return list(enumerate(container))
-    return None
+    # The other containers that hold their items in memory: read only, and a leaf if that
+    # fails (a subclass's own __getitem__, another thread mutating a deque).
+    try:
+        if isinstance(container, Mapping):
+            return list(container.items())
+        if isinstance(container, deque):
+            return list(enumerate(container))
+        return [(index, container[index]) for index in range(len(container))]
+    except Exception:
+        return None
 
 
 # Leaves that never hold mutable memory: skipped without further checks.
 _PLAIN = frozenset({int, float, complex, bool, str, bytes, type(None)})
-# Sequences that are leaves or values, never walked item by item.
-_NOT_WALKED = (str, bytes, bytearray, memoryview, _array_module.array, range, np.ndarray)
+# Walked besides tuples, lists and dicts (see the module docstring); any other Mapping
+# or Sequence is a leaf.
+_OTHER_WALKED = (MappingProxyType, UserDict, UserList, deque)
 # DLPack producers whose tensors are immutable: not checked, not copied.
 _IMMUTABLE_TENSORS = ("jax", "jaxlib", "tensorflow", "keras")
 _BUFFERS = (bytearray, _array_module.array, memoryview)
@@ -221,9 +234,9 @@ def _rebuild(container: Any, children: list[Any]) -> Any:
     """A container like ``container`` holding ``children`` instead of its own.
 
     Namedtuples and list and dict subclasses keep their type (and, for list and dict
-    subclasses, their attributes); a ``deque`` keeps its ``maxlen``; another mapping or
-    sequence is built by its own type from a plain ``dict`` or ``list`` of the children
-    (``MappingProxyType(dict)``, ``UserDict(dict)``, ``UserList(list)``), if that gives
+    subclasses, their attributes); a ``deque`` keeps its ``maxlen``; a
+    ``MappingProxyType``, ``UserDict`` or ``UserList`` is built by its own type from a
+    plain ``dict`` or ``list`` of the children, if that gives
     back exactly those children. A container whose type cannot be rebuilt that way (a
     dict subclass that refuses item assignment, a tuple subclass with its own
     ``__new__``, a mapping whose constructor takes something else) becomes a plain

@@ -89,3 +89,60 @@ def first_two_distinct(source, *args):
     gen = source(*args)
     first, second = next(gen), next(gen)
     return (not np.shares_memory(first[0], second[0]), safegen.stats(source).yields)
+
+
+class PyDataset:
+    """A stand-in for ``keras.utils.PyDataset`` (safegen knows it by its name and module),
+    for the tests that run without Keras."""
+
+    def __init__(self, **kwargs):
+        pass
+
+
+PyDataset.__module__ = "keras.src.trainers.data_adapters.py_dataset_adapter"
+
+
+class SharedBatches(PyDataset):
+    """Buggy: every batch is the same buffer, refilled."""
+
+    def __init__(self, batches=4):
+        super().__init__()
+        self.batches = batches
+        self.buffer = np.zeros(3)
+
+    def __len__(self):
+        return self.batches
+
+    def __getitem__(self, index):
+        self.buffer[:] = index
+        return self.buffer
+
+
+class Shuffles(PyDataset):
+    """Buggy: batches are views of one array that on_epoch_end shuffles in place."""
+
+    def __init__(self, batches=4):
+        super().__init__()
+        self.x = np.arange(batches * 2.0)
+        self.rng = np.random.default_rng(0)
+
+    def __len__(self):
+        return len(self.x) // 2
+
+    def __getitem__(self, index):
+        return self.x[2 * index : 2 * index + 2]
+
+    def on_epoch_end(self):
+        self.rng.shuffle(self.x)
+
+
+def helper_batches(n=10):
+    """Clean: a fresh array each time."""
+    for i in range(n):
+        yield np.full(2, float(i))
+
+
+def uses_a_copying_helper():
+    """Clean, not guarded itself: it reads a helper guarded in copy mode."""
+    for batch in safegen.guard(helper_batches, mode="copy")():
+        yield batch + 1

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import safegen
+from safegen._probe import probe
 from safegen.testing import assert_no_aliasing
 from tests import cli_data, seed
 
@@ -368,6 +370,12 @@ class TestAssertNoAliasing:
         assert type(dataset) is SharedBuffer
         assert "_safegen_settings" not in vars(dataset)
 
+    def test_helper_guarded_in_copy_mode_is_not_the_source(self):
+        """A copy-mode guard on a helper the source reads does not make it 'clean as copied'."""
+        result = assert_no_aliasing(cli_data.uses_a_copying_helper, steps=5)
+        assert not result.source_copies
+        assert result.summary().startswith("tests.cli_data.uses_a_copying_helper: clean, ")
+
     @pytest.mark.parametrize(
         ("kwargs", "error"),
         [({"steps": 0}, ValueError), ({"mode": "copy"}, ValueError), ({"window": 0}, ValueError)],
@@ -390,3 +398,58 @@ class TestAssertNoAliasing:
         """Something that cannot be iterated raises TypeError naming it."""
         with pytest.raises(TypeError, match="got int"):
             assert_no_aliasing(42)
+
+
+class TestDatasetsGuardingThemselves:
+    """Checking a dataset class or instance that has a safegen guard of its own."""
+
+    def test_class_guarded_in_copy_mode_is_checked(self):
+        """The check's guard takes over from a class's own copy-mode guard: the shared
+        buffer is found, each batch is processed once, and nothing says 'as copied'."""
+        source = safegen.guard(cli_data.SharedBatches, mode="copy")
+        result = probe(source, epochs=1)
+        assert not result.clean and not result.source_copies and not result.stopped_by
+        assert len(result.reports) == 3 and result.items == 4
+        assert "as copied" not in result.summary()
+        assert "SharedBatches.__getitem__() at tests/cli_data.py:" in result.reports[0].message
+        assert result.own_copies_set_aside
+        assert "which the check set aside to read the source's own arrays" in result.summary()
+
+    def test_instance_guarded_in_copy_mode_is_checked(self):
+        """An instance guarded in copy mode is checked, and the summary says its own
+        copies were set aside; it copies again afterwards."""
+        dataset = safegen.guard(cli_data.SharedBatches(), mode="copy")
+        result = probe(dataset, epochs=1)
+        assert not result.clean and result.own_copies_set_aside
+        assert not np.shares_memory(dataset[0], dataset[1])
+        plain = probe(safegen.guard(cli_data.SharedBatches), epochs=1)
+        assert not plain.own_copies_set_aside and "set aside" not in plain.summary()
+
+    def test_class_guarded_in_the_default_mode_reports_every_change(self):
+        """A class's own (raising) guard does not stop the check at the first change."""
+        result = probe(safegen.guard(cli_data.SharedBatches), epochs=2)
+        assert not result.stopped_by and result.items == 8 and len(result.reports) == 7
+
+    def test_class_guarded_twice_processes_each_batch_once(self):
+        """guard(guard(Cls, mode="copy")) is guarded by the outer guard alone."""
+        outer = safegen.guard(safegen.guard(cli_data.SharedBatches, mode="copy"), mode="copy")
+        dataset = outer()
+        first, second = dataset[0], dataset[1]
+        assert first[0] == 0 and not np.shares_memory(first, second)
+        assert safegen.stats(dataset).yields == 2
+
+    def test_instance_keeps_its_own_guard(self):
+        """After a check, an instance the user guarded is guarded as before, not by the
+        check's leftover guard: an in-place shuffle raises again."""
+        dataset = safegen.guard(cli_data.Shuffles())
+        assert not probe(dataset).clean
+        dataset[0], dataset[1]
+        with pytest.raises(safegen.AliasingError, match=r"Shuffles\.on_epoch_end\(\)"):
+            dataset.on_epoch_end()
+
+    def test_unguarded_instance_is_left_unguarded(self):
+        """After a check, an unguarded instance has no safegen state (stats refuses it)."""
+        dataset = cli_data.Shuffles()
+        assert not probe(dataset).clean
+        with pytest.raises(TypeError):
+            safegen.stats(dataset)

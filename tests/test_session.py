@@ -114,3 +114,14 @@ class TestSummaryCounts:
         list(gen)
         stats = safegen.stats(gen)
         assert (stats.violations, stats.containers) == (2, 2)
+
+    def test_stats_fields_added_last(self):
+        """Stats keeps its positional order: containers, added later, is the last field."""
+        stats = safegen.Stats(1, 2, 3, 4, 5, 6, 7, 8.0)
+        assert (stats.violations, stats.unattributed, stats.unwarned, stats.seconds) == (
+            5,
+            6,
+            7,
+            8.0,
+        )
+        assert stats.containers == 0 and (stats + stats).seconds == 16.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import types
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import safegen
 from safegen._copying import copy_array
 from safegen._fingerprint import fingerprint
-from safegen._structure import format_path, leaves, map_arrays
+from safegen._structure import _items, format_path, leaves, map_arrays
 from tests.strategies import STRUCTURES, arrays
 
 
@@ -92,7 +92,8 @@ class TestStructures:
 
 
 class _ReadOnlyMapping(Mapping):
-    """A user's read-only mapping whose constructor does not take a dict."""
+    """A user's read-only mapping (not walked: safegen cannot tell that reading it is
+    cheap)."""
 
     def __init__(self, **items):
         self._items = items
@@ -107,11 +108,45 @@ class _ReadOnlyMapping(Mapping):
         return len(self._items)
 
 
-# Containers other than tuple, list and dict, each holding the array it is given.
+class _KeywordDict(collections.UserDict):
+    """A UserDict whose constructor takes keywords only, not a dict."""
+
+    def __init__(self, **items):
+        super().__init__()
+        self.data.update(items)
+
+
+class _KeyErrorSequence(Sequence):
+    """A Sequence whose __getitem__ raises KeyError past its end (not IndexError)."""
+
+    def __init__(self, *items):
+        self._items = dict(enumerate(items))
+
+    def __getitem__(self, index):
+        return self._items[index]
+
+    def __len__(self):
+        return len(self._items)
+
+
+class _CyclicSequence(Sequence):
+    """A Sequence indexed modulo its length: iterating it never ends."""
+
+    def __init__(self, *items):
+        self._items = items
+
+    def __getitem__(self, index):
+        return self._items[index % len(self._items)]
+
+    def __len__(self):
+        return len(self._items)
+
+
+# Containers other than tuple, list and dict that are walked, each holding the array it
+# is given.
 OTHER_CONTAINERS = {
     "MappingProxyType": lambda a: types.MappingProxyType({"x": a}),
     "UserDict": lambda a: collections.UserDict(x=a),
-    "Mapping": lambda a: _ReadOnlyMapping(x=a),
     "deque": lambda a: collections.deque([a], maxlen=4),
     "UserList": lambda a: collections.UserList([a]),
 }
@@ -122,7 +157,8 @@ def _the_array(value):
 
 
 class TestOtherContainers:
-    """Arrays inside any Mapping or Sequence are seen, copied and frozen like in a dict."""
+    """Arrays inside a MappingProxyType, UserDict, UserList or deque are seen, copied and
+    frozen like in a dict; other Mappings and Sequences are leaves."""
 
     @pytest.fixture(params=list(OTHER_CONTAINERS))
     def make(self, request):
@@ -152,14 +188,13 @@ class TestOtherContainers:
             out = next(safegen.guard(iter([value]), mode="copy"))
         copied = _the_array(out)
         assert not np.shares_memory(copied, array) and np.array_equal(copied, array)
-        if not isinstance(value, _ReadOnlyMapping):
-            assert type(out) is type(value)
+        assert type(out) is type(value)
         assert getattr(out, "maxlen", None) == getattr(value, "maxlen", None)
 
     def test_copy_mode_warns_when_the_type_cannot_be_rebuilt(self):
-        """A Mapping whose constructor takes no dict comes back as a dict, with a warning."""
-        value = _ReadOnlyMapping(x=np.zeros(2))
-        with pytest.warns(safegen.SafegenWarning, match="cannot rebuild a _ReadOnlyMapping"):
+        """A UserDict whose constructor takes no dict comes back as a dict, with a warning."""
+        value = _KeywordDict(x=np.zeros(2))
+        with pytest.warns(safegen.SafegenWarning, match="cannot rebuild a _KeywordDict"):
             out = next(safegen.guard(iter([value]), mode="copy"))
         assert type(out) is dict and not np.shares_memory(out["x"], value["x"])
 
@@ -188,10 +223,11 @@ class TestOtherContainers:
         with pytest.raises(safegen.AliasingError, match=r"yield #1 leaf \[0\] \(a dict\)"):
             list(safegen.guard(batches)())
 
-    def test_strings_bytes_and_sets_are_not_walked(self):
-        """str, bytes, range and sets stay leaves: nothing is found in them."""
-        value = ("ab", b"cd", range(3), {1, 2}, frozenset({3}))
-        assert leaves(value) == [] and map_arrays(value, np.copy) is value
+    @pytest.mark.parametrize("value", ["ab", b"cd", range(3), {1, 2}, frozenset({3})])
+    def test_strings_bytes_and_sets_are_not_walked(self, value):
+        """str, bytes, range and sets are leaves: the walk does not go into them."""
+        assert _items(value) is None
+        assert leaves((value,)) == [] and map_arrays((value,), np.copy)[0] is value
 
 
 class TestCopies:
@@ -252,3 +288,57 @@ class TestFingerprints:
         values = [copy.deepcopy(value) for _ in range(4)] * 3
         it = safegen.guard(iter(values), verify_all=True, window=5)
         assert len(list(it)) == 12
+
+
+class TestMappingsAndSequencesNotWalked:
+    """Other Mapping and Sequence implementations are leaves: reading them may raise,
+    never end, or load data."""
+
+    @pytest.mark.parametrize("kind", [_ReadOnlyMapping, _KeyErrorSequence, _CyclicSequence])
+    def test_user_containers_are_leaves(self, kind):
+        """A user's Mapping or Sequence is not walked, and check mode yields it as is."""
+        value = kind(x=np.zeros(2)) if kind is _ReadOnlyMapping else kind(np.zeros(2))
+        assert _items(value) is None and leaves(value) == []
+        assert next(safegen.guard(iter([value]))) is value
+
+    def test_sequence_raising_key_error_past_its_end(self):
+        """A Sequence whose __getitem__ raises KeyError past its end does not make check
+        mode raise KeyError."""
+
+        def batches():
+            for i in range(3):
+                yield (np.full(2, i), _KeyErrorSequence(np.full(2, i)))
+
+        assert len(list(safegen.guard(batches)())) == 3
+
+    def test_endless_sequence(self):
+        """A Sequence indexed modulo its length does not hang check or copy mode."""
+        value = (np.zeros(2), _CyclicSequence(np.zeros(2), np.ones(2)))
+        assert next(safegen.guard(iter([value]))) is value
+        assert next(safegen.guard(iter([value]), mode="copy"))[1] is value[1]
+
+    def test_npz_file_is_not_read(self, tmp_path, monkeypatch):
+        """np.load's NpzFile is a leaf: no entry is read from the file on each yield."""
+        np.savez(tmp_path / "data.npz", x=np.zeros(3), y=np.ones(3))
+        with np.load(tmp_path / "data.npz") as npz:
+            reads = []
+            original = type(npz).__getitem__
+            monkeypatch.setattr(
+                type(npz), "__getitem__", lambda self, key: reads.append(key) or original(self, key)
+            )
+            assert _items(npz) is None
+            for mode in ("check", "copy", "freeze"):
+                out = list(safegen.guard(iter([npz, npz]), mode=mode))
+                assert out == [npz, npz]
+            assert reads == []
+
+    def test_subclasses_of_the_walked_types_are_walked(self):
+        """A UserList subclass is walked by index up to len(), and a failure makes it a leaf."""
+
+        class Broken(collections.UserList):
+            def __getitem__(self, index):
+                raise KeyError(index)
+
+        array = np.zeros(2)
+        assert [a for _, a in leaves(collections.UserList([array]))] == [array]
+        assert _items(Broken([array])) is None
