@@ -505,8 +505,9 @@ def guard(
     ``isinstance(g, types.GeneratorType)`` are true, so Keras and ``tf.data`` accept it)
     that passes ``send``, ``throw``, ``close``, the return value and exceptions through,
     and that several threads may share: their calls run one at a time. The arrays may
-    sit anywhere in tuples, lists, dicts, namedtuples and other mappings and sequences;
-    other leaves are left alone.
+    sit anywhere in tuples, lists, dicts, namedtuples, ``MappingProxyType``,
+    ``UserDict``, ``UserList`` and ``deque`` (and their subclasses); other leaves,
+    other mappings and sequences among them, are left alone.
 
     Modes:
         * ``"check"`` (default): yields the generator's own objects and reports any
