@@ -401,6 +401,9 @@ def test_spawned_workers():
 
 
 RANDOM_STREAM_WARNING = """\
+import multiprocessing
+import os
+
 import numpy as np
 import keras
 import safegen
@@ -411,11 +414,18 @@ class Noisy(keras.utils.PyDataset):
         super().__init__(**kwargs)
         self.x = np.random.rand(64, 2).astype("float32")
         self.rng = np.random.default_rng(0)
+        # Both worker processes of every epoch draw: the first call in each waits for
+        # the other's (a barrier shared by fork), as in tests/random_datasets.py.
+        self.home = self.started_in = os.getpid()
+        self.barrier = multiprocessing.Barrier(2)
 
     def __len__(self):
         return 4
 
     def __getitem__(self, index):  # GETITEM
+        if os.getpid() not in (self.home, self.started_in):
+            self.started_in = os.getpid()
+            self.barrier.wait(timeout=600)
         rows = self.x[index * 16:(index + 1) * 16]
         noise = self.rng.normal(scale=0.01, size=rows.shape)
         return rows + noise.astype("float32"), rows.mean(axis=1, keepdims=True)
