@@ -162,6 +162,25 @@ class TestRepeatedBatches:
         assert (caught[0].filename, caught[0].lineno) == (code.co_filename, code.co_firstlineno)
 
 
+    def test_class_guarded_twice_points_at_its_own_getitem(self):
+        """A class guarded twice is named at its own __getitem__, and a framework's call
+        warns there, not at safegen's wrapper of it."""
+        twice = safegen.guard(safegen.guard(data.IgnoresIndex))
+        dataset = twice()
+        dataset[0]
+        with pytest.raises(safegen.RepeatedBatchError) as info:
+            dataset[1]
+        code = data.IgnoresIndex.__getitem__.__code__
+        where = f"IgnoresIndex.__getitem__() at tests/random_datasets.py:{code.co_firstlineno}"
+        assert str(info.value).startswith(where)
+        warn = {"on_violation": "warn"}
+        warned = safegen.guard(safegen.guard(data.IgnoresIndex, **warn), **warn)()
+        adapter = os.path.join(os.sep + "venv", "site-packages", "keras_adapter.py")
+        with pytest.warns(safegen.RepeatedBatchWarning) as caught:
+            exec(compile("dataset[0]\ndataset[1]\n", adapter, "exec"), {"dataset": warned})
+        assert (caught[0].filename, caught[0].lineno) == (code.co_filename, code.co_firstlineno)
+
+
 class TestReports:
     """The report types and errors, without workers."""
 
