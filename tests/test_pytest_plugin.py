@@ -12,6 +12,10 @@ import safegen
 # Imported here, before pytester snapshots sys.modules: TensorFlow aborts the process if a
 # test's cleanup drops it from sys.modules and the next test imports it again.
 keras = pytest.importorskip("keras")
+# Likewise safegen's modules that the inner runs would import first: dropped afterwards,
+# they would come back as new modules beside the old ones that safegen already holds
+# (safegen.guard from the old safegen._guard, safegen.stats reading the new one).
+import safegen._guard  # noqa: E402, F401
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
