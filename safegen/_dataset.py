@@ -46,6 +46,7 @@ from safegen._detectors import (
     open_dataset,
 )
 from safegen._modes import Copy, Source, _State, make_state
+from safegen._modes.source import getitem_code
 from safegen._stats import Stats, Totals
 
 __all__ = [
@@ -123,9 +124,7 @@ def is_dataset(obj: Any) -> bool:
 
 
 def _source(cls: Any) -> Source:
-    getitem = getattr(cls, "__getitem__", None)
-    code = getattr(getattr(getitem, "__wrapped__", getitem), "__code__", None)
-    return Source(f"{cls.__qualname__}.__getitem__()", code, kind="batch")
+    return Source(f"{cls.__qualname__}.__getitem__()", getitem_code(cls), kind="batch")
 
 
 def _guard_of(dataset: Any) -> _Guard | None:

@@ -33,6 +33,7 @@ from safegen._config import (
     validate_on_violation,
     validate_window,
 )
+from safegen._frames import in_library
 
 if TYPE_CHECKING:  # pragma: no cover
     from importlib.machinery import ModuleSpec
@@ -336,7 +337,6 @@ def _install_or_warn(framework: str, when: str) -> None:
 _IMPORTLIB = os.path.dirname(importlib.__file__) + os.sep
 _CONTEXTLIB = contextlib.__file__
 _SAFEGEN = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_LIBRARIES = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
 
 
 def _bootstrap(filename: str) -> bool:
@@ -367,7 +367,7 @@ def _caller_level() -> int:
     while frame is not None:
         filename = frame.f_code.co_filename
         if not machinery(filename):
-            if not any(part in filename for part in _LIBRARIES):
+            if not in_library(filename):
                 return level
             if first is None:
                 first = level

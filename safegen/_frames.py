@@ -8,7 +8,14 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-__all__ = ["MACHINERY", "format_without_safegen", "hide_safegen_frames", "user_stacklevel"]
+__all__ = [
+    "LIBRARIES",
+    "MACHINERY",
+    "format_without_safegen",
+    "hide_safegen_frames",
+    "in_library",
+    "user_stacklevel",
+]
 
 _DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -22,18 +29,32 @@ MACHINERY = frozenset(
 )
 
 
-def user_stacklevel() -> int:
-    """The ``stacklevel`` that makes a warning issued by the caller point at the first
-    frame outside safegen's machinery."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_code.co_filename in MACHINERY:
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level
+# What an installed package's (a framework's) file name contains: not the user's code.
+LIBRARIES = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+
+
+def in_library(filename: str) -> bool:
+    """Whether ``filename`` is an installed package's (a framework's), not the user's."""
+    return any(part in filename for part in LIBRARIES)
 
 
 _PACKAGE = _DIR + os.sep
+
+
+def user_stacklevel(*, whole_package: bool = False) -> int:
+    """The ``stacklevel`` that makes a warning issued by the caller point at the first
+    frame outside safegen's machinery (with ``whole_package``, outside any module of
+    safegen's: the detectors are called from the machinery)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE)
+        if whole_package
+        else frame.f_code.co_filename in MACHINERY
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def _is_safegen_file(filename: str) -> bool:

@@ -15,17 +15,19 @@ import dataclasses
 import json
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from safegen._stats import Stats
 
 __all__ = [
     "KINDS",
+    "Kind",
     "LayerRecord",
     "LossRecord",
     "Session",
     "SourceRecord",
     "current",
+    "kind_of",
     "record_error",
     "record_findings",
     "record_layer",
@@ -36,20 +38,52 @@ __all__ = [
 ]
 
 
-# Every kind of finding on a data source: its key in as_dict() and its name in summaries.
-# A source's (and the totals') "violations" is their sum.
-KINDS: tuple[tuple[str, str], ...] = (
-    ("changed_arrays", "changed array(s)"),
-    ("reused_containers", "reused container(s)"),
-    ("stopped_writes", "write(s) stopped"),
-    ("random_streams", "repeated random stream(s)"),
-    ("repeated_batches", "repeated batch(es)"),
+class Kind(NamedTuple):
+    """A kind of finding on a data source.
+
+    Attributes:
+        key: its key in ``as_dict()`` (``"changed_arrays"``).
+        name: its name in summaries (``"changed array(s)"``).
+        error: the name of the safegen error raised for it (``"AliasingError"``).
+        shown: what the user sees of it when safegen only warned (``"AliasingWarning"``).
+    """
+
+    key: str
+    name: str
+    error: str
+    shown: str
+
+
+# Every kind of finding on a data source. A source's (and the totals') "violations" is
+# their sum.
+KINDS: tuple[Kind, ...] = (
+    Kind("changed_arrays", "changed array(s)", "AliasingError", "AliasingWarning"),
+    Kind("reused_containers", "reused container(s)", "AliasingError", "AliasingWarning"),
+    Kind(
+        "stopped_writes",
+        "write(s) stopped",
+        "AliasingError",
+        "read-only ValueError the test caught",
+    ),
+    Kind("random_streams", "repeated random stream(s)", "RandomStreamError", "RandomStreamWarning"),
+    Kind("repeated_batches", "repeated batch(es)", "RepeatedBatchError", "RepeatedBatchWarning"),
 )
 
 
 def named_counts(counts: dict[str, int]) -> str:
     """``"1 changed array(s), 2 repeated batch(es)"``: the kinds found, with their counts."""
-    return ", ".join(f"{counts[key]} {name}" for key, name in KINDS if counts.get(key))
+    return ", ".join(f"{counts[kind.key]} {kind.name}" for kind in KINDS if counts.get(kind.key))
+
+
+def kind_of(error: BaseException) -> str | None:
+    """The key of the kind of finding that safegen raised ``error`` for, or ``None`` (a
+    ``ShapeError``, or not safegen's)."""
+    name = type(error).__name__
+    if name == "AliasingError":
+        # A rebuilt error has no report: counted as a changed array, as the totals do.
+        report = getattr(error, "report", None)
+        return "reused_containers" if getattr(report, "container", "") else "changed_arrays"
+    return next((kind.key for kind in KINDS if kind.error == name), None)
 
 
 def _violations(counts: dict[str, int], details: tuple[str, ...] = ()) -> str:
@@ -137,6 +171,9 @@ class Session:
         self.off: dict[str, str] = {}
         # Errors raised in worker processes (whose statistics stay there), by kind.
         self.remote: dict[str, int] = {}
+        # The findings safegen raised an error for (here or in a worker), by kind (KINDS'
+        # keys): the rest of the findings were only warned about.
+        self.raised: dict[str, int] = {}
 
     def record_source(self, name: str, location: str, mode: str, stats: Stats) -> None:
         key = (name, location, mode)
@@ -185,11 +222,18 @@ class Session:
         with self.lock:
             self.errors.append(error)
             del self.errors[:-16]  # the latest few are all a re-raise needs
+            self._count_raised(error)
 
     def record_remote(self, error: BaseException) -> None:
         with self.lock:
             kind = type(error).__name__
             self.remote[kind] = self.remote.get(kind, 0) + 1
+            self._count_raised(error)
+
+    def _count_raised(self, error: BaseException) -> None:
+        key = kind_of(error)
+        if key is not None:
+            self.raised[key] = self.raised.get(key, 0) + 1
 
     # -- Reading it -------------------------------------------------------------------
 
@@ -228,7 +272,7 @@ class Session:
                 }
             )
         total = sum((r.total() for r in sources), Stats())
-        totals = {key: sum(row[key] for row in rows) for key, _ in KINDS}
+        totals = {kind.key: sum(row[kind.key] for row in rows) for kind in KINDS}
         # Changes found in worker processes, whose statistics stay there.
         totals["changed_arrays"] += remote.get("AliasingError", 0)
         return {
@@ -253,6 +297,14 @@ class Session:
             "shape_errors": shape_errors,
             "in_worker_processes": remote,
         }
+
+    def warned(self) -> dict[str, int]:
+        """The findings so far that safegen only warned about, by kind (KINDS' keys): those
+        counted in ``as_dict()``'s totals, less those it raised an error for."""
+        totals = self.as_dict()["totals"]
+        with self.lock:
+            raised = dict(self.raised)
+        return {kind.key: totals[kind.key] - raised.get(kind.key, 0) for kind in KINDS}
 
     def summary(self, outcome: str = "") -> str:
         """A short human-readable summary, one line per source and per checked layer."""

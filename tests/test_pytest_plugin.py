@@ -12,6 +12,10 @@ import safegen
 # Imported here, before pytester snapshots sys.modules: TensorFlow aborts the process if a
 # test's cleanup drops it from sys.modules and the next test imports it again.
 keras = pytest.importorskip("keras")
+# Likewise safegen's modules that the inner runs would import first: dropped afterwards,
+# they would come back as new modules beside the old ones that safegen already holds
+# (safegen.guard from the old safegen._guard, safegen.stats reading the new one).
+import safegen._guard  # noqa: E402, F401
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,3 +263,89 @@ class TestWarnedViolations:
         result = pipelines.runpytest(*PLUGIN, "--safegen", "--safegen-warn", "test_sneaky.py")
         result.assert_outcomes(passed=1)
         result.stdout.fnmatch_lines(["  source sneaky() *violation(s) (*unattributed*"])
+
+
+CAUGHT_TESTS = """
+import numpy as np
+import pytest
+import keras
+
+import safegen
+
+
+def reused(batch_size=8):
+    x = np.zeros((batch_size, 2), np.float32)
+    for step in range(1000):
+        x[:] = step
+        yield x, x[:, :1].copy()
+
+
+class FirstRowsOnly(keras.utils.PyDataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        rows = np.arange(64.0).reshape(32, 2)  # the bug: the index is ignored
+        return rows, rows.mean(axis=1, keepdims=True)
+
+
+def test_expects_the_aliasing_error():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(loss="mse")
+    with pytest.raises(safegen.AliasingError):
+        model.fit(reused(), steps_per_epoch=3, epochs=1, verbose=0)
+
+
+def test_expects_the_repeated_batch_error():
+    dataset = safegen.guard(FirstRowsOnly())
+    dataset[0]
+    with pytest.raises(safegen.RepeatedBatchError):
+        dataset[1]
+
+
+def test_caught_error_and_a_warned_finding():
+    dataset = safegen.guard(FirstRowsOnly())
+    dataset[0]
+    with pytest.raises(safegen.RepeatedBatchError):
+        dataset[1]
+    warned = safegen.guard(FirstRowsOnly(), on_violation="warn")
+    warned[0]
+    warned[1]
+"""
+
+
+class TestCaughtErrors:
+    """An error safegen raised is the test's to fail on, or to expect."""
+
+    def test_expected_and_caught_errors_pass(self, pipelines):
+        """Tests that expect safegen's AliasingError or RepeatedBatchError and catch it
+        (pytest.raises) pass under --safegen; a warned finding beside one still fails."""
+        pipelines.makepyfile(test_caught=CAUGHT_TESTS)
+        result = pipelines.runpytest(*PLUGIN, "--safegen", "test_caught.py")
+        result.assert_outcomes(passed=2, failed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "*test_caught_error_and_a_warned_finding*",
+                "E * safegen found 1 repeated batch(es) during this test (see the "
+                "RepeatedBatchWarning above *",
+            ]
+        )
+        result.stdout.no_fnmatch_line("*AliasingWarning above*")
+
+
+class TestKinds:
+    """The plugin names each kind of finding from safegen._session.KINDS."""
+
+    def test_every_kind_names_safegen_error_and_warning(self):
+        """Each kind's error is a safegen error, its warning (where one) a safegen warning,
+        and the plugin counts every kind the summary totals (none is left out)."""
+        from safegen._session import KINDS, Session
+
+        for kind in KINDS:
+            assert issubclass(getattr(safegen, kind.error), safegen.SafegenError), kind
+            if kind.shown.endswith("Warning"):
+                assert issubclass(getattr(safegen, kind.shown), safegen.SafegenWarning), kind
+        session = Session()
+        assert set(session.warned()) == {kind.key for kind in KINDS}
+        assert {kind.key for kind in KINDS} <= set(session.as_dict()["totals"])

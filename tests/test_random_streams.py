@@ -162,6 +162,25 @@ class TestRepeatedBatches:
         assert (caught[0].filename, caught[0].lineno) == (code.co_filename, code.co_firstlineno)
 
 
+    def test_class_guarded_twice_points_at_its_own_getitem(self):
+        """A class guarded twice is named at its own __getitem__, and a framework's call
+        warns there, not at safegen's wrapper of it."""
+        twice = safegen.guard(safegen.guard(data.IgnoresIndex))
+        dataset = twice()
+        dataset[0]
+        with pytest.raises(safegen.RepeatedBatchError) as info:
+            dataset[1]
+        code = data.IgnoresIndex.__getitem__.__code__
+        where = f"IgnoresIndex.__getitem__() at tests/random_datasets.py:{code.co_firstlineno}"
+        assert str(info.value).startswith(where)
+        warn = {"on_violation": "warn"}
+        warned = safegen.guard(safegen.guard(data.IgnoresIndex, **warn), **warn)()
+        adapter = os.path.join(os.sep + "venv", "site-packages", "keras_adapter.py")
+        with pytest.warns(safegen.RepeatedBatchWarning) as caught:
+            exec(compile("dataset[0]\ndataset[1]\n", adapter, "exec"), {"dataset": warned})
+        assert (caught[0].filename, caught[0].lineno) == (code.co_filename, code.co_firstlineno)
+
+
 class TestReports:
     """The report types and errors, without workers."""
 
@@ -401,6 +420,9 @@ def test_spawned_workers():
 
 
 RANDOM_STREAM_WARNING = """\
+import multiprocessing
+import os
+
 import numpy as np
 import keras
 import safegen
@@ -411,11 +433,18 @@ class Noisy(keras.utils.PyDataset):
         super().__init__(**kwargs)
         self.x = np.random.rand(64, 2).astype("float32")
         self.rng = np.random.default_rng(0)
+        # Both worker processes of every epoch draw: the first call in each waits for
+        # the other's (a barrier shared by fork), as in tests/random_datasets.py.
+        self.home = self.started_in = os.getpid()
+        self.barrier = multiprocessing.Barrier(2)
 
     def __len__(self):
         return 4
 
     def __getitem__(self, index):  # GETITEM
+        if os.getpid() not in (self.home, self.started_in):
+            self.started_in = os.getpid()
+            self.barrier.wait(timeout=600)
         rows = self.x[index * 16:(index + 1) * 16]
         noise = self.rng.normal(scale=0.01, size=rows.shape)
         return rows + noise.astype("float32"), rows.mean(axis=1, keepdims=True)

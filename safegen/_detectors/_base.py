@@ -4,21 +4,16 @@ guarded generator's ``next()`` in a worker process: ``dataset`` is then the gene
 
 from __future__ import annotations
 
-import os
-import sys
-import warnings
 from types import CodeType
 from typing import Any
 
 from safegen import _session
 from safegen._frames import hide_safegen_frames
-from safegen._modes.source import def_line, in_library
+from safegen._modes.source import getitem_code, warn_at_user
 
-__all__ = ["Detector", "definition", "dispatch", "user_stacklevel"]
+__all__ = ["Detector", "definition", "dispatch"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 class Detector:
@@ -40,24 +35,12 @@ class Detector:
         """An epoch ended (or began)."""
 
 
-def user_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside safegen, for the caller's warning."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level
-
-
 def definition(source: Any) -> CodeType | None:
     """The code of a generator, or of a dataset's own ``__getitem__`` (``None`` if none)."""
     code = getattr(source, "gi_code", None)
     if isinstance(code, CodeType):
         return code
-    getitem = getattr(type(source), "__getitem__", None)
-    code = getattr(getattr(getitem, "__wrapped__", getitem), "__code__", None)
-    return code if isinstance(code, CodeType) else None
+    return getitem_code(type(source))
 
 
 def dispatch(
@@ -79,12 +62,7 @@ def dispatch(
         hide_safegen_frames()
         raise exc
     if handler == "warn":
-        level = user_stacklevel()
-        caller = sys._getframe(level - 1).f_code.co_filename
         code = definition(source) if source is not None else None
-        if code is not None and in_library(caller):
-            warnings.warn_explicit(report.message, warning, code.co_filename, def_line(code))
-        else:
-            warnings.warn(report.message, warning, stacklevel=level)
+        warn_at_user(report.message, warning, code, whole_package=True)
     elif callable(handler):
         handler(report)

@@ -8,8 +8,6 @@ safegen's hashing thread (``safegen._hasher``) and when it hashes them in place.
 from __future__ import annotations
 
 import collections
-import sys
-import warnings
 from time import perf_counter
 from typing import Any
 
@@ -32,15 +30,14 @@ from safegen._fingerprint import (
     sample,
     verify_sample,
 )
-from safegen._frames import hide_safegen_frames, user_stacklevel
+from safegen._frames import hide_safegen_frames
 from safegen._hasher import Job, submit
 from safegen._modes._base import _State
 from safegen._modes.source import (
     Source,
     _worker_process_name,
     current_line,
-    def_line,
-    in_library,
+    warn_at_user,
 )
 from safegen._report import AliasingReport
 from safegen._structure import Path, format_path, leaves
@@ -666,15 +663,9 @@ class Watch(_State):
                     f"{report.message}\n(safegen warns once per kind of change and data "
                     "source; the repeats are counted in safegen.stats() and the run summary)"
                 )
-                level = user_stacklevel()
-                caller = sys._getframe(level - 1).f_code.co_filename
-                code = self.source.code
-                if code is not None and in_library(caller):
-                    # The next() is a framework's (Keras's data adapter): point at the
-                    # generator instead, which is the user's code.
-                    warnings.warn_explicit(text, AliasingWarning, code.co_filename, def_line(code))
-                else:
-                    warnings.warn(text, AliasingWarning, stacklevel=level)
+                # A next() by a framework (Keras's data adapter) is pointed at the
+                # generator's definition instead, which is the user's code.
+                warn_at_user(text, AliasingWarning, self.source.code)
             elif callable(handler):
                 handler(report)
 

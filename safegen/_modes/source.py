@@ -4,16 +4,26 @@ lines of user code that reports and notes point at."""
 from __future__ import annotations
 
 import functools
+import inspect
 import linecache
 import os
+import sys
+import warnings
 from types import CodeType, TracebackType
 from typing import Any
 
 import numpy as np
 
-from safegen._frames import MACHINERY
+from safegen._frames import MACHINERY, in_library, user_stacklevel
 
-__all__ = ["Source", "current_line", "def_line", "in_library", "relative_filename"]
+__all__ = [
+    "Source",
+    "current_line",
+    "def_line",
+    "getitem_code",
+    "relative_filename",
+    "warn_at_user",
+]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
@@ -62,12 +72,31 @@ def def_line(code: CodeType) -> int:
     return first
 
 
-_LIBRARIES = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+def getitem_code(cls: Any) -> CodeType | None:
+    """The code of the dataset class ``cls``'s own ``__getitem__``, under every guard
+    wrapped around it (a class guarded twice), or ``None``."""
+    getitem = getattr(cls, "__getitem__", None)
+    try:
+        getitem = inspect.unwrap(getitem) if getitem is not None else None
+    except ValueError:  # a cycle of __wrapped__
+        pass
+    code = getattr(getitem, "__code__", None)
+    return code if isinstance(code, CodeType) else None
 
 
-def in_library(filename: str) -> bool:
-    """Whether ``filename`` is an installed package's (a framework's), not the user's."""
-    return any(part in filename for part in _LIBRARIES)
+def warn_at_user(
+    message: str, category: type[Warning], code: CodeType | None, *, whole_package: bool = False
+) -> None:
+    """Warn ``message`` at the caller's line, the first frame outside safegen's machinery
+    (outside safegen, with ``whole_package``); when that caller is a framework's (Keras's
+    data adapter, in a worker process), at the definition of ``code`` instead, which is
+    the user's (a generator, a dataset's ``__getitem__``)."""
+    level = user_stacklevel(whole_package=whole_package)
+    caller = sys._getframe(level - 1).f_code.co_filename
+    if code is not None and in_library(caller):
+        warnings.warn_explicit(message, category, code.co_filename, def_line(code))
+    else:
+        warnings.warn(message, category, stacklevel=level)
 
 
 def relative_filename(filename: str) -> str:

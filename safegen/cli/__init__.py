@@ -31,7 +31,8 @@ What :func:`main` does for every subcommand, so that none has to:
   rejects any that are not ``KEY=VALUE``.
 
 Exit statuses: 0 success, 2 usage error; each subcommand documents its others
-(``check``: 1 an array changed after it was handed out, 3 the data source raised).
+(``check``: 1 safegen found something, a changed array or a safegen error the source
+raised; 3 the data source raised).
 """
 
 from __future__ import annotations

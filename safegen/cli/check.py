@@ -1,8 +1,9 @@
 """``safegen check``: pull N items from a data source under safegen and report.
 
-Exit status: 0 clean, 1 an array changed after it was handed out (a safegen error the
-source raised itself, its own ``@safegen.guard``'s ``AliasingError`` say, is such a
-finding), 2 usage error (bad path, not importable, not iterable, bad option; the message
+Exit status: 0 clean, 1 safegen found something: an array changed after it was handed
+out, or a safegen error the source raised itself (its own ``@safegen.guard``'s
+``AliasingError``, a ``ShapeError``, a ``RepeatedBatchError``: each is such a finding),
+2 usage error (bad path, not importable, not iterable, bad option; the message
 says which), 3 the data source itself raised (its traceback is printed, without
 safegen's frames); on Ctrl-C, one line, then killed by SIGINT as Python is.
 
@@ -40,8 +41,9 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Import a generator function, a function returning an iterable, or a Keras "
             "PyDataset class, call it with the keyword arguments given, pull N items under "
-            "safegen and print a report. Exit status: 0 clean, 1 an array changed after it "
-            "was handed out, 2 usage error, 3 the source itself raised."
+            "safegen and print a report. Exit status: 0 clean, 1 safegen found something (an "
+            "array changed after it was handed out, or a safegen error the source raised), "
+            "2 usage error, 3 the source itself raised."
         ),
         epilog=(
             "examples: check mypkg.data:train_batches batch_size=8 --steps 50; "

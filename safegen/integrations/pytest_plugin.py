@@ -9,7 +9,8 @@ Registered through the ``pytest11`` entry point, it does nothing unless asked:
   the default mode), which the command line overrides.
 
 A test whose pipeline aliases fails with the ``AliasingError`` (safegen's own frames are
-hidden from the traceback); a test during which safegen found something it only warned
+hidden from the traceback), unless it expects that error and catches it
+(``pytest.raises``); a test during which safegen found something it only warned
 about (a change it cannot pin on the generator, a repeated random stream or batch, copy
 mode's warning about a dataset's own random generator) fails too, as ``safegen run``
 exits 1 for it, unless ``--safegen-warn`` asks for warnings only; the message names each
@@ -123,31 +124,15 @@ def pytest_configure(config: Any) -> None:
     config.add_cleanup(safegen.disable)
 
 
-# For each kind of finding (safegen._session.KINDS): the error raised for it, and what
-# the user sees of it above the failure.
-_SHOWN_AS = {
-    "changed_arrays": ("AliasingError", "AliasingWarning"),
-    "reused_containers": ("AliasingError", "AliasingWarning"),
-    "stopped_writes": ("AliasingError", "read-only ValueError the test caught"),
-    "random_streams": ("RandomStreamError", "RandomStreamWarning"),
-    "repeated_batches": ("RepeatedBatchError", "RepeatedBatchWarning"),
-}
-
-
-def _counts(session: Any) -> dict[str, int]:
-    """The findings so far, by kind (the detectors' included), as the summary counts them."""
-    totals = session.as_dict()["totals"]
-    return {key: totals[key] for key in _SHOWN_AS}
-
-
 def _failure(found: dict[str, int]) -> BaseException:
-    """The error failing a test during which safegen found ``found`` (kind: count)."""
+    """The error failing a test during which safegen warned about ``found`` (kind: count):
+    that of the first kind found, naming the warnings to look at."""
     import safegen
-    from safegen._session import named_counts
+    from safegen._session import KINDS, named_counts
 
-    kinds = [key for key in _SHOWN_AS if found.get(key)]
-    shown = ", ".join(dict.fromkeys(_SHOWN_AS[key][1] for key in kinds))
-    error: type[BaseException] = getattr(safegen, _SHOWN_AS[kinds[0]][0])
+    kinds = [kind for kind in KINDS if found.get(kind.key)]
+    shown = ", ".join(dict.fromkeys(kind.shown for kind in kinds))
+    error: type[BaseException] = getattr(safegen, kinds[0].error)
     return error(
         f"safegen found {named_counts(found)} during this test (see the {shown} above and "
         "the safegen summary); pytest --safegen-warn reports them without failing the test"
@@ -156,13 +141,14 @@ def _failure(found: dict[str, int]) -> BaseException:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: Any) -> Any:
-    """Fail a test during which safegen found something it only warned about."""
+    """Fail a test during which safegen found something it only warned about (an error it
+    raised fails the test by itself, unless the test expected and caught it)."""
     session = getattr(item.config, "_safegen_session", None)
     if session is None or getattr(item.config, "_safegen_warn", False):
         return (yield)
-    before = _counts(session)
+    before = session.warned()
     result = yield  # a failing test raises here: its own failure is reported as it is
-    found = {key: count - before[key] for key, count in _counts(session).items()}
+    found = {key: count - before[key] for key, count in session.warned().items()}
     if any(count > 0 for count in found.values()):
         __tracebackhide__ = True
         raise _failure({key: count for key, count in found.items() if count > 0})
