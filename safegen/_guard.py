@@ -174,7 +174,25 @@ def _source_of(obj: Any, function: Any = None) -> Source:
     return Source(f"{type(obj).__qualname__} object", None)
 
 
-class _SerializedGenerator(wrapt.ObjectProxy):  # type: ignore[type-arg]
+class _ByIdentity:
+    """Equality and hash by identity, for the proxies of safegen's own objects.
+
+    A wrapt proxy compares and hashes as what it wraps; a guarded generator is its own
+    object, as a generator is, and a guarded list of arrays must stay hashable and not
+    compare arrays with ``==``.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+
+class _SerializedGenerator(_ByIdentity, wrapt.ObjectProxy):  # type: ignore[type-arg]
     """A guarded generator that several threads may share.
 
     ``next()``, ``send()``, ``throw()`` and ``close()`` take a per-generator lock, as the
@@ -213,17 +231,6 @@ class _SerializedGenerator(wrapt.ObjectProxy):  # type: ignore[type-arg]
     def close(self) -> None:
         with self._self_lock:
             self.__wrapped__.close()
-
-    # Identity, as for a generator (the proxy would otherwise compare and hash as the
-    # generator it wraps).
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __ne__(self, other: object) -> bool:
-        return self is not other
-
-    def __hash__(self) -> int:
-        return object.__hash__(self)
 
     def __repr__(self) -> str:
         return f"<safegen-guarded {self.__wrapped__!r}>"
@@ -268,7 +275,7 @@ def _wrap_iterator(
     return guarded
 
 
-class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
+class _GuardedIterable(_ByIdentity, wrapt.ObjectProxy):  # type: ignore[type-arg]
     """An iterable whose every iterator is guarded; everything else goes to the iterable.
 
     A wrapt proxy: attributes, ``len``, indexing, ``in``, truth, comparison and
@@ -289,17 +296,6 @@ class _GuardedIterable(wrapt.ObjectProxy):  # type: ignore[type-arg]
 
     def __repr__(self) -> str:
         return f"<safegen-guarded {self.__wrapped__!r}>"
-
-    # Identity, as before it was a wrapt proxy (which would compare and hash as the
-    # iterable: a guarded list of arrays would be unhashable, and == would compare arrays).
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __ne__(self, other: object) -> bool:
-        return self is not other
-
-    def __hash__(self) -> int:
-        return object.__hash__(self)
 
     def _self_safegen_stats(self) -> Stats:
         return self._self_totals.total()
