@@ -98,6 +98,7 @@ def fit_sequence_source(model, mode, data):
 
 
 def main(source, mode, data):
+    tf_keras.utils.set_random_seed(0)  # the same initial weights in every run
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
         model = tf_keras.Sequential([tf_keras.Input((2,)), tf_keras.layers.Dense(1)])
