@@ -38,6 +38,7 @@ def main(mode):
     # Under MirroredStrategy, TensorFlow writes into some yielded arrays that it wrapped
     # without copying; check mode warns about those (it cannot pin them on the generator).
     warnings.simplefilter("ignore", safegen.AliasingWarning)
+    keras.utils.set_random_seed(0)  # the same initial weights in every run
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
