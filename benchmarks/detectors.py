@@ -41,7 +41,8 @@ import numpy as np  # noqa: E402
 from _common import RESULTS, environment, load_average, spread, write_results  # noqa: E402
 
 import safegen  # noqa: E402
-import safegen._dataset as _dataset  # noqa: E402
+from safegen._handle import handle_of  # noqa: E402
+from safegen._sources import datasets as _datasets  # noqa: E402
 
 ROUNDS = 40
 
@@ -73,9 +74,9 @@ def _image_pool(count=16):
 
 
 def _time(batches, detectors):
-    saved = _dataset.dataset_detectors
+    saved = _datasets.dataset_detectors
     if not detectors:
-        _dataset.dataset_detectors = lambda *args: ()
+        _datasets.dataset_detectors = lambda *args: ()
     try:
         dataset = safegen.guard(Pool(batches), mode="check")
         dataset[0]  # the guard is made on first use: not timed
@@ -84,7 +85,7 @@ def _time(batches, detectors):
             dataset[index]
         elapsed = time.perf_counter() - start
     finally:
-        _dataset.dataset_detectors = saved
+        _datasets.dataset_detectors = saved
     return elapsed / (len(batches) - 1)
 
 
@@ -110,7 +111,7 @@ def detector_alone(batches, calls=20000, rounds=15):
     minus the same loop without the call."""
     dataset = safegen.guard(Pool(batches), mode="check")
     dataset[0]
-    guard = _dataset._GUARDS[dataset]
+    guard = handle_of(dataset)
     [repeats] = guard.detectors
     seen = repeats.seen
     after = guard.after

@@ -175,6 +175,21 @@ def _variant(make):
     return lambda n: _time_next(it, n)
 
 
+def _unlocked(make):
+    """Time a guarded generator's step without the proxy and its lock."""
+    from safegen._handle import handle_of
+
+    step = handle_of(make()).step
+
+    def time_steps(count):
+        start = time.perf_counter()
+        for _ in range(count):
+            step(None)
+        return (time.perf_counter() - start) / count
+
+    return time_steps
+
+
 def measure(variants, count, rounds, progress):
     """Per-call seconds of each variant: {name: [one figure per round]}."""
     results = {name: [] for name in variants}
@@ -275,10 +290,10 @@ def seed_batch(count, rounds, progress, tf):
         **_modes(pool),
         **_copy_baselines(pool, tf, pair=True),
         "check, same arrays": _variant(lambda: safegen.guard(_cycle([same]), mode="check")),
-        # The guarded generator without the lock that makes it thread-safe: the driver
-        # generator the proxy serializes (not something a user can get).
-        "check, no lock": _variant(lambda: safegen.guard(_cycle(pool)).__wrapped__),
-        "copy, no lock": _variant(lambda: safegen.guard(_cycle(pool), mode="copy").__wrapped__),
+        # The guarded generator without the lock that makes it thread-safe: its handle's
+        # step, called directly (not something a user can get).
+        "check, no lock": _unlocked(lambda: safegen.guard(_cycle(pool))),
+        "copy, no lock": _unlocked(lambda: safegen.guard(_cycle(pool), mode="copy")),
         "check, window 48": _variant(lambda: safegen.guard(_cycle(pool), window=48)),
     }
     samples = measure(variants, count, rounds, progress)
@@ -392,15 +407,19 @@ def _time_busy(it, count, busy):
 
 def _in_place(pool):
     """Check mode with the hash made in place, for comparison (not a public switch)."""
+    from safegen._handle import handle_of
+
     guarded = safegen.guard(_cycle(pool), mode="check")
-    safegen._guard._STATES[guarded].background = False
+    handle_of(guarded).mode.background = False
     return guarded
 
 
 def _always_background(pool):
     """Check mode handing every array above 128 KiB to the thread, whatever its size."""
+    from safegen._handle import handle_of
+
     guarded = safegen.guard(_cycle(pool), mode="check")
-    safegen._guard._STATES[guarded].background_above = 0
+    handle_of(guarded).mode.background_above = 0
     return guarded
 
 
@@ -676,8 +695,103 @@ def _tensorflow(quick):
     return tf
 
 
+# The variants --root compares across checkouts: public API only, so that any commit runs.
+COMPARED = ("bare", "check", "copy", "hand copy")
+
+
+def seed_only(count, rounds):
+    """The seed batch's compared variants in this process: {name: [per-call seconds]}."""
+    rng = np.random.default_rng(0)
+    pool = _pool(lambda i: _seed(rng), SEED_POOL)
+    variants = {
+        "bare": _variant(lambda: _cycle(pool)),
+        "check": _variant(lambda: safegen.guard(_cycle(pool), mode="check")),
+        "copy": _variant(lambda: safegen.guard(_cycle(pool), mode="copy")),
+        "hand copy": _variant(lambda: _hand_copy_pair(pool)),
+    }
+
+    class _Quiet:
+        def update(self, n):
+            pass
+
+    return measure(variants, count, rounds, _Quiet())
+
+
+def compare_roots(roots, rounds, count, inner):
+    """Run the seed section of each checkout in ``roots`` in its own process, the
+    checkouts in random order in every round; returns {root: {variant: [overhead per
+    round, us]}} (each figure is one process's median over ``inner`` rounds)."""
+    import subprocess
+
+    figures = {root: {name: [] for name in COMPARED if name != "bare"} for root in roots}
+    raw = {root: {name: [] for name in COMPARED} for root in roots}
+    order = list(roots)
+    for number in range(rounds):
+        random.shuffle(order)
+        for root in order:
+            env = {**os.environ, "PYTHONPATH": str(root)}
+            output = subprocess.run(
+                [sys.executable, __file__, "--seed-only", str(count), str(inner)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+                cwd=root,
+            ).stdout
+            samples = json.loads(output)
+            where = samples.pop("safegen")
+            if not where.startswith(str(root)):
+                raise RuntimeError(f"{root}: the process imported safegen from {where}")
+            medians = {name: statistics.median(values) for name, values in samples.items()}
+            for name in COMPARED:
+                raw[root][name].append(medians[name] * 1e6)
+                if name != "bare":
+                    figures[root][name].append((medians[name] - medians["bare"]) * 1e6)
+        print(f"round {number + 1}/{rounds} done", file=sys.stderr)
+    return figures, raw
+
+
+def _compare_markdown(figures, raw, loads):
+    lines = [
+        "| checkout | check overhead, us | copy overhead, us | hand copy overhead, us "
+        "| bare next(), us |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell(values):
+        return (
+            f"{statistics.median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
+        )
+
+    for root, per in figures.items():
+        lines.append(
+            f"| {root} | {cell(per['check'])} | {cell(per['copy'])} | "
+            f"{cell(per['hand copy'])} | {cell(raw[root]['bare'])} |"
+        )
+    lines.append("")
+    lines.append(
+        "Seed batch (x (64, 2) + y (64, 1) float64), median [min, max] over processes; "
+        f"load average {loads[0]:.2f} at the start, {loads[1]:.2f} at the end."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--seed-only"]:  # one process of a --root comparison
+        count, inner = int(argv[1]), int(argv[2])
+        print(json.dumps({**seed_only(count, inner), "safegen": safegen.__file__}))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--root",
+        action="append",
+        type=Path,
+        default=[],
+        help="another checkout to compare with this one on the seed batch (repeatable): "
+        "each round runs the seed batch's check, copy and hand copy in one process per "
+        "checkout (its safegen on PYTHONPATH), the checkouts in random order",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -685,6 +799,28 @@ def main(argv=None):
         "--note", default="", help="a sentence on the conditions, stored with the results"
     )
     args = parser.parse_args(argv)
+    if args.root:
+        roots = [Path(__file__).resolve().parent.parent, *(r.resolve() for r in args.root)]
+        load_start = os.getloadavg()[0]
+        figures, raw = compare_roots(roots, args.rounds or 15, 20_000, 5)
+        report = {
+            "machine": f"{platform.node()}, {platform.processor() or platform.machine()}, "
+            f"Python {platform.python_version()}, NumPy {np.__version__}",
+            "note": args.note,
+            "load_average": {"start": load_start, "end": os.getloadavg()[0]},
+            "overhead_us": {str(root): per for root, per in figures.items()},
+            "per_call_us": {str(root): per for root, per in raw.items()},
+        }
+        markdown = _compare_markdown(
+            {str(k): v for k, v in figures.items()},
+            {str(k): v for k, v in raw.items()},
+            (load_start, os.getloadavg()[0]),
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "per_yield_roots.json").write_text(json.dumps(report, indent=2) + "\n")
+        (args.out / "per_yield_roots.md").write_text(markdown)
+        print(markdown)
+        return 0
     from tqdm import tqdm
 
     load_start = os.getloadavg()

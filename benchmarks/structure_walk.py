@@ -76,7 +76,7 @@ from _common import RESULTS, environment, load_average, spread, write_results
 
 import safegen
 from safegen._copying import ALIGN_ABOVE
-from safegen._modes.check import _FLAT
+from safegen._modes._flat import FLAT as _FLAT
 from safegen._structure import foreign_views, format_path, is_foreign, leaves, map_arrays
 
 ROOT = Path(__file__).resolve().parents[1]

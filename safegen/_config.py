@@ -36,7 +36,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-__all__ = ["Settings", "configure", "mode", "settings"]
+__all__ = ["Options", "Settings", "configure", "mode", "settings"]
 
 Mode = Literal["check", "copy", "freeze", "off"]
 OnViolation = Literal["raise", "warn"] | Callable[[Any], object]
@@ -78,6 +78,54 @@ class Settings:
 
 
 Settings.__module__ = "safegen"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What one way in was given (``guard``, ``enable``, ``configure``, a check), validated
+    once by :meth:`parse`; ``None`` takes the value in force when a source is guarded.
+
+    Example:
+        >>> Options.parse("safegen.guard()", mode="COPY").mode
+        'copy'
+    """
+
+    mode: Mode | None = None
+    on_violation: OnViolation | None = None
+    window: int | None = None
+    verify_all: bool | None = None
+
+    @classmethod
+    def parse(cls, caller: str, **given: Any) -> Options:
+        """Validate ``given`` (``mode``, ``on_violation``, ``window``, ``verify_all``;
+        ``None`` for unset); an invalid value raises naming ``caller``, with the valid ones."""
+        checked: dict[str, Any] = {}
+        for name, value in given.items():
+            if value is not None:
+                checked[name] = _VALIDATORS[name](value, caller)
+        return cls(**checked) if checked else NO_OPTIONS
+
+    def given(self) -> dict[str, Any]:
+        """The options that were set."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+    def resolve(self) -> Settings:
+        """The settings for a source guarded here and now: these options over the
+        defaults in force, with ``SAFEGEN_DISABLE`` applied."""
+        base = settings()
+        given = self.given() if self is not NO_OPTIONS else None
+        result = dataclasses.replace(base, **given) if given else base
+        if result.mode in ("check", "freeze") and disabled():
+            result = dataclasses.replace(result, mode="off")
+        return result
+
+    def but(self, **changes: Any) -> Options:
+        """A copy with ``changes`` (already validated)."""
+        return dataclasses.replace(self, **changes)
 
 
 def validate_mode(value: object, source: str) -> Mode:
@@ -126,6 +174,15 @@ def validate_verify_all(value: object, source: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{source}: verify_all must be True or False, got {value!r}")
     return value
+
+
+_VALIDATORS: dict[str, Callable[[object, str], Any]] = {
+    "mode": validate_mode,
+    "on_violation": validate_on_violation,
+    "window": validate_window,
+    "verify_all": validate_verify_all,
+}
+NO_OPTIONS = Options()
 
 
 def _mode_from_environment() -> Settings:
@@ -227,15 +284,13 @@ def configure(
         >>> _ = safegen.configure(mode="check")
     """
     global _global
-    changes: dict[str, Any] = {}
-    if mode is not None:
-        changes["mode"] = validate_mode(mode, "safegen.configure()")
-    if on_violation is not None:
-        changes["on_violation"] = validate_on_violation(on_violation, "safegen.configure()")
-    if window is not None:
-        changes["window"] = validate_window(window, "safegen.configure()")
-    if verify_all is not None:
-        changes["verify_all"] = validate_verify_all(verify_all, "safegen.configure()")
+    changes = Options.parse(
+        "safegen.configure()",
+        mode=mode,
+        on_violation=on_violation,
+        window=window,
+        verify_all=verify_all,
+    ).given()
     _global = dataclasses.replace(_base(), **changes)
     return settings()
 
@@ -295,12 +350,3 @@ def settings() -> Settings:
     if context is None:
         return base
     return dataclasses.replace(base, mode=context)
-
-
-def resolve(overrides: dict[str, Any]) -> Settings:
-    """Settings for a new generator: ``overrides`` (already validated) over the defaults."""
-    base = settings()
-    result = dataclasses.replace(base, **overrides) if overrides else base
-    if result.mode in ("check", "freeze") and disabled():
-        result = dataclasses.replace(result, mode="off")
-    return result

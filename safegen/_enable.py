@@ -26,13 +26,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from safegen import _session
-from safegen._config import (
-    Mode,
-    OnViolation,
-    validate_mode,
-    validate_on_violation,
-    validate_window,
-)
+from safegen._config import Mode, OnViolation, Options
 from safegen._frames import in_library
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,22 +58,22 @@ _SHAPE_INTEGRATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-class Options:
+class Enabled:
     """What ``enable()`` was given: the guard options and whether to check layers."""
 
-    __slots__ = ("overrides", "shapes")
+    __slots__ = ("options", "shapes")
 
-    def __init__(self, overrides: dict[str, Any], shapes: bool) -> None:
-        self.overrides = overrides
+    def __init__(self, options: Options, shapes: bool) -> None:
+        self.options = options
         self.shapes = shapes
 
 
 _lock = threading.RLock()
-_options: Options | None = None
+_options: Enabled | None = None
 _undo: dict[str, list[Undo]] = {}  # framework -> undo functions, in install order
 
 
-def options() -> Options | None:
+def options() -> Enabled | None:
     """The active options, or ``None`` when safegen is not enabled."""
     return _options
 
@@ -143,20 +137,14 @@ def enable(
         True
         >>> safegen.disable()
     """
-    overrides: dict[str, Any] = {}
-    if mode is not None:
-        overrides["mode"] = validate_mode(mode, "safegen.enable()")
-    if on_violation is not None:
-        overrides["on_violation"] = validate_on_violation(on_violation, "safegen.enable()")
-    if window is not None:
-        overrides["window"] = validate_window(window, "safegen.enable()")
+    given = Options.parse("safegen.enable()", mode=mode, on_violation=on_violation, window=window)
     if not isinstance(shapes, bool):
         raise TypeError(f"safegen.enable(): shapes must be True or False, got {shapes!r}")
     global _options
     with _lock:
         previous = _options
-        _options = Options(overrides, shapes)
-        _session.start().off = _what_is_off(overrides, shapes)
+        _options = Enabled(given, shapes)
+        _session.start().off = _what_is_off(given, shapes)
         if previous is not None and previous.shapes != shapes:
             _uninstall_all()  # the set of installers changed: start over
         _add_finder()
@@ -220,27 +208,27 @@ def enabled(
                 disable()
             else:
                 enable(
-                    before.overrides.get("mode"),
+                    before.options.mode,
                     shapes=before.shapes,
-                    on_violation=before.overrides.get("on_violation"),
-                    window=before.overrides.get("window"),
+                    on_violation=before.options.on_violation,
+                    window=before.options.window,
                 )
                 if session_before is not None:
                     _session._current = session_before
 
 
-def _what_is_off(overrides: dict[str, Any], shapes: bool) -> dict[str, str]:
+def _what_is_off(given: Options, shapes: bool) -> dict[str, str]:
     """What ``enable()`` leaves off, and why, for the run summary."""
     from safegen import _config
 
     off: dict[str, str] = {}
     try:
-        mode = overrides.get("mode") or _config.settings().mode
+        mode = given.mode or _config.settings().mode
         disabled = _config.disabled()
     except ValueError:  # an invalid environment variable: reported where it is used
         return off
     if mode == "off":
-        if "mode" in overrides:
+        if given.mode is not None:
             why = "mode 'off' was asked for (--mode off, --safegen=off or enable('off'))"
         elif os.environ.get(_config.ENV_VAR, "").strip():
             why = f"{_config.ENV_VAR}={os.environ[_config.ENV_VAR].strip()}"
@@ -460,35 +448,6 @@ class _LoaderProxy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
-
-
-def guard_source(obj: Any, *, accept_iterators: bool = False) -> tuple[Any, Undo | None]:
-    """Guard one data source given to a framework while enabled.
-
-    Generators are guarded (a new generator is returned); Keras ``PyDataset``/``Sequence``
-    instances are guarded in place until the returned undo function is called; with
-    ``accept_iterators``, other iterators too (``tf_keras`` accepts them). Anything else,
-    and anything already guarded, is returned as it is.
-
-    Returns:
-        ``(source, undo)``: what to hand to the framework, and a function that puts a
-            dataset instance back as it was (``None`` when there is nothing to undo).
-    """
-    from safegen._dataset import is_dataset
-    from safegen._guard import guard_for_enable, is_guarded
-
-    options = _options
-    if options is None or is_guarded(obj):
-        return obj, None
-    import inspect
-
-    if is_dataset(obj):
-        return guard_for_enable(obj, options.overrides)
-    if inspect.isgenerator(obj) or (
-        accept_iterators and hasattr(obj, "__next__") and hasattr(obj, "__iter__")
-    ):
-        return guard_for_enable(obj, options.overrides)
-    return obj, None
 
 
 _add_finder()

@@ -21,11 +21,17 @@ _DIR = os.path.dirname(os.path.abspath(__file__))
 
 # The files whose frames stand between the user's code and a guarded generator, with every
 # module of the modes package (tests/test_package.py checks that none is left out).
-_FILES = ("_guard.py", "_config.py", "_structure.py", "_copying.py", "_dataset.py")
-_MODES = ("__init__.py", "_base.py", "check.py", "copy.py", "freeze.py", "source.py")
+_FILES = ("_guard.py", "_handle.py", "_config.py", "_structure.py", "_copying.py")
+# Every module of these packages (the source kinds and the modes).
+_PACKAGES = ("_sources", "_modes")
 MACHINERY = frozenset(
     [os.path.join(_DIR, name) for name in _FILES]
-    + [os.path.join(_DIR, "_modes", name) for name in _MODES]
+    + [
+        os.path.join(_DIR, package, name)
+        for package in _PACKAGES
+        for name in sorted(os.listdir(os.path.join(_DIR, package)))
+        if name.endswith(".py")
+    ]
 )
 
 

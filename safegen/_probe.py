@@ -9,13 +9,13 @@ import dataclasses
 import inspect
 from typing import Any
 
+from safegen._config import Options
 from safegen._config import mode as config_mode
-from safegen._config import validate_mode, validate_window
-from safegen._dataset import is_dataset, is_dataset_class, lent, own_mode
 from safegen._errors import SafegenError
-from safegen._guard import _STATES, _refuse, _wrap_callable, guard
-from safegen._modes import Copy
+from safegen._handle import Handle, handle_of
 from safegen._report import AliasingReport
+from safegen._sources import guard_source
+from safegen._sources.datasets import is_dataset, is_dataset_class, lent, own_mode
 
 __all__ = ["DEFAULT_STEPS", "ProbeResult", "probe"]
 
@@ -162,18 +162,16 @@ def probe(
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if validate_mode(mode, "probe") not in ("check", "freeze"):
+    options = Options.parse("probe", mode=mode, window=window)
+    if options.mode not in ("check", "freeze"):
         raise ValueError(f"mode must be 'check' or 'freeze' to find aliasing, got {mode!r}")
-    options: dict[str, Any] = {"mode": mode}
-    if window is not None:
-        options["window"] = validate_window(window, "probe")
     result = ProbeResult(name=name or _describe(obj), mode=mode)
     if inspect.isasyncgenfunction(obj) or inspect.isasyncgen(obj):
         raise TypeError(
             f"{result.name} is an async generator: pulling from it needs an event loop, which "
             "this check does not run; iterate it under asyncio with safegen.guard instead"
         )
-    options["on_violation"] = result.reports.append
+    options = options.but(on_violation=result.reports.append)
     with config_mode(mode):  # type: ignore[arg-type]
         _read(obj, steps, epochs, options, args, kwargs or {}, caller, result)
     return result
@@ -183,7 +181,7 @@ def _read(
     obj: Any,
     steps: int | None,
     epochs: int,
-    options: dict[str, Any],
+    options: Options,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     caller: str,
@@ -194,21 +192,18 @@ def _read(
     if is_dataset_class(obj) or is_dataset(obj):
         result.own_copies_set_aside = own_mode(obj) == "copy"
     if is_dataset_class(obj):
-        obj = guard(obj, **options)(*args, **kwargs)
+        obj = guard_source(obj, options)(*args, **kwargs)
     elif is_dataset(obj):
         with lent(obj):  # its class, attributes and own guard (if any) are given back
-            return _pull_dataset(guard(obj, **options), steps, epochs, result)
+            return _pull_dataset(guard_source(obj, options), steps, epochs, result)
     elif callable(obj) and not hasattr(obj, "__next__"):
-        if isinstance(obj, type):
-            made = guard(obj, **options)
-        else:
-            _refuse(obj)
-            made = _wrap_callable(obj, options, f"was given to {caller} as the data source")
+        role = f"was given to {caller} as the data source"
+        made = guard_source(obj, options, role=role)
         return _pull_iterator(made(*args, **kwargs), steps, result)
     if is_dataset(obj):
         return _pull_dataset(obj, steps, epochs, result)
     if hasattr(obj, "__next__") or hasattr(obj, "__iter__"):
-        return _pull_iterator(guard(obj, **options), steps, result)
+        return _pull_iterator(guard_source(obj, options), steps, result)
     raise TypeError(
         f"{result.name}: expected a generator function, a function returning an iterable, a "
         f"PyDataset class or instance, or an iterable; got {type(obj).__qualname__}"
@@ -276,12 +271,9 @@ def _reads_copies(iterator: Any) -> bool:
     """Whether the probe's guarded ``iterator`` reads what the source's own guard hands
     out in copy mode: the object the probe's guard wraps is a guarded generator whose
     state copies. A guard the source merely uses inside (on a helper) is not that one."""
-    try:
-        state = _STATES.get(iterator)
-        inner = _STATES.get(state.producer) if state is not None else None
-    except TypeError:  # not weakly referenceable, or unhashable: not safegen's
-        return False
-    return isinstance(inner, Copy)
+    handle = handle_of(iterator)
+    inner = handle_of(handle.producer) if isinstance(handle, Handle) else None
+    return isinstance(inner, Handle) and inner.settings.mode == "copy"
 
 
 def _stopped(error: SafegenError, result: ProbeResult) -> None:

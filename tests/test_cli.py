@@ -368,7 +368,8 @@ class TestAssertNoAliasing:
         with pytest.raises(AssertionError, match="SharedBuffer.__getitem__"):
             assert_no_aliasing(dataset, steps=3)
         assert type(dataset) is SharedBuffer
-        assert "_safegen_settings" not in vars(dataset)
+        with pytest.raises(TypeError, match="needs a generator"):
+            safegen.stats(dataset)  # no longer guarded
 
     def test_helper_guarded_in_copy_mode_is_not_the_source(self):
         """A copy-mode guard on a helper the source reads does not make it 'clean as copied'."""

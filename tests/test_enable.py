@@ -44,7 +44,7 @@ class TestSwitch:
         safegen.enable()
         safegen.enable(mode="copy")
         assert safegen.is_enabled()
-        assert _enable.options().overrides == {"mode": "copy"}
+        assert _enable.options().options.mode == "copy"
         safegen.disable()
         safegen.disable()
         assert not safegen.is_enabled()
@@ -54,9 +54,9 @@ class TestSwitch:
         """with safegen.enabled(): nests, and gives back the options it found."""
         safegen.enable(mode="copy")
         with safegen.enabled(mode="freeze") as session:
-            assert _enable.options().overrides == {"mode": "freeze"}
+            assert _enable.options().options.mode == "freeze"
             assert session is safegen._session.current()
-        assert _enable.options().overrides == {"mode": "copy"}
+        assert _enable.options().options.mode == "copy"
         safegen.disable()
         with safegen.enabled():
             assert safegen.is_enabled()
@@ -367,7 +367,8 @@ class TestFit:
         with pytest.raises(safegen.AliasingError, match=r"SharedBuffer.__getitem__\(\) at"):
             _mean_model().fit(dataset, epochs=1, verbose=0)
         assert type(dataset) is cls
-        assert "_safegen_settings" not in dataset.__dict__
+        with pytest.raises(TypeError, match="needs a generator"):
+            safegen.stats(dataset)  # no longer guarded
 
     def test_already_guarded_source_keeps_its_options(self):
         """A generator guarded by the user in copy mode is not guarded again in check mode."""

@@ -9,7 +9,7 @@ import multiprocessing
 import pytest
 
 import safegen
-from safegen._detectors import generators
+from safegen._handle import handle_of
 from tests import tf_keras_random_generators as gens
 
 _SHARED = None
@@ -60,11 +60,13 @@ def test_no_report(function):
 
 
 def test_nothing_done_in_the_guarding_process():
-    """In the process that guarded it, a generator's send function is the driver's own."""
+    """In the process that guarded it, a generator's handle steps it itself (no watcher)
+    and has no channel until a fork."""
     guarded = safegen.guard(gens.cycled)()
     next(guarded)
-    assert guarded._self_send == guarded.__wrapped__.send
-    assert guarded in generators._WATCHED
+    handle = handle_of(guarded)
+    assert handle.send == handle.step
+    assert handle.channel is None
 
 
 def test_full_batch_training_is_not_reported():

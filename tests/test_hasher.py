@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import safegen
-from safegen import _guard, _hasher
-from safegen._modes import check
+from safegen import _hasher
+from safegen._handle import handle_of
+from safegen._modes import _check_background, check
 
 # 20 MB of float64, above the size from which check mode hashes in the background.
 SHAPE = (20, 250, 250, 2)
@@ -26,7 +27,8 @@ def _hashing_threads() -> list[threading.Thread]:
 
 
 def _state(gen):
-    return _guard._STATES[gen]
+    """Check mode's state of the guarded generator ``gen``, through its handle."""
+    return handle_of(gen).mode
 
 
 def reused(shape=SHAPE, write=lambda x, i: x.fill(i)):
@@ -273,7 +275,7 @@ class TestThreadLifecycle:
         def fail(array):
             raise MemoryError("no memory for the hash")
 
-        monkeypatch.setattr(check, "digest", fail)
+        monkeypatch.setattr(_check_background, "digest", fail)
         it = safegen.guard(fresh(3))
         next(it)
         with pytest.raises(MemoryError, match="no memory for the hash") as info:
@@ -286,7 +288,7 @@ class TestThreadLifecycle:
         def fail(array):
             raise MemoryError("no memory for the hash")
 
-        monkeypatch.setattr(check, "digest", fail)
+        monkeypatch.setattr(_check_background, "digest", fail)
         bare = safegen.guard(fresh(3))
         next(bare)
         with pytest.raises(MemoryError) as info:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import safegen
 from safegen._address import extent
 from safegen._fingerprint import bounds
-from safegen._modes import check
+from safegen._modes import _check_index
 
 
 def _reports(factory, steps, **options):
@@ -47,7 +47,7 @@ class TestAddress:
         from safegen import _address
 
         monkeypatch.setattr(_address, "read_address", None)
-        monkeypatch.setattr(check, "_read_address", None)
+        monkeypatch.setattr(_check_index, "_read_address", None)
         base = np.arange(48.0).reshape(8, 6)
         assert extent(base[2:5]) == bounds(base[2:5])
         data = np.zeros((64, 4))
@@ -146,12 +146,12 @@ class TestIndexAgreesWithScan:
 
             return gen
 
-        scan_limit = check._SCAN_UP_TO
+        scan_limit = _check_index.SCAN_UP_TO
         try:
             indexed = _reports(make(), len(steps), window=window)
-            check._SCAN_UP_TO = 10**9
+            _check_index.SCAN_UP_TO = 10**9
             scanned = _reports(make(), len(steps), window=window)
         finally:
-            check._SCAN_UP_TO = scan_limit
+            _check_index.SCAN_UP_TO = scan_limit
         # The same reports; within one step they may come in another order (by address).
         assert sorted(indexed) == sorted(scanned)

@@ -149,3 +149,36 @@ class TestSafegenRun:
         assert result.returncode == 0, result.stderr[-3000:]
         noise = _draws(str(tmp_path))
         assert len(noise) >= 8 and len(set(noise)) == len(noise)
+
+
+class TestSafegenRunSteps:
+    """tests/tf_keras_steps_run.py, unmodified, under `python -m safegen run`: ``fit(batches(),
+    steps_per_epoch=20, workers=2, use_multiprocessing=True)``."""
+
+    def _run(self, which):
+        root = Path(__file__).resolve().parent.parent
+        return subprocess.run(
+            [sys.executable, "-m", "safegen", "run", "tests/tf_keras_steps_run.py", which],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
+
+    def test_counting_generator_exits_1_naming_the_repeated_batches(self):
+        """A generator counting its steps (np.full(..., i)): its copies yield the same
+        batches, named with both worker processes; exit status 1."""
+        result = self._run("counting")
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "safegen.RepeatedBatchError: counting() at tests/" in result.stderr
+        assert "is the same, array for array" in result.stderr
+        assert result.stderr.count("Keras_worker_ForkPoolWorker") >= 2
+        assert "1 repeated batch(es)" in result.stderr
+
+    def test_noise_generator_exits_1_naming_the_random_stream(self):
+        """The same fit on noise from NumPy's global state: the random stream is reported."""
+        result = self._run("noise")
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "safegen.RandomStreamError: global_noise() at tests/" in result.stderr
+        assert "1 repeated random stream(s)" in result.stderr

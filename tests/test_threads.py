@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 import threading
@@ -25,12 +26,15 @@ def numbered(total=CALLS):
         yield index, x, x.mean(axis=1, keepdims=True)
 
 
+_SAFEGEN = os.path.dirname(safegen.__file__)
+
+
 def _inside_next(thread):
     """Whether ``thread`` is inside the guarded generator's ``__next__`` (waiting on its
     lock, while another thread runs the generator)."""
     frame = sys._current_frames().get(thread.ident)
     while frame is not None:
-        if frame.f_code.co_name == "__next__" and "_guard" in frame.f_code.co_filename:
+        if frame.f_code.co_name == "__next__" and _SAFEGEN in frame.f_code.co_filename:
             return True
         frame = frame.f_back
     return False

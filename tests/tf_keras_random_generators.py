@@ -95,3 +95,16 @@ def full_batch(barrier=None):
             barrier.wait(timeout=600)
         step += 1
         yield _batch(x)
+
+
+def counting(barrier=None):
+    """The bug of a step counter: batch ``i`` holds ``i`` throughout (``np.full``), and each
+    worker's copy counts from the same ``i``. (Both workers' first two calls wait for each
+    other's: each worker makes two batches.)"""
+    home = os.getpid()
+    i = 0
+    while True:
+        if barrier is not None and os.getpid() != home and i < 3:
+            barrier.wait(timeout=600)
+        i += 1
+        yield np.full((BATCH, 2), i, dtype=np.float32), np.full((BATCH, 1), i, dtype=np.float32)

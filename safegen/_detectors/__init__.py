@@ -12,11 +12,12 @@ The detectors here read what that check already computed, and what a guarded dat
   the same batch for two different indices; a generator whose copies in two worker
   processes yield the same batch.
 
-Datasets carry their channel in their ``__dict__`` and get their detectors from
-:func:`dataset_detectors`. Guarded generators are listed by :func:`watch_generator`
-(nothing more in the process that guarded them) and get both detectors in forked worker
-processes only, where tf_keras runs a copy of the generator in each one
-(:mod:`~safegen._detectors.generators`).
+A source's handle (``safegen._handle``) carries its channel: a dataset's handle opens
+one when it is guarded (:func:`open_dataset`) and gets its detectors from
+:func:`dataset_detectors`; a guarded generator's handle opens one at a fork, and gets
+both detectors in forked worker processes only, where tf_keras runs a copy of the
+generator in each one (:mod:`~safegen._detectors.generators`). Detectors read the source
+through the handle's methods (``last_batch``, ``settle``).
 
 They report through the same ``on_violation`` handling as the aliasing check, and into
 the session summary of ``safegen run`` and ``pytest --safegen`` (through
@@ -28,45 +29,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from safegen._config import Settings
 from safegen._detectors._base import Detector
-from safegen._detectors._sink import CHANNEL_ATTRIBUTE, Channel, open_channel
+from safegen._detectors._sink import Channel
 from safegen._detectors.findings import record as record_findings
-from safegen._detectors.generators import watch as watch_generator
 
 # Imported here, not on first use: a worker process forked while another thread of the
 # parent was importing them would wait forever for the import lock it inherited.
+from safegen._detectors.generators import Watcher
 from safegen._detectors.random_streams import stream_detectors
 from safegen._detectors.repeated_batches import RepeatedBatches
 
-__all__ = [
-    "CHANNEL_ATTRIBUTE",
-    "Detector",
-    "dataset_detectors",
-    "epoch_passed",
-    "open_dataset",
-    "watch_generator",
-]
+__all__ = ["Detector", "Watcher", "dataset_detectors", "epoch_passed", "open_dataset"]
 
 
-def open_dataset(dataset: Any, settings: Settings, name: str, location: str) -> None:
-    """Called where a dataset instance is guarded (in the process that owns it)."""
-    if settings.mode != "off":
-        record_findings(open_channel(dataset, name, location), settings.mode)
+def open_dataset(name: str, location: str, mode: str) -> Channel | None:
+    """The channel of a dataset instance guarded in ``mode`` (in the process that owns
+    it), listed in the session summary; ``None`` in mode ``"off"``."""
+    if mode == "off":
+        return None
+    channel = Channel(name, location)
+    record_findings(channel, mode)
+    return channel
 
 
-def dataset_detectors(dataset: Any, settings: Settings, state: Any) -> tuple[Detector, ...]:
+def dataset_detectors(handle: Any, dataset: Any) -> tuple[Detector, ...]:
     """The detectors for one guarded dataset in this process (made on its first use here)."""
-    channel: Channel | None = dataset.__dict__.get(CHANNEL_ATTRIBUTE)
+    channel: Channel | None = handle.channel
     if channel is None:
         return ()
+    settings = handle.settings
     found: list[Detector] = list(stream_detectors(dataset, settings, channel))
     if settings.mode == "check":
         found.append(RepeatedBatches(settings, channel))
     return tuple(found)
 
 
-def epoch_passed(dataset: Any, detectors: tuple[Detector, ...], method: str) -> None:
+def epoch_passed(handle: Any, method: str) -> None:
     """A dataset's ``on_epoch_begin`` or ``on_epoch_end`` (``method``) ran, in the owning
     process.
 
@@ -74,8 +72,8 @@ def epoch_passed(dataset: Any, detectors: tuple[Detector, ...], method: str) -> 
     worker pool after it returns, while its ``on_epoch_begin`` may run as that pool's
     workers are being forked (tf_keras calls ``on_epoch_end`` between two pools too).
     """
-    channel: Channel | None = dataset.__dict__.get(CHANNEL_ATTRIBUTE)
+    channel: Channel | None = handle.channel
     if channel is not None and method == "on_epoch_end":
         channel.epoch += 1
-    for detector in detectors:
+    for detector in handle.detectors:
         detector.epoch_passed()

@@ -5,12 +5,12 @@ tf_keras's ``fit(generator, workers=2, use_multiprocessing=True)`` (its
 of the generator: same code, same position, same copied random states. The copies replay
 the same yields, and draw the same "random" numbers.
 
-A guarded generator costs nothing more here in the process that guarded it: it is only
-listed (:func:`watch`, a weak reference). When the process forks, the parent gives each
-listed generator a channel (:class:`GeneratorChannel`, kept on the proxy: a forked child
-has a copy of it), and the child swaps each one's send function (the proxy's
-``_self_send``, called under its lock) for a :class:`_Watcher`, which runs the detectors
-around the child's first calls and then puts the plain function back:
+A guarded generator costs nothing more here in the process that guarded it. When the
+process forks, the parent gives each guarded generator's handle a channel
+(:func:`open_channel`: a :class:`GeneratorChannel`, which a forked child has a copy of),
+and in the child the handle calls a :class:`Watcher` in place of its own step
+(:meth:`safegen._handle.Handle.intercept`), which runs the detectors around the child's
+first calls and then gives the step back:
 
 * :mod:`~safegen._detectors.random_streams`, with the random states reachable from the
   generator's frame (:func:`~safegen._detectors.random_streams.frame_candidates`); in copy
@@ -24,9 +24,6 @@ one generator).
 
 from __future__ import annotations
 
-import os
-import threading
-import weakref
 from typing import Any
 
 from safegen._detectors._base import Detector
@@ -35,14 +32,9 @@ from safegen._detectors.findings import record as record_findings
 from safegen._detectors.random_streams import frame_candidates, stream_detectors
 from safegen._detectors.repeated_batches import ProcessRepeats
 
-__all__ = ["GeneratorChannel", "watch"]
+__all__ = ["GeneratorChannel", "Watcher", "open_channel"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
-
-_CHANNEL = "_self_safegen_channel"
-# The guarded generators (proxies) of this process, given a channel at a fork.
-_WATCHED: weakref.WeakSet[Any] = weakref.WeakSet()
-_lock = threading.Lock()  # taken in the process that guards (never at fork in the child)
 
 
 class GeneratorChannel(Channel):
@@ -59,83 +51,60 @@ class GeneratorChannel(Channel):
     )
 
 
-def watch(proxy: Any) -> None:
-    """List a guarded generator (a ``_SerializedGenerator``), for the forks to come."""
-    if proxy._self_state.settings.mode != "off":
-        with _lock:
-            _WATCHED.add(proxy)
+def open_channel(source: Any, mode: str) -> GeneratorChannel:
+    """In the parent, before a fork: the channel of a guarded generator named by
+    ``source``, listed in the session summary."""
+    channel = GeneratorChannel(source.name, source.location)
+    record_findings(channel, mode)
+    return channel
 
 
-def _before_fork() -> None:
-    """In the parent: a channel for every listed generator that has none yet."""
-    with _lock:
-        proxies = list(_WATCHED)
-    for proxy in proxies:
-        if getattr(proxy, _CHANNEL, None) is None:
-            source = proxy._self_state.source
-            channel = GeneratorChannel(source.name, source.location)
-            setattr(proxy, _CHANNEL, channel)
-            record_findings(channel, proxy._self_state.settings.mode)
+class Watcher:
+    """A generator handle's step in a forked child, until its detectors are done."""
 
+    __slots__ = ("detectors", "handle", "send")
 
-def _after_fork_in_child() -> None:
-    """In the child: the first calls of each generator copied here are watched. (No
-    object made but the watchers, no lock taken: another thread of the parent may have
-    held one.)"""
-    for proxy in list(_WATCHED):
-        if getattr(proxy, _CHANNEL, None) is not None:
-            proxy._self_send = _Watcher(proxy)
-
-
-os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
-
-
-class _Watcher:
-    """A generator's send function in a forked child, until its detectors are done."""
-
-    __slots__ = ("detectors", "proxy", "send")
-
-    def __init__(self, proxy: Any) -> None:
-        self.proxy = proxy
-        self.send = proxy.__wrapped__.send
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.send = handle.step
         self.detectors: tuple[Detector, ...] | None = None  # made on the first call
 
     def _make(self) -> tuple[Detector, ...]:
-        state = self.proxy._self_state
-        channel: Channel = getattr(self.proxy, _CHANNEL)
+        handle = self.handle
+        settings, channel = handle.settings, handle.channel
         found: list[Detector] = list(
-            stream_detectors(state.producer, state.settings, channel, frame_candidates)
+            stream_detectors(handle.producer, settings, channel, frame_candidates)
         )
-        if state.settings.mode == "check":
-            found.append(ProcessRepeats(state.settings, channel))
+        if settings.mode == "check":
+            found.append(ProcessRepeats(settings, channel))
         return tuple(found)
 
     def __call__(self, value: Any) -> Any:
-        """Send ``value`` (under the proxy's lock) with the detectors around the call."""
+        """Send ``value`` (under the generator's lock) with the detectors around the call."""
         if self.detectors is None:
             self.detectors = self._make()
-        state = self.proxy._self_state
-        generator = state.producer
+        handle = self.handle
+        generator = handle.producer
         for detector in self.detectors:
             detector.before(generator, None)
         try:
             out = self.send(value)
         except BaseException:
-            self.proxy._self_send = self.send  # finished or failed: watch no more
+            handle.release()  # finished or failed: watch no more
             raise
-        number = state.stats.yields
+        number = handle.yields
         kept = []
         found: BaseException | None = None
         for detector in self.detectors:  # every one, even after one reported
             try:
-                if detector.after(generator, number, state):
+                if detector.after(generator, number, handle):
                     kept.append(detector)
             except BaseException as exc:  # noqa: BLE001 - raised below, after the others
                 kept.append(detector)
                 found = found or exc
         self.detectors = tuple(kept)
         if not kept:
-            self.proxy._self_send = self.send
+            handle.release()
         if found is not None:
             raise found
         return out

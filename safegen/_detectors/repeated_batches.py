@@ -1,8 +1,9 @@
 """A dataset that returns the same batch for two different indices in one epoch.
 
 Check mode has just fingerprinted every array of the batch (the aliasing check's
-digests, in ``state.window[-1]``): the batch's key is those digests side by side (one
-int), looked up in a dictionary of this epoch's batches. A key seen before under another index is a
+digests, which the source's handle gives: ``handle.last_batch()``): the batch's key is
+those digests side by side (one int), looked up in a dictionary of this epoch's
+batches. A key seen before under another index is a
 repeated batch: an index that ``__getitem__`` ignores (``self.x[0:32]``), an offset
 computed from something else, a generator copied into each worker.
 
@@ -21,7 +22,9 @@ writes the keys of its first :data:`YIELDS` yields to the generator's channel an
 other processes' ones: two different batches that two processes both yielded are reported
 (whichever writes second sees the first's, without relying on timing). One batch yielded
 everywhere is not: a generator that yields one batch again and again (full-batch
-training) does that in every copy. The same small and constant batches are left out.
+training) does that in every copy. Small batches are left out; constant ones are not
+(``np.full(shape, i)`` for a step counter ``i`` is constant, and two copies that both yield
+the batches of steps 1 and 2 replay each other, whatever padding looks like).
 
 With worker processes, each process compares the batches it made itself (Keras starts a
 new pool of workers each epoch, so a process sees one epoch).
@@ -51,7 +54,6 @@ MIN_BYTES = 256
 YIELDS = 8
 # Forget the epoch's batches beyond this many (an endless dataset without epochs).
 MAX_BATCHES = 1 << 16
-_ARRAY, _DIGEST = 0, 3  # fields of check mode's records (safegen._modes.check)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,22 +137,19 @@ class RepeatedBatches(Detector):
         self.seen: dict[int, Any] = {}
         self.reported = False
 
-    def after(self, dataset: Any, index: Any, state: Any) -> bool:
-        window = getattr(state, "window", None)
-        if not window:
+    def after(self, dataset: Any, index: Any, handle: Any) -> bool:
+        batch = handle.last_batch()
+        if not batch:
             return True
-        records = window[-1]
+        arrays, digests = batch
         # The key is one int made of the 64-bit digests side by side: exact, and not
         # tracked by the garbage collector as a tuple would be.
-        try:
-            if len(records) == 2:
-                key = (records[0][_DIGEST] << 64) | records[1][_DIGEST]
-            else:
-                key = 0
-                for record in records:
-                    key = (key << 64) | record[_DIGEST]
-        except TypeError:  # a digest still being computed (generators only)
-            return True
+        if len(digests) == 2:
+            key = (digests[0] << 64) | digests[1]
+        else:
+            key = 0
+            for value in digests:
+                key = (key << 64) | value
         seen = self.seen
         earlier = seen.get(key)
         if earlier is None:
@@ -163,7 +162,6 @@ class RepeatedBatches(Detector):
             return True
         if earlier == index or self.reported:
             return True
-        arrays = [record[_ARRAY] for record in records]
         nbytes = sum(array.nbytes for array in arrays)
         if nbytes < MIN_BYTES or all(_constant(array) for array in arrays):
             return True
@@ -186,15 +184,14 @@ class RepeatedBatches(Detector):
         self.seen.clear()
 
 
-def _key(records: Any) -> int | None:
-    """The batch's key (its digests side by side), or ``None`` for a batch too small or
-    constant to tell a repeat from real data."""
-    arrays = [record[_ARRAY] for record in records]
-    if sum(array.nbytes for array in arrays) < MIN_BYTES or all(_constant(a) for a in arrays):
+def _key(arrays: list[Any], digests: list[int]) -> int | None:
+    """The batch's key (its digests side by side), or ``None`` for a batch too small to
+    tell a repeat from real data."""
+    if sum(array.nbytes for array in arrays) < MIN_BYTES:
         return None
     key = 0
-    for record in records:
-        key = (key << 64) | record[_DIGEST]
+    for value in digests:
+        key = (key << 64) | value
     return key
 
 
@@ -210,16 +207,15 @@ class ProcessRepeats(Detector):
         self.record = {"pid": os.getpid(), "name": process.name, "keys": self.keys}
         self.calls = 0
 
-    def after(self, dataset: Any, index: Any, state: Any) -> bool:
+    def after(self, dataset: Any, index: Any, handle: Any) -> bool:
         self.calls += 1
-        window = getattr(state, "window", None)
-        if not window:
+        batch = handle.last_batch()
+        if not batch:
             return self.calls < YIELDS
-        if state.inflight is not None:  # large arrays hashed in the background
-            state.settle()
-        key = _key(window[-1])
+        arrays, digests = batch
+        key = _key(arrays, digests)
         if key is not None and str(key) not in self.keys:
-            nbytes = sum(record[_ARRAY].nbytes for record in window[-1])
+            nbytes = sum(array.nbytes for array in arrays)
             self.keys[str(key)] = [index, nbytes]
             folder = self.channel.folder
             write_file(folder, f"batches-{os.getpid()}", self.record)

@@ -39,6 +39,10 @@ class _State:
     def process(self, value: Any) -> Any:
         raise NotImplementedError
 
+    def last_batch(self) -> tuple[list[Any], list[int]] | None:
+        """Check mode: the arrays of the last yield and their digests (see Handle)."""
+        return None
+
     def settle(self) -> None:
         """Finish the work ``process`` left running (before the generator resumes)."""
 

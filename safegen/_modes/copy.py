@@ -10,6 +10,7 @@ import numpy as np
 from safegen._config import Settings
 from safegen._copying import ALIGN_ABOVE, BufferPool, copy_array, copy_foreign
 from safegen._modes._base import _State
+from safegen._modes._flat import flat_arrays
 from safegen._modes.source import Source
 from safegen._structure import map_arrays
 
@@ -17,7 +18,6 @@ __all__ = ["Copy"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
-_ndarray = np.ndarray
 
 
 class Copy(_State):
@@ -33,14 +33,11 @@ class Copy(_State):
     def process(self, value: Any) -> Any:
         start = perf_counter()
         copied = arrays = 0
-        # Fast path: a tuple or list of small plain arrays, the usual (x, y) batch, copied
-        # in one pass, without map_arrays' closure and walk (see benchmarks/per_yield.py).
-        kind = type(value)
-        if kind is tuple or kind is list:
+        # Fast path: the usual (x, y) batch of small plain arrays (safegen._modes._flat),
+        # copied in one pass, without map_arrays' closure and walk.
+        if flat_arrays(value):
             copies = []
             for array in value:
-                if type(array) is not _ndarray:
-                    break
                 nbytes = array.nbytes
                 if nbytes >= ALIGN_ABOVE:
                     break
@@ -48,7 +45,7 @@ class Copy(_State):
                 copies.append(array.copy("K"))
             else:
                 arrays = len(copies)
-                out: Any = tuple(copies) if kind is tuple else copies
+                out: Any = tuple(copies) if type(value) is tuple else copies
             if not arrays:
                 copied = 0
         if not arrays:

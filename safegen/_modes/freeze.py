@@ -17,6 +17,7 @@ from safegen._errors import SafegenWarning
 from safegen._fingerprint import bounds
 from safegen._frames import MACHINERY, hide_safegen_frames, user_stacklevel
 from safegen._modes._base import _State
+from safegen._modes._flat import flat_arrays
 from safegen._modes.source import Source, _write_line
 from safegen._report import DATASET_FIX, EPOCH_FIX, FIX, epoch_method_name
 from safegen._structure import Path, format_path, leaves
@@ -85,7 +86,7 @@ class Freeze(_State):
         # container cannot reach (see safegen._containers).
         kind = type(value)
         if kind is tuple or kind is list:
-            flat = all(type(child) is _ndarray for child in value)
+            flat = flat_arrays(value)
         elif kind is dict:
             flat = all(type(child) is _ndarray for child in value.values())
         else:

@@ -255,7 +255,8 @@ def _from_safegen(error: BaseException) -> bool:
         tb = tb.tb_next
     if tb is None:
         return False
-    return os.path.dirname(tb.tb_frame.f_code.co_filename) == _SAFEGEN_DIR
+    filename = tb.tb_frame.f_code.co_filename
+    return os.path.dirname(filename) in (_SAFEGEN_DIR, os.path.join(_SAFEGEN_DIR, "_sources"))
 
 
 def _source_failed(target: str, error: BaseException) -> int:

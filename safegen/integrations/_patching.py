@@ -13,8 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
-from safegen import _session
-from safegen._enable import guard_source
+from safegen import _enable, _session
 from safegen._errors import (
     AliasingError,
     RandomStreamError,
@@ -23,6 +22,7 @@ from safegen._errors import (
     ShapeError,
 )
 from safegen._frames import hide_safegen_frames
+from safegen._sources import for_framework
 
 __all__ = ["patch", "patch_training_methods", "reraise_safegen_error", "training_method"]
 
@@ -112,12 +112,13 @@ def training_method(
             bound = signature.bind(*args, **kwargs)
         except TypeError:
             return wrapped(*args, **kwargs)  # let the framework word the error
+        enabled = _enable.options()
         undos = []
-        for name in names:
+        for name in names if enabled is not None else ():
             value = bound.arguments.get(name)
-            if value is None:
+            if value is None or enabled is None:
                 continue
-            guarded, undo = guard_source(value, accept_iterators=accept_iterators)
+            guarded, undo = for_framework(value, enabled.options, accept_iterators=accept_iterators)
             if guarded is not value:
                 bound.arguments[name] = guarded
             if undo is not None:

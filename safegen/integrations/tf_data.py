@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from safegen import _enable
-from safegen._guard import guard, is_guarded
+from safegen._sources import guard_source, is_guarded
 from safegen.integrations._patching import patch, reraise_safegen_error
 
 __all__ = ["install"]
@@ -27,7 +27,7 @@ def _guarded(generator: Any) -> Any:
     module = getattr(generator, "__module__", None) or ""
     if module.startswith(_FRAMEWORK_MODULES):
         return generator
-    return guard(generator, **options.overrides)
+    return guard_source(generator, options.options)
 
 
 def install() -> Callable[[], None]:

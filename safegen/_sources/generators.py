@@ -1,0 +1,293 @@
+"""Generators, iterators and async generators: each guarded one gets a handle, and is
+handed out as a proxy that passes every value through its mode.
+
+A generator is stepped by its handle (:meth:`GeneratorHandle.step`: send, then process)
+under a per-generator lock; a plain iterator is driven by a generator of safegen's
+(:func:`_run_iterator`), so that frameworks that accept only generators take it; an
+async generator is driven by an async generator of safegen's (:func:`_run_async`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncGenerator, Generator, Iterator
+from typing import Any
+
+import wrapt
+
+from safegen._config import Options, Settings
+from safegen._detectors.generators import Watcher, open_channel
+from safegen._handle import Handle, handle_of, register
+from safegen._modes import Source
+from safegen._sources._base import ByIdentity, SourceKind, source_of
+from safegen._stats import Totals
+
+__all__ = ["GeneratorHandle", "GuardedGenerator", "Iterators", "guard_iterator"]
+
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
+
+def _ended() -> Generator[Any, Any, None]:
+    return
+    yield  # pragma: no cover
+
+
+class GeneratorHandle(Handle):
+    """The handle of a guarded generator: :meth:`step` sends, then processes.
+
+    For a plain iterator, ``producer`` is the iterator and ``driver`` the generator of
+    safegen's that drives it (:func:`_run_iterator`), which processes by itself.
+    """
+
+    __slots__ = ("driver", "driven")
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        producer: Any,
+        totals: Totals | None = None,
+        *,
+        background: bool = True,
+    ) -> None:
+        super().__init__(settings, source, producer=producer, background=background, totals=totals)
+        self.driven = not inspect.isgenerator(producer)
+        self.driver: Any = producer
+        self.send = self.step
+
+    def step(self, sent: Any) -> Any:
+        """Resume the generator with ``sent``; what it yields goes through the mode."""
+        mode = self.mode
+        if self.driven:
+            return self.driver.send(sent)
+        if mode.inflight is not None:  # hashes still running (check mode, large arrays)
+            mode.settle()
+        try:
+            value = self.driver.send(sent)
+        except StopIteration:
+            self._finish()
+            raise
+        except BaseException as exc:
+            mode.annotate(exc)
+            raise
+        try:
+            return mode.process(value)
+        except BaseException:
+            self.driver = _ended()  # after "raise", the guarded generator is finished
+            raise
+
+    def throw(self, *args: Any) -> Any:
+        if self.driven:
+            return self.driver.throw(*args)
+        mode = self.mode
+        if mode.inflight is not None:
+            mode.settle()
+        try:
+            value = self.driver.throw(*args)
+        except StopIteration:
+            self._finish()
+            raise
+        except BaseException as exc:
+            mode.annotate(exc)
+            raise
+        try:
+            return mode.process(value)
+        except BaseException:
+            self.driver = _ended()
+            raise
+
+    def close(self) -> None:
+        (self.driver if self.driven else self.producer).close()
+
+    def _finish(self) -> None:
+        """The generator is exhausted: the mode's last checks, once."""
+        if self.driver is self.producer:
+            self.driver = _ended()
+            self.mode.finish()
+
+    def before_fork(self) -> None:
+        if self.channel is None and self.settings.mode != "off":
+            self.channel = open_channel(self.source, self.settings.mode)
+
+    def after_fork(self) -> None:
+        if self.channel is not None:
+            self.intercept(Watcher(self))
+
+
+def _run_iterator(it: Iterator[Any], handle: Handle) -> Generator[Any, None, None]:
+    """Iterate a plain iterator, passing each value through the handle's mode."""
+    mode = handle.mode
+    process = mode.process
+    advance = it.__next__
+    while True:
+        if mode.inflight is not None:
+            mode.settle()
+        try:
+            value = advance()
+        except StopIteration:
+            mode.finish()
+            return
+        except BaseException as exc:
+            mode.annotate(exc)
+            raise
+        yield process(value)
+
+
+async def _run_async(agen: AsyncGenerator[Any, Any], handle: Handle) -> AsyncGenerator[Any, Any]:
+    """Drive an async generator, passing each value through the handle's mode."""
+    mode = handle.mode
+    process = mode.process
+    try:
+        value = await agen.asend(None)
+    except StopAsyncIteration:
+        mode.finish()
+        return
+    except BaseException as exc:
+        mode.annotate(exc)
+        raise
+    while True:
+        out = process(value)
+        try:
+            sent = yield out
+            # Drop our reference at once: in copy mode the consumer may already have
+            # freed this batch, and its memory can serve the next copy.
+            out = None
+        except GeneratorExit:
+            await agen.aclose()
+            raise
+        except BaseException as thrown:
+            out = None
+            if mode.inflight is not None:
+                mode.settle()
+            try:
+                value = await agen.athrow(thrown)
+            except StopAsyncIteration:
+                mode.finish()
+                return
+            except BaseException as exc:
+                mode.annotate(exc)
+                raise
+            continue
+        if mode.inflight is not None:
+            mode.settle()
+        try:
+            value = await agen.asend(sent)
+        except StopAsyncIteration:
+            mode.finish()
+            return
+        except BaseException as exc:
+            mode.annotate(exc)
+            raise
+
+
+class GuardedGenerator(ByIdentity, wrapt.ObjectProxy):  # type: ignore[type-arg]
+    """A guarded generator that several threads may share.
+
+    ``next()``, ``send()``, ``throw()`` and ``close()`` take a per-generator lock, as the
+    ``threadsafe_generator`` recipe of Keras 2 users did by hand: two threads never run
+    the generator at once (a bare generator raises ``ValueError: generator already
+    executing``, which tf_keras turns into "Your generator is NOT thread-safe"), each
+    value goes to exactly one caller, and safegen's bookkeeping for a yield is done
+    before the next one starts. Everything else (``gi_frame``, ``__name__``,
+    ``isinstance(g, types.GeneratorType)``, ``inspect.isgenerator``) sees the generator.
+    The lock is reentrant, so a generator that calls ``next()`` on itself still gets
+    Python's own ``ValueError``.
+    """
+
+    def __init__(self, wrapped: Generator[Any, Any, Any], handle: GeneratorHandle) -> None:
+        super().__init__(wrapped)
+        self._self_handle = handle
+        self._self_lock = handle.lock
+
+    def __iter__(self) -> GuardedGenerator:
+        return self
+
+    def __next__(self) -> Any:
+        with self._self_lock:
+            return self._self_handle.send(None)
+
+    def send(self, value: Any) -> Any:
+        with self._self_lock:
+            return self._self_handle.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        with self._self_lock:
+            return self._self_handle.throw(*args)
+
+    def close(self) -> None:
+        with self._self_lock:
+            self._self_handle.close()
+
+    def __repr__(self) -> str:
+        return f"<safegen-guarded {self.__wrapped__!r}>"
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("cannot pickle a safegen-guarded 'generator' object")
+
+    def __copy__(self) -> Any:
+        raise TypeError("cannot copy a safegen-guarded 'generator' object")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise TypeError("cannot copy a safegen-guarded 'generator' object")
+
+
+def guard_iterator(
+    obj: Any, settings: Settings, source: Source, totals: Totals | None = None
+) -> Any:
+    """A guarded generator (or async generator) yielding what ``obj`` yields.
+
+    Generators and iterators come back as a :class:`GuardedGenerator`, safe to share
+    between threads; async generators as an async generator (one event loop runs them).
+    """
+    if settings.mode == "off":
+        return obj
+    if inspect.isasyncgen(obj):
+        handle = Handle(settings, source, producer=obj, background=True, totals=totals)
+        driver: Any = _run_async(obj, handle)
+        _name_like(driver, obj)
+        register(driver, handle)
+        return driver
+    generator = GeneratorHandle(settings, source, obj, totals)
+    wrapped = obj
+    if generator.driven:
+        wrapped = generator.driver = _run_iterator(obj, generator)
+        _name_like(wrapped, obj)
+    guarded = GuardedGenerator(wrapped, generator)
+    register(guarded, generator)
+    return guarded
+
+
+def _name_like(driver: Any, obj: Any) -> None:
+    qualname = getattr(obj, "__qualname__", None)
+    if isinstance(qualname, str):
+        driver.__name__ = getattr(obj, "__name__", qualname)
+        driver.__qualname__ = qualname
+
+
+def yielding_source(result: Any, source: Source) -> Source:
+    """Who yields: the generator ``result`` when the guarded function is a factory that
+    returned it (``batch_generator()``, made by ``make()``), else ``source`` itself; a
+    generator already guarded (by the function's own ``@safegen.guard``) is named as that
+    guard names it."""
+    inner = handle_of(result) if isinstance(result, GuardedGenerator) else None
+    if isinstance(inner, Handle):
+        return inner.source
+    code = getattr(result, "gi_code", None) or getattr(result, "ag_code", None)
+    if code is None or code is source.code:
+        return source
+    name = getattr(result, "__qualname__", None) or code.co_name
+    return Source(f"{name}()", code, source.kind, made_by=source.where())
+
+
+class Iterators(SourceKind):
+    """Generator, async generator and iterator objects (what has ``__next__``)."""
+
+    name = "iterator"
+
+    @staticmethod
+    def accepts(obj: Any) -> bool:
+        return inspect.isgenerator(obj) or inspect.isasyncgen(obj) or hasattr(obj, "__next__")
+
+    @staticmethod
+    def guard(obj: Any, options: Options, role: str) -> Any:
+        return guard_iterator(obj, options.resolve(), source_of(obj))
