@@ -19,8 +19,12 @@ and what they share:
 * :mod:`~safegen._modes.source`: :class:`Source`, the guarded generator's name and
   location in messages, and the lines of user code that reports point at.
 
-The guard (``safegen._guard``, ``safegen._dataset``) calls the modes; nothing here
-imports the guard. Framework-free: nothing here imports Keras or TensorFlow.
+Each guarded source's handle (``safegen._handle``, made by ``safegen._sources``) holds
+its mode's state and calls it; nothing here imports the handle or the sources. Check
+mode is split by job: ``_check_hashing`` (fingerprinting each yield), ``_check_index``
+(the address index), ``_check_background`` (the hashing thread's scheduling) and
+``_check_verify`` (re-verifications); ``_flat`` holds the usual batch's fast path, written
+once for the three modes. Framework-free: nothing here imports Keras or TensorFlow.
 """
 
 from __future__ import annotations

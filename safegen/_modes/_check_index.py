@@ -166,8 +166,12 @@ class AddressIndex(dict):  # type: ignore[type-arg]
 
     def forget(self, record: list[Any]) -> None:
         """Stop watching ``record``."""
-        same_root = self[record[KEY]]
+        key = record[KEY]
+        same_root = self[key]
         if type(same_root) is list:
+            if len(same_root) == 1 and same_root[0] is record:  # the usual case
+                del self[key]
+                return
             for i, other in enumerate(same_root):
                 if other is record:
                     del same_root[i]
@@ -175,7 +179,7 @@ class AddressIndex(dict):  # type: ignore[type-arg]
         else:
             same_root.remove(record)
         if not same_root:
-            del self[record[KEY]]
+            del self[key]
 
     def same_owner_since(self, record: list[Any]) -> int:
         """The latest yield after ``record``'s last check that handed out another view of

@@ -94,10 +94,10 @@ class Watch(Fingerprinting, BackgroundHashing, Verification, _State):
         # The usual batch, a flat tuple or list of plain arrays, is taken as it is: no
         # walk, and its leaves' paths come from a table instead of new tuples.
         if flat_arrays(value):
-            records, hashed = self._watch_arrays(value, INDEX_PATHS, count)
             if type(value) is list:  # may be a list refilled and yielded again
                 for rebound in self.containers.check(value, count):
                     self._rebound(rebound, count)
+            records, hashed = self._watch_arrays(value, INDEX_PATHS, count)
         else:
             found = leaves(value)
             for rebound in self.containers.check(value, count):

@@ -29,7 +29,7 @@ import numpy as np
 from safegen._config import MODES, Options
 from safegen._handle import handle_of
 from safegen._sources._base import SourceKind
-from safegen._sources.datasets import DatasetClasses, Datasets, is_dataset, unguard
+from safegen._sources.datasets import Datasets, is_dataset, unguard
 from safegen._sources.functions import Functions
 from safegen._sources.generators import Iterators
 from safegen._sources.iterables import IterableClasses, Iterables
@@ -41,7 +41,6 @@ __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 # In the order they are asked: datasets before other classes and iterables, iterators
 # (which are callable sometimes) before functions, iterables last.
 KINDS: tuple[type[SourceKind], ...] = (
-    DatasetClasses,
     Datasets,
     IterableClasses,
     Iterators,

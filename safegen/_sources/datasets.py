@@ -45,7 +45,6 @@ from safegen._sources._base import SourceKind, guarded_subclass
 from safegen._stats import Stats
 
 __all__ = [
-    "DatasetClasses",
     "DatasetHandle",
     "Datasets",
     "is_dataset",
@@ -414,29 +413,18 @@ def lent(dataset: Any) -> Iterator[None]:
         dataset.__dict__.update(saved)
 
 
-class DatasetClasses(SourceKind):
-    """Keras ``PyDataset`` (and ``Sequence``) classes: a guarded subclass."""
-
-    name = "dataset class"
-
-    @staticmethod
-    def accepts(obj: Any) -> bool:
-        return is_dataset_class(obj)
-
-    @staticmethod
-    def guard(obj: Any, options: Options, role: str) -> Any:
-        return _guarded_class(obj, Guarded(options))
-
-
 class Datasets(SourceKind):
-    """Keras ``PyDataset`` (and ``Sequence``) instances: guarded in place."""
+    """Keras ``PyDataset`` (and ``Sequence``) classes (a guarded subclass) and instances
+    (guarded in place)."""
 
     name = "dataset"
 
     @staticmethod
     def accepts(obj: Any) -> bool:
-        return is_dataset(obj)
+        return is_dataset_class(obj) or is_dataset(obj)
 
     @staticmethod
     def guard(obj: Any, options: Options, role: str) -> Any:
+        if isinstance(obj, type):
+            return _guarded_class(obj, Guarded(options))
         return guard_instance(obj, options)

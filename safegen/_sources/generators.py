@@ -35,11 +35,11 @@ def _ended() -> Generator[Any, Any, None]:
 class GeneratorHandle(Handle):
     """The handle of a guarded generator: :meth:`step` sends, then processes.
 
-    For a plain iterator, ``producer`` is the iterator and ``driver`` the generator of
-    safegen's that drives it (:func:`_run_iterator`), which processes by itself.
+    ``acquire`` and ``unlock`` are the lock's own methods, kept for the proxy's calls
+    (a ``with`` statement costs more than the two calls, on every ``next()``).
     """
 
-    __slots__ = ("driver", "driven")
+    __slots__ = ("acquire", "driver", "process", "unlock")
 
     def __init__(
         self,
@@ -47,19 +47,25 @@ class GeneratorHandle(Handle):
         source: Source,
         producer: Any,
         totals: Totals | None = None,
-        *,
-        background: bool = True,
     ) -> None:
-        super().__init__(settings, source, producer=producer, background=background, totals=totals)
-        self.driven = not inspect.isgenerator(producer)
+        super().__init__(settings, source, producer=producer, background=True, totals=totals)
         self.driver: Any = producer
+        self.process = self.mode.process
+        self.acquire = self.lock.acquire
+        self.unlock = self.lock.release
         self.send = self.step
+
+    def locked(self, method: Any, *args: Any) -> Any:
+        """``method(*args)`` under the generator's lock."""
+        self.acquire()
+        try:
+            return method(*args)
+        finally:
+            self.unlock()
 
     def step(self, sent: Any) -> Any:
         """Resume the generator with ``sent``; what it yields goes through the mode."""
         mode = self.mode
-        if self.driven:
-            return self.driver.send(sent)
         if mode.inflight is not None:  # hashes still running (check mode, large arrays)
             mode.settle()
         try:
@@ -71,14 +77,12 @@ class GeneratorHandle(Handle):
             mode.annotate(exc)
             raise
         try:
-            return mode.process(value)
+            return self.process(value)
         except BaseException:
             self.driver = _ended()  # after "raise", the guarded generator is finished
             raise
 
     def throw(self, *args: Any) -> Any:
-        if self.driven:
-            return self.driver.throw(*args)
         mode = self.mode
         if mode.inflight is not None:
             mode.settle()
@@ -91,13 +95,13 @@ class GeneratorHandle(Handle):
             mode.annotate(exc)
             raise
         try:
-            return mode.process(value)
+            return self.process(value)
         except BaseException:
             self.driver = _ended()
             raise
 
     def close(self) -> None:
-        (self.driver if self.driven else self.producer).close()
+        self.producer.close()
 
     def _finish(self) -> None:
         """The generator is exhausted: the mode's last checks, once."""
@@ -112,6 +116,22 @@ class GeneratorHandle(Handle):
     def after_fork(self) -> None:
         if self.channel is not None:
             self.intercept(Watcher(self))
+
+
+class IteratorHandle(GeneratorHandle):
+    """The handle of a guarded plain iterator: ``driver`` is the generator of safegen's
+    that drives it (:func:`_run_iterator`), which processes by itself."""
+
+    __slots__ = ()
+
+    def step(self, sent: Any) -> Any:
+        return self.driver.send(sent)
+
+    def throw(self, *args: Any) -> Any:
+        return self.driver.throw(*args)
+
+    def close(self) -> None:
+        self.driver.close()
 
 
 def _run_iterator(it: Iterator[Any], handle: Handle) -> Generator[Any, None, None]:
@@ -194,29 +214,34 @@ class GuardedGenerator(ByIdentity, wrapt.ObjectProxy):  # type: ignore[type-arg]
     Python's own ``ValueError``.
     """
 
+    # A slot, read in __next__ through its descriptor: a wrapt proxy's own attribute
+    # look-up goes through its __getattribute__ hook, which costs about as much again as
+    # the rest of the step's bookkeeping (see benchmarks/per_yield.py).
+    __slots__ = ("_self_handle",)
+
     def __init__(self, wrapped: Generator[Any, Any, Any], handle: GeneratorHandle) -> None:
         super().__init__(wrapped)
         self._self_handle = handle
-        self._self_lock = handle.lock
 
     def __iter__(self) -> GuardedGenerator:
         return self
 
     def __next__(self) -> Any:
-        with self._self_lock:
-            return self._self_handle.send(None)
+        handle = _handle_of_proxy(self)
+        handle.acquire()
+        try:
+            return handle.send(None)
+        finally:
+            handle.unlock()
 
     def send(self, value: Any) -> Any:
-        with self._self_lock:
-            return self._self_handle.send(value)
+        return self._self_handle.locked(self._self_handle.send, value)
 
     def throw(self, *args: Any) -> Any:
-        with self._self_lock:
-            return self._self_handle.throw(*args)
+        return self._self_handle.locked(self._self_handle.throw, *args)
 
     def close(self) -> None:
-        with self._self_lock:
-            self._self_handle.close()
+        self._self_handle.locked(self._self_handle.close)
 
     def __repr__(self) -> str:
         return f"<safegen-guarded {self.__wrapped__!r}>"
@@ -229,6 +254,9 @@ class GuardedGenerator(ByIdentity, wrapt.ObjectProxy):  # type: ignore[type-arg]
 
     def __deepcopy__(self, memo: Any) -> Any:
         raise TypeError("cannot copy a safegen-guarded 'generator' object")
+
+
+_handle_of_proxy = GuardedGenerator.__dict__["_self_handle"].__get__
 
 
 def guard_iterator(
@@ -247,9 +275,11 @@ def guard_iterator(
         _name_like(driver, obj)
         register(driver, handle)
         return driver
-    generator = GeneratorHandle(settings, source, obj, totals)
-    wrapped = obj
-    if generator.driven:
+    if inspect.isgenerator(obj):
+        generator = GeneratorHandle(settings, source, obj, totals)
+        wrapped = obj
+    else:
+        generator = IteratorHandle(settings, source, obj, totals)
         wrapped = generator.driver = _run_iterator(obj, generator)
         _name_like(wrapped, obj)
     guarded = GuardedGenerator(wrapped, generator)
