@@ -759,9 +759,7 @@ def _compare_markdown(figures, raw, loads):
     ]
 
     def cell(values):
-        return (
-            f"{statistics.median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
-        )
+        return f"{statistics.median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
 
     for root, per in figures.items():
         lines.append(

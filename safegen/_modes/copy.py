@@ -19,7 +19,6 @@ __all__ = ["Copy"]
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 
-
 class Copy(_State):
     """Copy mode: the consumer gets copies of every array, in memory of their own."""
 

@@ -277,7 +277,7 @@ def guard_iterator(
         return driver
     if inspect.isgenerator(obj):
         generator = GeneratorHandle(settings, source, obj, totals)
-        wrapped = obj
+        wrapped: Any = obj
     else:
         generator = IteratorHandle(settings, source, obj, totals)
         wrapped = generator.driver = _run_iterator(obj, generator)
