@@ -751,6 +751,18 @@ def compare_roots(roots, rounds, count, inner):
     return figures, raw
 
 
+def _label(root, this):
+    """``root``'s commit, for the table (``this checkout`` for the one running)."""
+    import subprocess
+
+    commit = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{'this checkout' if root == this else Path(root).name} ({commit or '?'})"
+
+
 def _compare_markdown(figures, raw, loads):
     lines = [
         "| checkout | check overhead, us | copy overhead, us | hand copy overhead, us "
@@ -801,6 +813,9 @@ def main(argv=None):
         roots = [Path(__file__).resolve().parent.parent, *(r.resolve() for r in args.root)]
         load_start = os.getloadavg()[0]
         figures, raw = compare_roots(roots, args.rounds or 15, 20_000, 5)
+        labels = {root: _label(root, roots[0]) for root in roots}
+        figures = {labels[root]: per for root, per in figures.items()}
+        raw = {labels[root]: per for root, per in raw.items()}
         report = {
             "machine": f"{platform.node()}, {platform.processor() or platform.machine()}, "
             f"Python {platform.python_version()}, NumPy {np.__version__}",
