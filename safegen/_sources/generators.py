@@ -63,13 +63,17 @@ class GeneratorHandle(Handle):
         finally:
             self.unlock()
 
-    def step(self, sent: Any) -> Any:
-        """Resume the generator with ``sent``; what it yields goes through the mode."""
+    def step(self, sent: Any, thrown: tuple[Any, ...] | None = None) -> Any:
+        """Resume the generator with ``sent`` (or throw ``thrown`` into it); what it
+        yields goes through the mode."""
         mode = self.mode
         if mode.inflight is not None:  # hashes still running (check mode, large arrays)
             mode.settle()
         try:
-            value = self.driver.send(sent)
+            if thrown is None:
+                value = self.driver.send(sent)
+            else:
+                value = self.driver.throw(*thrown)
         except StopIteration:
             self._finish()
             raise
@@ -83,22 +87,7 @@ class GeneratorHandle(Handle):
             raise
 
     def throw(self, *args: Any) -> Any:
-        mode = self.mode
-        if mode.inflight is not None:
-            mode.settle()
-        try:
-            value = self.driver.throw(*args)
-        except StopIteration:
-            self._finish()
-            raise
-        except BaseException as exc:
-            mode.annotate(exc)
-            raise
-        try:
-            return self.process(value)
-        except BaseException:
-            self.driver = _ended()
-            raise
+        return self.step(None, args)
 
     def close(self) -> None:
         self.producer.close()
@@ -124,11 +113,10 @@ class IteratorHandle(GeneratorHandle):
 
     __slots__ = ()
 
-    def step(self, sent: Any) -> Any:
-        return self.driver.send(sent)
-
-    def throw(self, *args: Any) -> Any:
-        return self.driver.throw(*args)
+    def step(self, sent: Any, thrown: tuple[Any, ...] | None = None) -> Any:
+        if thrown is None:
+            return self.driver.send(sent)
+        return self.driver.throw(*thrown)
 
     def close(self) -> None:
         self.driver.close()
@@ -153,19 +141,25 @@ def _run_iterator(it: Iterator[Any], handle: Handle) -> Generator[Any, None, Non
         yield process(value)
 
 
+async def _advance(mode: Any, step: Any) -> tuple[bool, Any]:
+    """Await ``step`` (an ``asend`` or ``athrow``): ``(True, None)`` when the async
+    generator is exhausted, else ``(False, value)``."""
+    try:
+        return False, await step
+    except StopAsyncIteration:
+        mode.finish()
+        return True, None
+    except BaseException as exc:
+        mode.annotate(exc)
+        raise
+
+
 async def _run_async(agen: AsyncGenerator[Any, Any], handle: Handle) -> AsyncGenerator[Any, Any]:
     """Drive an async generator, passing each value through the handle's mode."""
     mode = handle.mode
     process = mode.process
-    try:
-        value = await agen.asend(None)
-    except StopAsyncIteration:
-        mode.finish()
-        return
-    except BaseException as exc:
-        mode.annotate(exc)
-        raise
-    while True:
+    done, value = await _advance(mode, agen.asend(None))
+    while not done:
         out = process(value)
         try:
             sent = yield out
@@ -179,25 +173,11 @@ async def _run_async(agen: AsyncGenerator[Any, Any], handle: Handle) -> AsyncGen
             out = None
             if mode.inflight is not None:
                 mode.settle()
-            try:
-                value = await agen.athrow(thrown)
-            except StopAsyncIteration:
-                mode.finish()
-                return
-            except BaseException as exc:
-                mode.annotate(exc)
-                raise
+            done, value = await _advance(mode, agen.athrow(thrown))
             continue
         if mode.inflight is not None:
             mode.settle()
-        try:
-            value = await agen.asend(sent)
-        except StopAsyncIteration:
-            mode.finish()
-            return
-        except BaseException as exc:
-            mode.annotate(exc)
-            raise
+        done, value = await _advance(mode, agen.asend(sent))
 
 
 class GuardedGenerator(ByIdentity, wrapt.ObjectProxy):  # type: ignore[type-arg]
