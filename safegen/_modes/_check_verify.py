@@ -7,7 +7,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from safegen._fingerprint import SAMPLE_BLOCK_BYTES, fingerprint, hash_buffer, verify_sample
-from safegen._modes._check_index import ARRAY, DEAD, DIGEST, FULL, SAMPLE, SEEN, YIELD
+from safegen._modes._check_index import ARRAY, DEAD, DIGEST, FULL, KEY, SAMPLE, SEEN, YIELD
 from safegen._modes.source import Source
 
 __all__ = ["Verification"]
@@ -57,7 +57,8 @@ class Verification:
     def _evict(self, records: list[list[Any]], count: int) -> int:
         """Re-verify, then forget, the records of the yield that leaves the window."""
         hashed = 0
-        forget = self.by_root.forget
+        by_root = self.by_root
+        forget = by_root.forget
         for record in records:
             if not record[DEAD]:
                 # No need to note the record seen: it is forgotten next.
@@ -72,7 +73,13 @@ class Verification:
                         if current != record[DIGEST]:
                             self._changed(record, count, False)
                         hashed += array.nbytes
-                        forget(record)
+                        # The usual owner watches this record alone: drop it here, not
+                        # in a call (a Python call costs as much as the lines it saves).
+                        same_root = by_root[record[KEY]]
+                        if type(same_root) is list and len(same_root) == 1:
+                            del by_root[record[KEY]]
+                        else:
+                            forget(record)
                         continue
                 if blocks is FULL:
                     current, size = fingerprint(array)

@@ -29,9 +29,13 @@ def flat_arrays(value: Any) -> bool:
     """Whether ``value`` is a tuple or list of at most :data:`FLAT` plain NumPy arrays
     (not subclasses): the usual ``(x, y)`` batch, which every mode takes on its fast path."""
     kind = type(value)
-    if (kind is tuple or kind is list) and len(value) <= FLAT:
-        for array in value:
-            if type(array) is not _ndarray:
-                return False
-        return True
+    if kind is tuple or kind is list:
+        size = len(value)
+        if size == 2:  # (x, y), without the loop
+            return type(value[0]) is _ndarray and type(value[1]) is _ndarray
+        if size <= FLAT:
+            for array in value:
+                if type(array) is not _ndarray:
+                    return False
+            return True
     return False
