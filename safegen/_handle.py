@@ -71,9 +71,9 @@ class Handle:
         "lock",
         "mode",
         "producer",
-        "send",
         "settings",
         "source",
+        "watcher",
     )
 
     def __init__(
@@ -93,6 +93,7 @@ class Handle:
         self.early: tuple[Any, ...] = ()
         self.lock = threading.RLock()
         self.generation = _generation[0]
+        self.watcher: Any = None
         self.mode = make_state(settings, source, background)
         self.mode.producer = producer
         if totals is not None:
@@ -122,17 +123,18 @@ class Handle:
         if self.mode.inflight is not None:
             self.mode.settle()
 
-    def intercept(self, send: Any) -> None:
-        """Call ``send`` in place of the generator's own step (a detector watching the
-        first calls in a worker process); :meth:`release` puts the step back."""
-        self.send = send
+    def intercept(self, watcher: Any) -> None:
+        """Have ``watcher(proxy, sent, thrown)`` make the generator's next steps (a
+        detector watching the first calls in a worker process), under the generator's
+        lock; :meth:`release` gives them back."""
+        self.watcher = watcher
 
     def release(self) -> None:
         """Undo :meth:`intercept`."""
-        self.send = self.step
+        self.watcher = None
 
-    def step(self, value: Any) -> Any:  # pragma: no cover - generators define it
-        raise NotImplementedError
+    def step(self, sent: Any, thrown: tuple[Any, ...] | None = None) -> Any:
+        raise NotImplementedError  # pragma: no cover - plain iterators define it
 
     def before_fork(self) -> None:
         """In the parent, before a fork (generators: open the channel)."""

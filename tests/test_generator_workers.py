@@ -60,12 +60,12 @@ def test_no_report(function):
 
 
 def test_nothing_done_in_the_guarding_process():
-    """In the process that guarded it, a generator's handle steps it itself (no watcher)
-    and has no channel until a fork."""
+    """In the process that guarded it, a generator is stepped without a watcher, and its
+    handle has no channel until a fork."""
     guarded = safegen.guard(gens.cycled)()
     next(guarded)
     handle = handle_of(guarded)
-    assert handle.send == handle.step
+    assert handle.watcher is None
     assert handle.channel is None
 
 

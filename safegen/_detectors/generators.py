@@ -60,13 +60,13 @@ def open_channel(source: Any, mode: str) -> GeneratorChannel:
 
 
 class Watcher:
-    """A generator handle's step in a forked child, until its detectors are done."""
+    """A guarded generator's steps in a forked child, until its detectors are done: called
+    by the generator's proxy, under its lock, in place of its own step."""
 
-    __slots__ = ("detectors", "handle", "send")
+    __slots__ = ("detectors", "handle")
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
-        self.send = handle.step
         self.detectors: tuple[Detector, ...] | None = None  # made on the first call
 
     def _make(self) -> tuple[Detector, ...]:
@@ -79,19 +79,17 @@ class Watcher:
             found.append(ProcessRepeats(settings, channel))
         return tuple(found)
 
-    def __call__(self, value: Any) -> Any:
-        """Send ``value`` (under the generator's lock) with the detectors around the call."""
+    def __call__(self, proxy: Any, sent: Any, thrown: Any) -> Any:
+        """Step the generator (``proxy``'s own step, unwatched) with the detectors
+        around the call."""
         if self.detectors is None:
             self.detectors = self._make()
         handle = self.handle
         generator = handle.producer
         for detector in self.detectors:
             detector.before(generator, None)
-        try:
-            out = self.send(value)
-        except BaseException:
-            handle.release()  # finished or failed: watch no more
-            raise
+        handle.release()  # the step itself runs unwatched; finished or failed: no more
+        out = type(proxy).__next__(proxy, sent, thrown)
         number = handle.yields
         kept = []
         found: BaseException | None = None
@@ -103,8 +101,8 @@ class Watcher:
                 kept.append(detector)
                 found = found or exc
         self.detectors = tuple(kept)
-        if not kept:
-            handle.release()
+        if kept:
+            handle.intercept(self)
         if found is not None:
             raise found
         return out

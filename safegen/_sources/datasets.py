@@ -109,6 +109,7 @@ class DatasetHandle(Handle):
         self.lock: Any = None
         self.mode: Any = None
         self.serialize = False
+        self.watcher = None
         self.generation = -1  # not live in any process yet
 
     def __getstate__(self) -> tuple[Any, ...]:
@@ -121,6 +122,7 @@ class DatasetHandle(Handle):
         self.detectors = self.early = ()
         self.lock = self.mode = None
         self.serialize = False
+        self.watcher = None
         self.generation = -1
 
     def live(self, dataset: Any) -> DatasetHandle:

@@ -1,10 +1,11 @@
 """Generators, iterators and async generators: each guarded one gets a handle, and is
 handed out as a proxy that passes every value through its mode.
 
-A generator is stepped by its handle (:meth:`GeneratorHandle.step`: send, then process)
-under a per-generator lock; a plain iterator is driven by a generator of safegen's
-(:func:`_run_iterator`), so that frameworks that accept only generators take it; an
-async generator is driven by an async generator of safegen's (:func:`_run_async`).
+A generator is stepped by its proxy (:meth:`GuardedGenerator.__next__`: send, then
+process) under a per-generator lock kept on its handle; a plain iterator is driven by a
+generator of safegen's (:func:`_run_iterator`), so that frameworks that accept only
+generators take it; an async generator is driven by an async generator of safegen's
+(:func:`_run_async`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from safegen._modes import Source
 from safegen._sources._base import ByIdentity, SourceKind, source_of
 from safegen._stats import Totals
 
-__all__ = ["GeneratorHandle", "GuardedGenerator", "Iterators", "guard_iterator"]
+__all__ = ["GeneratorHandle", "GuardedGenerator", "GuardedIterator", "Iterators", "guard_iterator"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
@@ -33,10 +34,11 @@ def _ended() -> Generator[Any, Any, None]:
 
 
 class GeneratorHandle(Handle):
-    """The handle of a guarded generator: :meth:`step` sends, then processes.
+    """The handle of a guarded generator, which its proxy steps (:class:`GuardedGenerator`).
 
     ``acquire`` and ``unlock`` are the lock's own methods, kept for the proxy's calls
-    (a ``with`` statement costs more than the two calls, on every ``next()``).
+    (a ``with`` statement costs more than the two calls, on every ``next()``);
+    ``process`` is the mode's.
     """
 
     __slots__ = ("acquire", "driver", "process", "unlock")
@@ -53,7 +55,6 @@ class GeneratorHandle(Handle):
         self.process = self.mode.process
         self.acquire = self.lock.acquire
         self.unlock = self.lock.release
-        self.send = self.step
 
     def locked(self, method: Any, *args: Any) -> Any:
         """``method(*args)`` under the generator's lock."""
@@ -63,40 +64,18 @@ class GeneratorHandle(Handle):
         finally:
             self.unlock()
 
-    def step(self, sent: Any, thrown: tuple[Any, ...] | None = None) -> Any:
-        """Resume the generator with ``sent`` (or throw ``thrown`` into it); what it
-        yields goes through the mode."""
-        mode = self.mode
-        if mode.inflight is not None:  # hashes still running (check mode, large arrays)
-            mode.settle()
-        try:
-            if thrown is None:
-                value = self.driver.send(sent)
-            else:
-                value = self.driver.throw(*thrown)
-        except StopIteration:
-            self._finish()
-            raise
-        except BaseException as exc:
-            mode.annotate(exc)
-            raise
-        try:
-            return self.process(value)
-        except BaseException:
-            self.driver = _ended()  # after "raise", the guarded generator is finished
-            raise
-
-    def throw(self, *args: Any) -> Any:
-        return self.step(None, args)
-
     def close(self) -> None:
         self.producer.close()
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         """The generator is exhausted: the mode's last checks, once."""
         if self.driver is self.producer:
             self.driver = _ended()
             self.mode.finish()
+
+    def end(self) -> None:
+        """The mode raised: the guarded generator is finished (``on_violation="raise"``)."""
+        self.driver = _ended()
 
     def before_fork(self) -> None:
         if self.channel is None and self.settings.mode != "off":
@@ -206,22 +185,45 @@ class GuardedGenerator(ByIdentity, wrapt.ObjectProxy):  # type: ignore[type-arg]
     def __iter__(self) -> GuardedGenerator:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self, sent: Any = None, thrown: tuple[Any, ...] | None = None) -> Any:
+        # The generator's step, written here rather than called: a Python call costs as
+        # much as the bookkeeping it would hold (see benchmarks/per_yield.py).
         handle = _handle_of_proxy(self)
         handle.acquire()
         try:
-            return handle.send(None)
+            if handle.watcher is not None:  # a detector watches the first calls
+                return handle.watcher(self, sent, thrown)
+            mode = handle.mode
+            if mode.inflight is not None:  # hashes still running (check mode, large arrays)
+                mode.settle()
+            try:
+                if thrown is None:
+                    value = handle.driver.send(sent)
+                else:
+                    value = handle.driver.throw(*thrown)
+            except StopIteration:
+                handle.finish()
+                raise
+            except BaseException as exc:
+                mode.annotate(exc)
+                raise
+            try:
+                return handle.process(value)
+            except BaseException:
+                handle.end()
+                raise
         finally:
             handle.unlock()
 
     def send(self, value: Any) -> Any:
-        return self._self_handle.locked(self._self_handle.send, value)
+        return type(self).__next__(self, value)
 
     def throw(self, *args: Any) -> Any:
-        return self._self_handle.locked(self._self_handle.throw, *args)
+        return type(self).__next__(self, None, args)
 
     def close(self) -> None:
-        self._self_handle.locked(self._self_handle.close)
+        handle = _handle_of_proxy(self)
+        handle.locked(handle.close)
 
     def __repr__(self) -> str:
         return f"<safegen-guarded {self.__wrapped__!r}>"
@@ -237,6 +239,19 @@ class GuardedGenerator(ByIdentity, wrapt.ObjectProxy):  # type: ignore[type-arg]
 
 
 _handle_of_proxy = GuardedGenerator.__dict__["_self_handle"].__get__
+
+
+class GuardedIterator(GuardedGenerator):
+    """A guarded plain iterator: the generator of safegen's that drives it, shared as a
+    guarded generator is."""
+
+    __slots__ = ()
+
+    def __next__(self, sent: Any = None, thrown: tuple[Any, ...] | None = None) -> Any:
+        handle = _handle_of_proxy(self)
+        if handle.watcher is not None:
+            return handle.locked(handle.watcher, self, sent, thrown)
+        return handle.locked(handle.step, sent, thrown)
 
 
 def guard_iterator(
@@ -262,7 +277,9 @@ def guard_iterator(
         generator = IteratorHandle(settings, source, obj, totals)
         wrapped = generator.driver = _run_iterator(obj, generator)
         _name_like(wrapped, obj)
-    guarded = GuardedGenerator(wrapped, generator)
+    guarded = (GuardedIterator if isinstance(generator, IteratorHandle) else GuardedGenerator)(
+        wrapped, generator
+    )
     register(guarded, generator)
     return guarded
 
