@@ -812,7 +812,8 @@ def main(argv=None):
     if args.root:
         roots = [Path(__file__).resolve().parent.parent, *(r.resolve() for r in args.root)]
         load_start = os.getloadavg()[0]
-        figures, raw = compare_roots(roots, args.rounds or 15, 20_000, 5)
+        count, inner = (1_000, 1) if args.quick else (20_000, 5)
+        figures, raw = compare_roots(roots, args.rounds or (2 if args.quick else 15), count, inner)
         labels = {root: _label(root, roots[0]) for root in roots}
         figures = {labels[root]: per for root, per in figures.items()}
         raw = {labels[root]: per for root, per in raw.items()}
@@ -830,8 +831,9 @@ def main(argv=None):
             (load_start, os.getloadavg()[0]),
         )
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "per_yield_roots.json").write_text(json.dumps(report, indent=2) + "\n")
-        (args.out / "per_yield_roots.md").write_text(markdown)
+        name = "per_yield_roots_quick" if args.quick else "per_yield_roots"
+        (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (args.out / f"{name}.md").write_text(markdown)
         print(markdown)
         return 0
     from tqdm import tqdm

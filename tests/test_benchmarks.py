@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _commit():
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _run(script, tmp_path, *extra):
@@ -34,6 +41,21 @@ def _run(script, tmp_path, *extra):
 @pytest.mark.slow
 class TestBenchmarks:
     """Each benchmark's --quick run writes its JSON and Markdown."""
+
+    def test_per_yield_against_another_checkout(self, tmp_path):
+        """per_yield.py --root runs the seed batch in one process per checkout (here a
+        copy of this repository's package) and reports each one's overheads."""
+        other = tmp_path / "other"
+        shutil.copytree(ROOT / "safegen", other / "safegen")
+        _run("per_yield.py", tmp_path, "--root", str(other), "--rounds", "1")
+        report = json.loads((tmp_path / "per_yield_roots_quick.json").read_text())
+        assert list(report["overhead_us"]) == [
+            f"this checkout ({_commit()})",
+            "other (?)",
+        ]
+        for per in report["overhead_us"].values():
+            assert set(per) == {"check", "copy", "hand copy"}
+            assert all(len(values) == 1 for values in per.values())
 
     def test_per_yield(self, tmp_path):
         """per_yield.py --quick reports every variant and target."""

@@ -202,6 +202,9 @@ COMMANDS: dict[str, str | Run | NotRun] = {
     ),
     "bash examples/ci_check.sh": "tests/test_examples.py::test_ci_check",
     "python benchmarks/per_yield.py": "tests/test_benchmarks.py::TestBenchmarks::test_per_yield",
+    "python benchmarks/per_yield.py --root /tmp/cfdf609 --root /tmp/base2d6 --rounds 30": (
+        "tests/test_benchmarks.py::TestBenchmarks::test_per_yield_against_another_checkout"
+    ),
     "python benchmarks/mean_training.py": (
         "tests/test_benchmarks.py::TestBenchmarks::test_mean_training"
     ),
