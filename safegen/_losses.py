@@ -14,19 +14,14 @@ both (:func:`enlarges_both`), the text of the :class:`safegen.ShapeError`, and t
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Sequence
 from typing import Any
 
+from safegen._frameworks import integration
 from safegen._shapes import Dim, Shape, fmt
 
 __all__ = ["broadcast", "check_losses", "enlarges_both", "loss_message", "where_defined"]
-
-_FRAMEWORKS = {
-    "keras": "safegen.integrations.keras.losses",
-    "tf_keras": "safegen.integrations.tf_keras.losses",
-}
 
 
 def broadcast(a: Sequence[Dim], b: Sequence[Dim]) -> Shape | None:
@@ -156,15 +151,6 @@ y_pred of shape (32, 1) broadcast to (32, 32); expected shapes that ...
     return "\n".join(lines)
 
 
-def framework_of(obj: Any) -> str | None:
-    """``"keras"`` or ``"tf_keras"`` for an object of that Keras, else ``None``."""
-    for klass in type(obj).__mro__:
-        root = (getattr(klass, "__module__", None) or "").split(".", 1)[0]
-        if root in _FRAMEWORKS:
-            return root
-    return None
-
-
 def check_losses(model: Any) -> list[str]:
     """Checks, in place, the shapes each loss of a compiled ``model`` receives.
 
@@ -199,13 +185,7 @@ def check_losses(model: Any) -> list[str]:
         >>> safegen.check_losses(model)
         ['d']
     """
-    framework = framework_of(model)
-    if framework is None:
-        raise TypeError(
-            "check_losses(model): model must be a Keras 3 (keras) or Keras 2 (tf_keras) "
-            f"model; got {model!r} of type {type(model).__name__}."
-        )
-    module = importlib.import_module(_FRAMEWORKS[framework])
+    module = integration(model, "losses", "check_losses(model)", "model")
     result: list[str] = module.check_losses(model)
     return result
 

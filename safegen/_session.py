@@ -15,8 +15,9 @@ import dataclasses
 import json
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
+from safegen._finding import KINDS, Finding, Kind, kind_of, named_counts
 from safegen._stats import Stats
 
 __all__ = [
@@ -29,61 +30,15 @@ __all__ = [
     "current",
     "kind_of",
     "record_error",
+    "record_finding",
     "record_findings",
     "record_layer",
     "record_loss",
     "record_remote",
     "record_shape_error",
     "record_source",
+    "session",
 ]
-
-
-class Kind(NamedTuple):
-    """A kind of finding on a data source.
-
-    Attributes:
-        key: its key in ``as_dict()`` (``"changed_arrays"``).
-        name: its name in summaries (``"changed array(s)"``).
-        error: the name of the safegen error raised for it (``"AliasingError"``).
-        shown: what the user sees of it when safegen only warned (``"AliasingWarning"``).
-    """
-
-    key: str
-    name: str
-    error: str
-    shown: str
-
-
-# Every kind of finding on a data source. A source's (and the totals') "violations" is
-# their sum.
-KINDS: tuple[Kind, ...] = (
-    Kind("changed_arrays", "changed array(s)", "AliasingError", "AliasingWarning"),
-    Kind("reused_containers", "reused container(s)", "AliasingError", "AliasingWarning"),
-    Kind(
-        "stopped_writes",
-        "write(s) stopped",
-        "AliasingError",
-        "read-only ValueError the test caught",
-    ),
-    Kind("random_streams", "repeated random stream(s)", "RandomStreamError", "RandomStreamWarning"),
-    Kind("repeated_batches", "repeated batch(es)", "RepeatedBatchError", "RepeatedBatchWarning"),
-)
-
-
-def named_counts(counts: dict[str, int]) -> str:
-    """``"1 changed array(s), 2 repeated batch(es)"``: the kinds found, with their counts."""
-    return ", ".join(f"{counts[kind.key]} {kind.name}" for kind in KINDS if counts.get(kind.key))
-
-
-def kind_of(error: BaseException) -> str | None:
-    """The key of the kind of finding that safegen raised ``error`` for, or ``None`` (a
-    ``ShapeError``, or not safegen's)."""
-    name = type(error).__name__
-    if name == "AliasingError":
-        # A rebuilt error has no report: counted as a changed array, as the totals do.
-        report = getattr(error, "report", None)
-        return "reused_containers" if getattr(report, "container", "") else "changed_arrays"
-    return next((kind.key for kind in KINDS if kind.error == name), None)
 
 
 def _violations(counts: dict[str, int], details: tuple[str, ...] = ()) -> str:
@@ -91,6 +46,9 @@ def _violations(counts: dict[str, int], details: tuple[str, ...] = ()) -> str:
     ``details`` follow the kinds, after a semicolon."""
     parts = [part for part in (named_counts(counts), *details) if part]
     return f"{counts['violations']} violation(s)" + (f" ({'; '.join(parts)})" if parts else "")
+
+
+Reader = Callable[[], list[Any]]  # returns Findings (or {"kind": ..., "message": ...})
 
 
 @dataclasses.dataclass
@@ -108,17 +66,27 @@ class SourceRecord:
     location: str
     mode: str
     stats: list[Stats] = dataclasses.field(default_factory=list)
-    # What the detectors (safegen._detectors) found: functions returning a list of
-    # {"kind": ..., "message": ...}, read when the session is summarized.
-    findings: list[Callable[[], list[dict[str, Any]]]] = dataclasses.field(default_factory=list)
+    # The findings on it that went through safegen._handling.report in this process.
+    reported: list[Finding] = dataclasses.field(default_factory=list)
+    # Where the findings made elsewhere are read (worker processes, through the source's
+    # channel: safegen._detectors.findings), when the session is summarized.
+    findings: list[Reader] = dataclasses.field(default_factory=list)
 
     def total(self) -> Stats:
         """The sum of the statistics of every generator of this source."""
         return sum(self.stats, Stats())
 
-    def found(self) -> list[dict[str, Any]]:
-        """Every finding of the detectors on this source."""
-        return [entry for read in self.findings for entry in read()]
+    def found(self) -> list[Finding]:
+        """Every finding on this source: those reported in this process, then those read
+        from elsewhere (each reader lists a finding once)."""
+        out = list(self.reported)
+        for reader in self.findings:
+            for entry in reader():
+                if not isinstance(entry, Finding):
+                    kind = Kind.named(entry["kind"])
+                    entry = Finding(kind, self.name, self.location, entry["message"])
+                out.append(entry)
+        return out
 
 
 @dataclasses.dataclass
@@ -169,29 +137,40 @@ class Session:
         self.errors: list[BaseException] = []
         # What enable() left off, and why: {"sources": ..., "layers": ...}.
         self.off: dict[str, str] = {}
-        # Errors raised in worker processes (whose statistics stay there), by kind.
+        # Errors raised in worker processes (whose statistics stay there), by error name,
+        # and by the kind of finding they stand for.
         self.remote: dict[str, int] = {}
-        # The findings safegen raised an error for (here or in a worker), by kind (KINDS'
-        # keys): the rest of the findings were only warned about.
-        self.raised: dict[str, int] = {}
+        self.remote_kinds: dict[Kind, int] = {}
+        # The findings safegen raised an error for (here or in a worker), by kind: the
+        # rest of the findings were only warned about (or passed to on_violation).
+        self.raised: dict[Kind, int] = {}
+        # The latest source record of each (name, location): where findings are counted.
+        self.places: dict[tuple[str, str], SourceRecord] = {}
+
+    def _source(self, name: str, location: str, mode: str) -> SourceRecord:
+        """The record of a source (made on first use); called under the lock."""
+        key = (name, location, mode)
+        record = self.sources.get(key)
+        if record is None:
+            record = self.sources[key] = SourceRecord(name, location, mode)
+            self.places[name, location] = record
+        return record
 
     def record_source(self, name: str, location: str, mode: str, stats: Stats) -> None:
-        key = (name, location, mode)
         with self.lock:
-            record = self.sources.get(key)
-            if record is None:
-                record = self.sources[key] = SourceRecord(name, location, mode)
-            record.stats.append(stats)
+            self._source(name, location, mode).stats.append(stats)
 
-    def record_findings(
-        self, name: str, location: str, mode: str, read: Callable[[], list[dict[str, Any]]]
-    ) -> None:
-        key = (name, location, mode)
+    def record_findings(self, name: str, location: str, mode: str, read: Reader) -> None:
         with self.lock:
-            record = self.sources.get(key)
-            if record is None:
-                record = self.sources[key] = SourceRecord(name, location, mode)
-            record.findings.append(read)
+            self._source(name, location, mode).findings.append(read)
+
+    def record_finding(self, finding: Finding) -> None:
+        """Count ``finding`` under its source (one this session guarded, else not at all:
+        a source guarded before the session began is not part of it)."""
+        with self.lock:
+            record = self.places.get((finding.source, finding.location))
+            if record is not None:
+                record.reported.append(finding)
 
     def record_layer(self, layer: Any, error: str | None = None) -> None:
         key = id(layer)
@@ -226,14 +205,17 @@ class Session:
 
     def record_remote(self, error: BaseException) -> None:
         with self.lock:
-            kind = type(error).__name__
-            self.remote[kind] = self.remote.get(kind, 0) + 1
+            name = type(error).__name__
+            self.remote[name] = self.remote.get(name, 0) + 1
+            kind = kind_of(error)
+            if kind is not None:
+                self.remote_kinds[kind] = self.remote_kinds.get(kind, 0) + 1
             self._count_raised(error)
 
     def _count_raised(self, error: BaseException) -> None:
-        key = kind_of(error)
-        if key is not None:
-            self.raised[key] = self.raised.get(key, 0) + 1
+        kind = kind_of(error)
+        if kind is not None:
+            self.raised[kind] = self.raised.get(kind, 0) + 1
 
     # -- Reading it -------------------------------------------------------------------
 
@@ -245,18 +227,12 @@ class Session:
             losses = list(self.losses.values())
             shape_errors = list(self.shape_errors)
             remote = dict(self.remote)
+            remote_kinds = dict(self.remote_kinds)
         rows = []
         for record in sources:
             total = record.total()
             found = record.found()
-            frozen = record.mode == "freeze"  # its violations are writes it stopped
-            kinds = {
-                "changed_arrays": 0 if frozen else total.violations - total.containers,
-                "reused_containers": total.containers,
-                "stopped_writes": total.violations if frozen else 0,
-                "random_streams": sum(f["kind"] == "random_stream" for f in found),
-                "repeated_batches": sum(f["kind"] == "repeated_batch" for f in found),
-            }
+            kinds = {kind.key: sum(f.kind is kind for f in found) for kind in KINDS}
             rows.append(
                 {
                     "name": record.name,
@@ -264,17 +240,20 @@ class Session:
                     "mode": record.mode,
                     "generators": len(record.stats),
                     **dataclasses.asdict(total),
-                    # Every kind of finding, the detectors' included (Stats counts only
-                    # changed arrays, rebound containers and stopped writes).
+                    # Every kind of finding, counted by its kind.
                     "violations": sum(kinds.values()),
                     **kinds,
-                    "findings": found,
+                    # The detectors' findings, each listed (the summary names them).
+                    "findings": [f.entry for f in found if f.kind.listed],
                 }
             )
         total = sum((r.total() for r in sources), Stats())
         totals = {kind.key: sum(row[kind.key] for row in rows) for kind in KINDS}
-        # Changes found in worker processes, whose statistics stay there.
-        totals["changed_arrays"] += remote.get("AliasingError", 0)
+        # Changes found in worker processes, whose statistics stay there (the detectors'
+        # findings there reach the rows through the sources' channels).
+        for kind, count in remote_kinds.items():
+            if not kind.listed:
+                totals[kind.key] += count
         return {
             "sources": rows,
             "layers": [dataclasses.asdict(layer) for layer in layers],
@@ -298,13 +277,37 @@ class Session:
             "in_worker_processes": remote,
         }
 
-    def warned(self) -> dict[str, int]:
-        """The findings so far that safegen only warned about, by kind (KINDS' keys): those
-        counted in ``as_dict()``'s totals, less those it raised an error for."""
+    def counts(self) -> dict[str, int]:
+        """Every finding so far, by kind (``KINDS``' keys), in worker processes too.
+
+        Example:
+            >>> import safegen
+            >>> with safegen.enabled() as session:
+            ...     pass
+            >>> session.counts()["changed_arrays"]
+            0
+        """
         totals = self.as_dict()["totals"]
+        return {kind.key: totals[kind.key] for kind in KINDS}
+
+    def warned(self) -> dict[str, int]:
+        """The findings so far that safegen only warned about (or passed to
+        ``on_violation``), by kind: :meth:`counts`, less those it raised an error for."""
         with self.lock:
             raised = dict(self.raised)
-        return {kind.key: totals[kind.key] - raised.get(kind.key, 0) for kind in KINDS}
+        counts = self.counts()
+        return {key: count - raised.get(Kind.named(key), 0) for key, count in counts.items()}
+
+    def failures(self, *, raised: bool = True) -> dict[str, int]:
+        """What fails a run or a test, by kind: the one rule of ``safegen run``, ``pytest
+        --safegen``, ``safegen check`` and :mod:`safegen.testing`.
+
+        Every finding of every kind fails. ``raised=False`` leaves out the findings that
+        safegen raised its error for: where that error went (a test that expected it with
+        ``pytest.raises``, or a test failing with it) is the verdict.
+        """
+        counts = self.counts() if raised else self.warned()
+        return {key: count for key, count in counts.items() if count > 0}
 
     def summary(self, outcome: str = "") -> str:
         """A short human-readable summary, one line per source and per checked layer."""
@@ -399,6 +402,28 @@ def current() -> Session | None:
     return _current
 
 
+def session() -> Session | None:
+    """What safegen has seen since :func:`safegen.enable`, or ``None`` when it is not
+    enabled: the session that ``safegen run`` and ``pytest --safegen`` summarize.
+
+    Read it with ``summary()`` (the text ``safegen run`` prints), ``as_dict()`` and
+    ``to_json()`` (what ``--report`` writes), ``counts()`` (every finding by kind) and
+    ``failures()`` (what fails a run or a test). Thread-safe.
+
+    Example:
+        >>> import safegen
+        >>> safegen.session() is None
+        True
+        >>> with safegen.enabled():
+        ...     safegen.session().failures()
+        {}
+    """
+    return _current
+
+
+session.__module__ = "safegen"
+
+
 def start() -> Session:
     """Begin a new session (called by ``safegen.enable()``), or return the active one."""
     global _current
@@ -458,9 +483,15 @@ def record_error(error: BaseException) -> None:
         session.record_error(error)
 
 
-def record_findings(
-    name: str, location: str, mode: str, read: Callable[[], list[dict[str, Any]]]
-) -> None:
+def record_finding(finding: Finding) -> None:
+    """Count ``finding`` (called by :func:`safegen._handling.report`; a no-op outside a
+    session)."""
+    session = _current
+    if session is not None:
+        session.record_finding(finding)
+
+
+def record_findings(name: str, location: str, mode: str, read: Reader) -> None:
     """Note where the detectors' findings on a source are read (a no-op outside a session)."""
     session = _current
     if session is not None:

@@ -55,7 +55,7 @@ class TestSwitch:
         safegen.enable(mode="copy")
         with safegen.enabled(mode="freeze") as session:
             assert _enable.options().overrides == {"mode": "freeze"}
-            assert session is safegen._session.current()
+            assert session is safegen.session()
         assert _enable.options().overrides == {"mode": "copy"}
         safegen.disable()
         with safegen.enabled():
@@ -320,7 +320,7 @@ class TestFit:
         safegen.enable()
         history = _mean_model().fit(fresh(), steps_per_epoch=5, epochs=2, verbose=0)
         assert history.history["loss"] == [0.0, 0.0]
-        data = safegen._session.current().as_dict()
+        data = safegen.session().as_dict()
         (row,) = data["sources"]
         assert row["name"] == "fresh()" and row["mode"] == "check"
         assert row["yields"] >= 10 and row["violations"] == 0
@@ -336,7 +336,7 @@ class TestFit:
         safegen.configure(mode="copy")
         safegen.enable()
         _mean_model().fit(reused(), steps_per_epoch=3, epochs=1, verbose=0)
-        (row,) = safegen._session.current().as_dict()["sources"]
+        (row,) = safegen.session().as_dict()["sources"]
         assert row["mode"] == "copy"
 
     def test_validation_data_is_guarded(self):
@@ -375,7 +375,7 @@ class TestFit:
         safegen.enable(mode="check")
         history = _mean_model().fit(guarded(), steps_per_epoch=5, epochs=1, verbose=0)
         assert history.history["loss"] == [0.0]
-        rows = safegen._session.current().as_dict()["sources"]
+        rows = safegen.session().as_dict()["sources"]
         assert [(r["name"], r["mode"]) for r in rows] == [("reused()", "copy")]
 
     def test_nothing_is_guarded_once_disabled(self):
@@ -458,14 +458,14 @@ class TestFromGenerator:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(3))
         history = _mean_model().fit(dataset, epochs=2, verbose=0)
         assert history.history["loss"] == [0.0, 0.0]
-        (row,) = safegen._session.current().as_dict()["sources"]
+        (row,) = safegen.session().as_dict()["sources"]
         assert row["name"] == "fresh()" and row["generators"] >= 2
 
     def test_keras_own_generators_are_not_guarded_twice(self):
         """fit on a Python generator guards it once, not again inside Keras's from_generator."""
         safegen.enable()
         _mean_model().fit(fresh(), steps_per_epoch=3, epochs=1, verbose=0)
-        assert [r["name"] for r in safegen._session.current().as_dict()["sources"]] == ["fresh()"]
+        assert [r["name"] for r in safegen.session().as_dict()["sources"]] == ["fresh()"]
 
 
 @pytest.mark.slow

@@ -335,17 +335,19 @@ class TestCaughtErrors:
 
 
 class TestKinds:
-    """The plugin names each kind of finding from safegen._session.KINDS."""
+    """The plugin names each kind of finding from the one enumeration of kinds."""
 
     def test_every_kind_names_safegen_error_and_warning(self):
         """Each kind's error is a safegen error, its warning (where one) a safegen warning,
-        and the plugin counts every kind the summary totals (none is left out)."""
-        from safegen._session import KINDS, Session
+        and the session counts every kind the summary totals (none is left out)."""
+        from safegen._finding import KINDS
 
         for kind in KINDS:
-            assert issubclass(getattr(safegen, kind.error), safegen.SafegenError), kind
+            assert issubclass(kind.error, safegen.SafegenError), kind
+            assert getattr(safegen, kind.error.__name__) is kind.error, kind
             if kind.shown.endswith("Warning"):
                 assert issubclass(getattr(safegen, kind.shown), safegen.SafegenWarning), kind
-        session = Session()
-        assert set(session.warned()) == {kind.key for kind in KINDS}
+        with safegen.enabled() as session:
+            assert set(safegen.session().counts()) == {kind.key for kind in KINDS}
+            assert set(session.warned()) == {kind.key for kind in KINDS}
         assert {kind.key for kind in KINDS} <= set(session.as_dict()["totals"])

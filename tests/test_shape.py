@@ -851,13 +851,12 @@ class TestInstallLambdaChecks:
 
     def test_nested_installs_and_no_double_check(self) -> None:
         """Installs nest; a ShapeChecked Lambda is checked once; the session counts the checks."""
-        from safegen import _session
         from safegen.integrations.keras.layers import install_lambda_checks
 
         original = layers.Lambda.call
-        first, second = install_lambda_checks(), install_lambda_checks("shape")
-        session = _session.start()
-        try:
+        # A session that installs no Lambda check of its own (shapes=False).
+        with safegen.enabled(shapes=False) as session:
+            first, second = install_lambda_checks(), install_lambda_checks("shape")
             lam = safegen.ShapeChecked(layers.Lambda(mean_good, output_shape=(1,), name="m"))
             lam(ops.ones((3, 2)))
             first()
@@ -866,9 +865,8 @@ class TestInstallLambdaChecks:
                 bad(ops.ones((3, 2)))
             second()
             assert layers.Lambda.call is original
-        finally:
-            _session.stop()
-        records = {r.name: (r.checks, r.shape_errors) for r in session.layers.values()}
+        layers_checked = session.as_dict()["layers"]
+        records = {r["name"]: (r["checks"], r["shape_errors"]) for r in layers_checked}
         assert records == {"m": (1, 0), "bad": (1, 1)}
 
 

@@ -1,37 +1,42 @@
-"""What the detectors found for one data source, for the session summary.
+"""What the detectors found for one data source in worker processes, for the session.
 
-Reads what a source's :class:`~safegen._detectors._sink.Channel` holds (reports kept in
-this process, and the files worker processes wrote), compares the workers' random-state
-records anew, and lists the findings once each.
+Reads the files that worker processes wrote to a source's
+:class:`~safegen._detectors._sink.Channel` (the findings made there), and compares the
+workers' random-state records anew; the session lists each finding once (the findings
+made in this process reach it through :func:`safegen._handling.report`).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from safegen import _session
 from safegen._detectors._sink import Channel, read_files
 from safegen._detectors.random_streams import shared_streams
+from safegen._finding import Finding, Kind
 
 __all__ = ["findings", "record"]
 
 
-def findings(channel: Channel) -> list[dict[str, Any]]:
-    """Every report kept, in this process or written by workers, without repeats; random
-    streams are compared anew over every worker's record, so that each shared state is
-    one finding naming every worker that drew from it."""
+def findings(channel: Channel) -> list[Finding]:
+    """Every finding written by worker processes, and the random streams compared anew
+    over every worker's record (so that each shared state is one finding naming every
+    worker that drew from it), each listed once."""
+    written = [
+        Finding(Kind.named(entry["kind"]), channel.name, channel.location, entry["message"])
+        for entry in read_files(channel.folder, "report-")
+    ]
     streams = [
-        {"kind": "random_stream", "message": report.message}
+        Finding.of(Kind.RANDOM_STREAM, report)
         for report, _ in shared_streams(read_files(channel.folder, "streams-"), channel)
     ]
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[Kind, str]] = set()
     out = []
-    for entry in [*channel.reports, *read_files(channel.folder, "report-"), *streams]:
-        key = (entry["kind"], entry["message"].split("\n", 1)[0])
+    for finding in [*written, *streams]:
+        key = (finding.kind, finding.message.split("\n", 1)[0])
         if key not in seen:
             seen.add(key)
-            out.append(entry)
+            out.append(finding)
     return out
 
 

@@ -52,9 +52,10 @@ import numpy as np
 import xxhash
 
 from safegen._config import Settings
-from safegen._detectors._base import Detector, dispatch
+from safegen._detectors._base import Detector, definition
 from safegen._detectors._sink import Channel, read_files, write_file
-from safegen._errors import RandomStreamError, RandomStreamWarning
+from safegen._finding import Finding, Kind
+from safegen._handling import Handling, report
 
 __all__ = ["CALLS", "RandomStreamReport", "frame_candidates", "stream_detectors"]
 
@@ -347,18 +348,27 @@ class RandomStreams(Detector):
             key = repr(index)
         self.calls.append({"index": key, "states": states})
         write_file(self.channel.folder, f"streams-{os.getpid()}", self.record)
-        for report in shared_streams(read_files(self.channel.folder, "streams-"), self.channel):
-            pids = report[1]
-            if os.getpid() in pids and report[0].state not in self.reported:
-                self.reported.add(report[0].state)
-                # A warning is printed by the first worker process that finds the shared
-                # state, not by every one (the summary lists each finding once too).
-                if self.on_violation == "warn" and not self.channel.claim(report[0].state):
-                    continue
-                dispatch(
-                    report[0], self.on_violation, RandomStreamError, RandomStreamWarning, dataset
-                )
+        # Counted by the parent, which compares every worker's record anew; a warning is
+        # printed by the first worker process that finds the shared state, not by every
+        # one (claimed through the channel).
+        handling = Handling(
+            self.on_violation,
+            definition(dataset),
+            record=_counted_by_parent,
+            claim=self.channel.claim,
+        )
+        for found, pids in shared_streams(
+            read_files(self.channel.folder, "streams-"), self.channel
+        ):
+            if os.getpid() in pids and found.state not in self.reported:
+                self.reported.add(found.state)
+                report(Finding.of(Kind.RANDOM_STREAM, found, group=found.state), handling)
         return len(self.calls) < CALLS
+
+
+def _counted_by_parent(finding: Finding) -> None:
+    """A random stream found in a worker process: the parent's session counts it when it
+    compares every worker's record (:mod:`safegen._detectors.findings`)."""
 
 
 def shared_streams(

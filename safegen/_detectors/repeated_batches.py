@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 
 from safegen._config import Settings
-from safegen._detectors._base import Detector, dispatch
+from safegen._detectors._base import Detector, definition
 from safegen._detectors._sink import Channel, read_files, write_file
-from safegen._errors import RepeatedBatchError, RepeatedBatchWarning
+from safegen._finding import Finding, Kind
+from safegen._handling import report
 
 __all__ = ["MIN_BYTES", "YIELDS", "ProcessRepeats", "RepeatedBatchReport", "RepeatedBatches"]
 
@@ -168,7 +169,7 @@ class RepeatedBatches(Detector):
         if nbytes < MIN_BYTES or all(_constant(array) for array in arrays):
             return True
         self.reported = True  # once per dataset and process: one bug, one report
-        report = RepeatedBatchReport(
+        found = RepeatedBatchReport(
             source=self.channel.name,
             location=self.channel.location,
             index=index,
@@ -176,10 +177,8 @@ class RepeatedBatches(Detector):
             nbytes=nbytes,
             process=multiprocessing.current_process().name if self.channel.in_worker else "",
         )
-        self.channel.report("repeated_batch", report.message)
-        dispatch(
-            report, self.settings.on_violation, RepeatedBatchError, RepeatedBatchWarning, dataset
-        )
+        handling = self.channel.handling(self.settings.on_violation, definition(dataset))
+        report(Finding.of(Kind.REPEATED_BATCH, found), handling)
         return True
 
     def epoch_passed(self) -> None:
@@ -236,10 +235,11 @@ class ProcessRepeats(Detector):
         return self.calls < YIELDS
 
     def _report(self, key: str, other: Any, generator: Any) -> None:
-        if any(e["kind"] == "repeated_batch" for e in read_files(self.channel.folder, "report-")):
+        written = read_files(self.channel.folder, "report-")
+        if any(Kind.named(entry["kind"]) is Kind.REPEATED_BATCH for entry in written):
             return  # another worker process reported it: one bug, one report
         index, nbytes = self.keys[key]
-        report = RepeatedBatchReport(
+        found = RepeatedBatchReport(
             source=self.channel.name,
             location=self.channel.location,
             index=index,
@@ -248,7 +248,5 @@ class ProcessRepeats(Detector):
             process=f"{self.record['name']} (pid {os.getpid()})",
             earlier_process=f"{other['name']} (pid {other['pid']})",
         )
-        self.channel.report("repeated_batch", report.message)
-        dispatch(
-            report, self.settings.on_violation, RepeatedBatchError, RepeatedBatchWarning, generator
-        )
+        handling = self.channel.handling(self.settings.on_violation, definition(generator))
+        report(Finding.of(Kind.REPEATED_BATCH, found), handling)

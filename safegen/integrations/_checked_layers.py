@@ -27,8 +27,7 @@ from typing import Any
 
 from safegen import _config, _session
 from safegen._errors import SafegenWarning, ShapeError
-from safegen._frames import hide_safegen_frames
-from safegen._modes import relative_filename
+from safegen._frames import hide_safegen_frames, relative_filename, user_line, user_stacklevel
 from safegen._shapes import (
     SHAPE_HELP,
     CheckMode,
@@ -61,24 +60,6 @@ class CheckState:
         self.cache: dict[Any, Declared] = {}
         # "model.py:12": the user's line that asked for the check (ShapeChecked(...)).
         self.created = created
-
-
-def _user_line() -> str:
-    """``"file.py:12"``: the innermost caller outside safegen and Keras, or ``""``."""
-    import sys
-
-    frame: Any = sys._getframe(1)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not _is_library_file(filename):
-            return f"{relative_filename(filename)}:{frame.f_lineno}"
-        frame = frame.f_back
-    return ""
-
-
-def _is_library_file(filename: str) -> bool:
-    parts = filename.replace("\\", "/").split("/")
-    return any(part in ("safegen", "keras", "tf_keras", "tensorflow") for part in parts[:-1])
 
 
 def _created_at(layer: Any, state: CheckState) -> str:
@@ -479,7 +460,7 @@ class LayerChecks(abc.ABC):
             output_shape = normalize_output_shape(output_shape, f"ShapeChecked({name!r})")
         self.validate_layer(layer, name)
         checked = self.checked_class(self._bases.get(type(layer), type(layer)))
-        object.__setattr__(layer, STATE_ATTR, CheckState(check, output_shape, _user_line()))
+        object.__setattr__(layer, STATE_ATTR, CheckState(check, output_shape, user_line()))
         if type(layer) is not checked:
             object.__setattr__(layer, "__class__", checked)
         self.on_check(layer)
@@ -550,8 +531,7 @@ class LayerChecks(abc.ABC):
                 f"check_layers: model {model.name!r} has no layer of type {names}; "
                 "nothing is checked.",
                 SafegenWarning,
-                # the user's code, above safegen.check_layers and the integration's
-                stacklevel=4,
+                stacklevel=user_stacklevel(),  # the user's code, above safegen.check_layers
             )
         _retrace(model)
         return matched
