@@ -28,7 +28,7 @@ from safegen._errors import (
     SafegenWarning,
 )
 
-__all__ = ["KINDS", "Finding", "Kind", "kind_of", "named_counts"]
+__all__ = ["KINDS", "Finding", "Kind", "failing", "kind_of", "named_counts"]
 
 
 class Kind(enum.Enum):
@@ -128,8 +128,10 @@ class Finding:
     group: str = ""
 
     @classmethod
-    def of(cls, kind: Kind, report: Any, *, pinned: bool = True, group: str = "") -> Finding:
-        """The finding that ``report`` (a public report object) describes."""
+    def of(cls, report: Any, *, pinned: bool = True, group: str = "") -> Finding:
+        """The finding that ``report`` (a public report object, which knows its
+        ``finding_kind``) describes."""
+        kind = report.finding_kind
         return cls(kind, report.source, report.location, report.message, report, pinned, group)
 
     @property
@@ -153,6 +155,34 @@ def kind_of(error: BaseException) -> Kind | None:
         if isinstance(error, kind.error):
             return kind
     return None
+
+
+def failing(counts: dict[str, int], errors: int = 0) -> dict[str, int]:
+    """The one rule that decides whether ``safegen run``, ``pytest --safegen``, ``safegen
+    check`` and :func:`safegen.testing.assert_no_aliasing` fail: every finding of every
+    kind (``counts``, by kind key) fails, and so does every safegen error that escaped
+    into the code checked (``errors``: a ``ShapeError`` too, counted under ``"errors"``).
+
+    Returns what fails, by kind key: empty when nothing does.
+
+    Example:
+        >>> failing({"changed_arrays": 0, "repeated_batches": 2})
+        {'repeated_batches': 2}
+    """
+    out = {kind.key: counts[kind.key] for kind in KINDS if counts.get(kind.key, 0) > 0}
+    if errors > 0:
+        out["errors"] = errors
+    return out
+
+
+def count(findings: Any) -> dict[str, int]:
+    """``{"changed_arrays": 2, ...}``: ``findings`` (Findings, or the public reports that
+    ``on_violation`` got) counted by kind."""
+    counts = dict.fromkeys((kind.key for kind in KINDS), 0)
+    for finding in findings:
+        kind = finding.kind if isinstance(finding, Finding) else finding.finding_kind
+        counts[kind.key] += 1
+    return counts
 
 
 def named_counts(counts: dict[str, int]) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from safegen._finding import Kind
+
 __all__ = ["AliasingReport"]
 
 FIX = (
@@ -117,6 +119,11 @@ class AliasingReport:
     rebound: str = ""
     same_array_yield: int = 0
     lengths: tuple[int, ...] = ()
+
+    @property
+    def finding_kind(self) -> Kind:
+        """The kind of finding it describes: a changed array, or a reused container."""
+        return Kind.REUSED_CONTAINER if self.container else Kind.CHANGED_ARRAY
 
     @property
     def message(self) -> str:

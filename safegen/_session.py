@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from safegen._finding import KINDS, Finding, Kind, kind_of, named_counts
+from safegen._finding import KINDS, Finding, Kind, failing, kind_of, named_counts
 from safegen._stats import Stats
 
 __all__ = [
@@ -306,8 +306,7 @@ class Session:
         safegen raised its error for: where that error went (a test that expected it with
         ``pytest.raises``, or a test failing with it) is the verdict.
         """
-        counts = self.counts() if raised else self.warned()
-        return {key: count for key, count in counts.items() if count > 0}
+        return failing(self.counts() if raised else self.warned())
 
     def summary(self, outcome: str = "") -> str:
         """A short human-readable summary, one line per source and per checked layer."""

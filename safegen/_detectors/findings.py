@@ -27,7 +27,7 @@ def findings(channel: Channel) -> list[Finding]:
         for entry in read_files(channel.folder, "report-")
     ]
     streams = [
-        Finding.of(Kind.RANDOM_STREAM, report)
+        Finding.of(report)
         for report, _ in shared_streams(read_files(channel.folder, "streams-"), channel)
     ]
     seen: set[tuple[Kind, str]] = set()

@@ -46,7 +46,7 @@ import random
 import sys
 import types
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import xxhash
@@ -104,6 +104,8 @@ class RandomStreamReport:
     batches: tuple[Any, ...]
     unit: str = "batches"
     hint: str = ""
+
+    finding_kind: ClassVar[Kind] = Kind.RANDOM_STREAM  # what safegen._handling.report counts it as
 
     @property
     def message(self) -> str:
@@ -362,7 +364,7 @@ class RandomStreams(Detector):
         ):
             if os.getpid() in pids and found.state not in self.reported:
                 self.reported.add(found.state)
-                report(Finding.of(Kind.RANDOM_STREAM, found, group=found.state), handling)
+                report(Finding.of(found, group=found.state), handling)
         return len(self.calls) < CALLS
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -82,6 +82,8 @@ class RepeatedBatchReport:
     nbytes: int
     process: str = ""
     earlier_process: str = ""
+
+    finding_kind: ClassVar[Kind] = Kind.REPEATED_BATCH  # what safegen._handling.report counts it as
 
     @property
     def message(self) -> str:
@@ -178,7 +180,7 @@ class RepeatedBatches(Detector):
             process=multiprocessing.current_process().name if self.channel.in_worker else "",
         )
         handling = self.channel.handling(self.settings.on_violation, definition(dataset))
-        report(Finding.of(Kind.REPEATED_BATCH, found), handling)
+        report(Finding.of(found), handling)
         return True
 
     def epoch_passed(self) -> None:
@@ -249,4 +251,4 @@ class ProcessRepeats(Detector):
             earlier_process=f"{other['name']} (pid {other['pid']})",
         )
         handling = self.channel.handling(self.settings.on_violation, definition(generator))
-        report(Finding.of(Kind.REPEATED_BATCH, found), handling)
+        report(Finding.of(found), handling)

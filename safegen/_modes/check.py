@@ -18,7 +18,7 @@ from safegen._address import extent
 from safegen._address import read_address as _read_address
 from safegen._config import Settings
 from safegen._containers import ContainerWatch, Rebound
-from safegen._finding import Finding, Kind
+from safegen._finding import Finding
 from safegen._fingerprint import (
     SAMPLE_ABOVE,
     SAMPLE_BLOCK_BYTES,
@@ -655,11 +655,11 @@ def _finding(report: AliasingReport) -> Finding:
     """The finding a report describes; a change safegen cannot pin on the generator is
     warned about, not raised, and warnings come once per kind of change."""
     if report.container:
-        kind, group = Kind.REUSED_CONTAINER, "container"
+        group = "container"
     elif report.writer:
-        kind, group = Kind.CHANGED_ARRAY, "epoch method " + report.writer
+        group = "epoch method " + report.writer
     elif report.same_array_yield:
-        kind, group = Kind.CHANGED_ARRAY, "same array"
+        group = "same array"
     else:
-        kind, group = Kind.CHANGED_ARRAY, "attributed" if report.attributed else "unattributed"
-    return Finding.of(kind, report, pinned=report.attributed, group=group)
+        group = "attributed" if report.attributed else "unattributed"
+    return Finding.of(report, pinned=report.attributed, group=group)
