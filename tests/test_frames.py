@@ -64,7 +64,12 @@ class TestWarningsPointAtTheUser:
 
     def test_freeze_mode_warning_points_at_the_next_call(self):
         """freeze mode's warning about a leaf it cannot make read-only names this line."""
-        it = safegen.guard(iter([(np.zeros(2), bytearray(4))]), mode="freeze")
+
+        @safegen.guard(mode="freeze")
+        def with_a_bytearray():  # a source of its own: freeze mode warns once per source
+            yield np.zeros(2), bytearray(4)
+
+        it = with_a_bytearray()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             next(it)  # the freeze warning points here
