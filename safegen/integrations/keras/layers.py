@@ -52,7 +52,8 @@ import keras
 
 from safegen._frames import frames
 from safegen._shapes import CheckMode
-from safegen.integrations._checked_layers import STATE_ATTR, CheckState, LayerChecks, subclass
+from safegen.integrations._checked_layers import LayerChecks, subclass
+from safegen.integrations._output_check import STATE_ATTR, CheckState
 from safegen.integrations.keras._check import Keras3Check
 
 __all__ = [

@@ -32,7 +32,8 @@ import tensorflow as tf
 import tf_keras
 
 from safegen._shapes import CheckMode, Shape
-from safegen.integrations._checked_layers import LayerChecks, OutputCheck, subclass
+from safegen.integrations._checked_layers import LayerChecks, subclass
+from safegen.integrations._output_check import OutputCheck
 
 __all__ = [
     "CHECKS",
