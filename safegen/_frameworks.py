@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from types import ModuleType
 from typing import Any
 
-__all__ = ["KERASES", "default_keras", "framework_of", "integration"]
+__all__ = ["FRAMEWORKS", "KERASES", "default_keras", "framework_of", "integration", "loaded"]
 
 # The Keras packages safegen integrates with, by top-level module name: each has a
 # package of the same name under safegen.integrations.
 KERASES = ("keras", "tf_keras")
+# Every framework that may hold batches ahead of the consumer (Keras peeks, tf.data
+# prefetches, worker threads run ahead).
+FRAMEWORKS = ("keras", "tensorflow", "tf_keras", "jax", "torch")
+
+
+def loaded() -> bool:
+    """Whether any of :data:`FRAMEWORKS` has been imported."""
+    return any(name in sys.modules for name in FRAMEWORKS)
 
 
 def framework_of(obj: Any) -> str | None:

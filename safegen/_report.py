@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from safegen import _frameworks as frameworks
 from safegen._finding import Kind
 
 __all__ = ["AliasingReport"]
@@ -29,12 +30,10 @@ CONTAINER_FIX = (
     'or use @safegen.guard(mode="copy") or mode="freeze".'
 )
 
-_FRAMEWORKS = ("keras", "tensorflow", "tf_keras", "jax", "torch")
-
 
 def _consumers() -> str:
     """Who may still hold a batch: the frameworks' read-ahead when one is loaded."""
-    if any(name in sys.modules for name in _FRAMEWORKS):
+    if frameworks.loaded():
         return " (Keras peeks batches ahead, tf.data prefetches, worker threads run ahead)"
     return ""
 
