@@ -23,6 +23,7 @@ from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 __all__ = [
+    "callers",
     "def_line",
     "format_without_safegen",
     "hide_safegen_frames",
@@ -85,6 +86,11 @@ def frames(start: FrameType | None) -> Iterator[FrameType]:
     while start is not None:
         yield start
         start = start.f_back
+
+
+def callers(depth: int = 1) -> Iterator[FrameType]:
+    """The frames that called the caller, from ``depth`` up (1: the caller's caller)."""
+    return frames(sys._getframe(depth + 1))
 
 
 def _machinery(frame: FrameType) -> bool:

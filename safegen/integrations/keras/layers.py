@@ -44,13 +44,12 @@ from __future__ import annotations
 
 import functools
 import itertools
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import keras
 
-from safegen._frames import frames
+from safegen._frames import callers
 from safegen._shapes import CheckMode
 from safegen.integrations._checked_layers import LayerChecks, subclass
 from safegen.integrations._output_check import STATE_ATTR, CheckState
@@ -169,11 +168,11 @@ def is_checked(layer: Any) -> bool:
 
 def _called_by_keras_serializer() -> bool:
     """Whether get_config() was called by Keras's serializer or by ``clone_model``."""
-    callers = itertools.islice(frames(sys._getframe(2)), 2)  # our get_config's callers
+    above = itertools.islice(callers(2), 2)  # our get_config's callers
     return any(
         frame.f_globals.get("__name__", "").startswith("keras.")
         and frame.f_code.co_name in ("_get_class_or_fn_config", "_clone_layer")
-        for frame in callers
+        for frame in above
     )
 
 
