@@ -94,14 +94,10 @@ def failures(result: ProbeResult) -> dict[str, int]:
 
     Example:
         >>> import numpy as np
-        >>> from safegen._probe import probe
-        >>> def reused():
-        ...     x = np.zeros(2)
-        ...     while True:
-        ...         x += 1
-        ...         yield x
-        >>> failures(probe(reused, steps=3))
-        {'changed_arrays': 2}
+        >>> failures(assert_no_aliasing(lambda: iter([np.zeros(2)] * 3)))
+        {}
+        >>> failures(ProbeResult("batches", "freeze", frozen_write="ValueError: read-only"))
+        {'stopped_writes': 1}
     """
     counts = count(result.reports)  # the findings the probe's guard passed on
     if result.frozen_write:
