@@ -74,13 +74,26 @@ class SourceRecord:
         """Every finding on this source: those reported in this process, then those read
         from elsewhere (each reader lists a finding once)."""
         out = list(self.reported)
-        for reader in self.findings:
-            for entry in reader():
-                if not isinstance(entry, Finding):
-                    kind = Kind.named(entry["kind"])
-                    entry = Finding(kind, self.name, self.location, entry["message"])
+        for entry in self._read():
+            if isinstance(entry, Finding):
                 out.append(entry)
+            elif entry["kind"] in _KEYS:
+                kind = Kind.named(entry["kind"])
+                out.append(Finding(kind, self.name, self.location, entry["message"]))
         return out
+
+    def notes(self) -> list[dict[str, str]]:
+        """What the readers said that is no finding (what copy mode did in worker
+        processes, say): ``{"kind": ..., "message": ...}`` each, listed after the
+        findings in the summary and counted as none."""
+        return [e for e in self._read() if not isinstance(e, Finding) and e["kind"] not in _KEYS]
+
+    def _read(self) -> list[Any]:
+        return [entry for reader in self.findings for entry in reader()]
+
+
+# Every name a kind of finding goes by in a reader's entries.
+_KEYS = frozenset(name for kind in KINDS for name in (kind.key, kind.entry))
 
 
 @dataclasses.dataclass
@@ -237,8 +250,9 @@ class Session:
                     # Every kind of finding, counted by its kind.
                     "violations": sum(kinds.values()),
                     **kinds,
-                    # The detectors' findings, each listed (the summary names them).
-                    "findings": [f.entry for f in found if f.kind.listed],
+                    # The detectors' findings, each listed (the summary names them),
+                    # then what the readers noted that is no finding.
+                    "findings": [f.entry for f in found if f.kind.listed] + record.notes(),
                 }
             )
         total = sum((r.total() for r in sources), Stats())

@@ -84,6 +84,12 @@ class Channel:
         (read when it is summarized)."""
         return Handling(on_violation, code, record=self.record if self.in_worker else None)
 
+    def note(self, kind: str, message: str) -> None:
+        """Say ``message`` in the parent's summary, under this source, counted as no
+        finding (what copy mode did in a worker process, say); from a worker process."""
+        entry = {"kind": kind, "message": message}
+        write_file(self.folder, f"note-{os.getpid()}-{kind}", entry)
+
     def record(self, finding: Finding) -> None:
         """Keep ``finding`` for the parent's session (a worker process's file)."""
         entry = {"kind": finding.kind.key, "message": finding.message}

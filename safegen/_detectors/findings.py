@@ -9,6 +9,7 @@ made in this process reach it through :func:`safegen._handling.report`).
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from safegen import _session
 from safegen._detectors._sink import Channel, read_files
@@ -18,7 +19,7 @@ from safegen._finding import Finding, Kind
 __all__ = ["findings", "record"]
 
 
-def findings(channel: Channel) -> list[Finding]:
+def findings(channel: Channel) -> list[Any]:
     """Every finding written by worker processes, and the random streams compared anew
     over every worker's record (so that each shared state is one finding naming every
     worker that drew from it), each listed once."""
@@ -31,13 +32,15 @@ def findings(channel: Channel) -> list[Finding]:
         for report, _ in shared_streams(read_files(channel.folder, "streams-"), channel)
     ]
     seen: set[tuple[Kind, str]] = set()
-    out = []
+    out: list[Any] = []
     for finding in [*written, *streams]:
         key = (finding.kind, finding.message.split("\n", 1)[0])
         if key not in seen:
             seen.add(key)
             out.append(finding)
-    return out
+    # What workers noted that is no finding (Channel.note), once each, after them.
+    notes = {(e["kind"], e["message"]): e for e in read_files(channel.folder, "note-")}
+    return out + list(notes.values())
 
 
 def record(channel: Channel, mode: str) -> None:
