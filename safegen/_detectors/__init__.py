@@ -18,10 +18,12 @@ Datasets carry their channel in their ``__dict__`` and get their detectors from
 processes only, where tf_keras runs a copy of the generator in each one
 (:mod:`~safegen._detectors.generators`).
 
-They report through the same ``on_violation`` handling as the aliasing check, and into
-the session summary of ``safegen run`` and ``pytest --safegen`` (through
-:mod:`~safegen._detectors._sink`, which also carries what worker processes found back to
-the parent). Framework-free: nothing here imports Keras or TensorFlow.
+A detector produces findings and nothing else: each goes through the one path
+(:func:`safegen._handling.report`) that the aliasing check's findings take too, which
+counts it in the session and raises, warns or calls ``on_violation``. In a worker
+process it is counted through the source's channel
+(:mod:`~safegen._detectors._sink`), which carries what worker processes found back to
+the parent's session. Framework-free: nothing here imports Keras or TensorFlow.
 """
 
 from __future__ import annotations
