@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from safegen._errors import ShapeError
 from safegen._finding import KINDS, Finding, Kind, failing, kind_of
 from safegen._stats import Stats
 from safegen._summary import render
@@ -148,6 +149,7 @@ class Session:
         # and by the kind of finding they stand for.
         self.remote: dict[str, int] = {}
         self.remote_kinds: dict[Kind, int] = {}
+        self.remote_shape_errors = 0
         # The findings safegen raised an error for (here or in a worker), by kind: the
         # rest of the findings were only warned about (or passed to on_violation).
         self.raised: dict[Kind, int] = {}
@@ -217,6 +219,8 @@ class Session:
             kind = kind_of(error)
             if kind is not None:
                 self.remote_kinds[kind] = self.remote_kinds.get(kind, 0) + 1
+            elif isinstance(error, ShapeError):
+                self.remote_shape_errors += 1
             self._count_raised(error)
 
     def _count_raised(self, error: BaseException) -> None:
@@ -235,6 +239,7 @@ class Session:
             shape_errors = list(self.shape_errors)
             remote = dict(self.remote)
             remote_kinds = dict(self.remote_kinds)
+            remote_shape_errors = self.remote_shape_errors
         rows = []
         for record in sources:
             total = record.total()
@@ -278,7 +283,7 @@ class Session:
                 "unwarned": total.unwarned,
                 "layers_checked": len(layers),
                 "losses_checked": len(losses),
-                "shape_errors": len(shape_errors) + remote.get("ShapeError", 0),
+                "shape_errors": len(shape_errors) + remote_shape_errors,
                 "seconds": total.seconds,
             },
             "shape_errors": shape_errors,
