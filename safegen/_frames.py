@@ -13,9 +13,7 @@ from __future__ import annotations
 import functools
 import linecache
 import os
-import site
 import sys
-import sysconfig
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -53,6 +51,9 @@ def _hidden(frame: FrameType) -> bool:
 @functools.lru_cache(maxsize=1)
 def _library_folders() -> tuple[str, ...]:
     """The real locations of the interpreter's package folders (site-packages)."""
+    import site
+    import sysconfig
+
     folders = {sysconfig.get_paths().get(key, "") for key in ("purelib", "platlib")}
     try:
         folders.update(site.getsitepackages())
