@@ -158,6 +158,7 @@ class Run:
     argv: tuple[str, ...]
     status: int
     fragment: str
+    requires: tuple[str, ...] = ()  # modules of an extra the README's install leaves out
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ COMMANDS: dict[str, str | Run | NotRun] = {
         "benchmarks/results/detectors.{json,md}"
     ),
     "python benchmarks/run_overhead.py": Run(
-        ("benchmarks/run_overhead.py", "--quick", "--out", "{tmp}"), 0, ""
+        ("benchmarks/run_overhead.py", "--quick", "--out", "{tmp}"), 0, "", ("tqdm",)
     ),
     "python tools/keras_suite.py": "tests/test_shape.py::TestKerasSuite::test_quick_run",
 }
@@ -306,6 +307,8 @@ class TestCommands:
         """A documented command no other test runs exits as expected, from the repository."""
         run = COMMANDS[command]
         assert isinstance(run, Run)
+        for module in run.requires:  # the bench extra's, as tests/test_benchmarks.py skips
+            pytest.importorskip(module)
         argv = [arg.replace("{tmp}", str(tmp_path)) for arg in run.argv]
         result = subprocess.run(
             [sys.executable, *argv],

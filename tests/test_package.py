@@ -203,6 +203,43 @@ class TestCommandLine:
         result = _python("-m", "safegen")
         assert result.returncode == 2 and "usage:" in result.stderr
 
+    def test_demo_names_real_files_from_an_editable_install(self, tmp_path):
+        """Run from outside the checkout through an editable install's link tree
+        (setuptools' strict mode: a symbolic link per file under build/__editable__...),
+        the demo names its real source file and finds the checkout's example programs."""
+        from pathlib import Path
+
+        source = Path(safegen.__file__).resolve().parent
+        tree = tmp_path / "build" / "__editable__.safegen-0-py3-none-any"
+        for path in source.rglob("*"):
+            if "__pycache__" in path.parts or path.is_dir():
+                continue
+            link = tree / "safegen" / path.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(path)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        code = (
+            "from safegen.cli import demo\n"
+            "demo.pitfall_print()\n"
+            "print('examples:', demo.UNMODIFIED)\n"
+        )
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("SAFEGEN_")}
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=elsewhere,
+            env={**clean, "PYTHONPATH": str(tree)},
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"AliasingError: reused_buffer() at {source / 'cli' / 'demo.py'}:" in (
+            result.stdout
+        )
+        assert "__editable__" not in result.stdout, result.stdout
+        assert f"examples: {source.parent / 'examples' / 'unmodified'}\n" in result.stdout
+
     @pytest.mark.keras
     @pytest.mark.parametrize(
         "env",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -359,9 +360,16 @@ class TestSafegenRun:
         assert row["random_streams"] == 1 and row["findings"][0]["kind"] == "random_stream"
 
     def test_copy_mode_exits_0_with_distinct_draws(self, tmp_path):
-        """Copy mode: exit status 0, and every batch of both epochs has its own noise."""
+        """Copy mode: exit status 0, every batch of every epoch has its own noise, and the
+        summary says that copy mode reseeded the workers."""
         result = self._run("--mode", "copy", noise_dir=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
+        assert re.search(
+            r"\n  source NoisyPoints\.__getitem__\(\) at .*\[copy\].*, 0 violation\(s\)\n"
+            r"    copy mode: reseeded NumPy's global random state and `random` in each "
+            r"worker process before its first batch",
+            result.stderr,
+        ), result.stderr[-3000:]
         noise = [a.tobytes() for a in data.draws(str(tmp_path))]
         assert len(noise) >= 8 and len(set(noise)) == len(noise)
 

@@ -175,9 +175,10 @@ def pitfall_lambda(keras: Any) -> None:
     _say()
 
 
-# The article's programs, unmodified (no `import safegen` in them), in a checkout.
+# The article's programs, unmodified (no `import safegen` in them), in a checkout (found
+# from the real file: an editable install's link tree has no examples folder).
 UNMODIFIED = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
     "examples",
     "unmodified",
 )
