@@ -323,13 +323,49 @@ class TestCommands:
         assert run.fragment in output, output[-5000:]
 
 
+# docs/api.md's lines that the site renders from a docstring (docs/hooks.py), each a link
+# to the source file that holds it.
+API_LINK = re.compile(r"^\[`safegen\.(\w+)`\]\(\.\./(safegen/[\w/]+\.py)\)$", re.MULTILINE)
+
+
 def test_api_reference_covers_every_public_name():
     """docs/api.md renders every name in safegen.__all__, and safegen.testing."""
     import safegen
 
     text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
-    rendered = set(re.findall(r"^::: safegen\.(\w+)$", text, re.MULTILINE))
+    rendered = {name for name, _ in API_LINK.findall(text)}
     assert set(safegen.__all__) | {"testing"} <= rendered, sorted(set(safegen.__all__) - rendered)
+
+
+def test_api_reference_links_to_each_definition():
+    """On GitHub, each name of docs/api.md links to the file that defines it."""
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    for name, path in API_LINK.findall(text):
+        source = (ROOT / path).read_text(encoding="utf-8")
+        defined = name == "testing" or re.search(rf"^(class|def) {name}\b", source, re.M)
+        assert defined, f"docs/api.md: {name} is not defined in {path}"
+
+
+class TestReadableOnGitHub:
+    """The pages read sensibly on GitHub, where the README links to them: no directive
+    that only the site understands, and every image and link resolves from docs/."""
+
+    @pytest.mark.parametrize("path", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
+    def test_no_site_only_directive(self, path):
+        """No mkdocstrings `:::` line, snippet `--8<--` line or results comment."""
+        text = path.read_text(encoding="utf-8")
+        for pattern in (r"^::: ", r"^--8<--", r"^<!-- results:"):
+            assert not re.search(pattern, text, re.MULTILINE), (path.name, pattern)
+
+    @pytest.mark.parametrize("path", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
+    def test_relative_images_and_links_resolve(self, path):
+        """Each relative image or link target (outside code blocks) is a file of the
+        repository, as GitHub resolves it from the page's folder."""
+        text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # http:, https:, mailto:
+            assert (path.parent / target).exists(), f"{path.name}: {target}"
 
 
 @pytest.mark.parametrize("path", _page_params())

@@ -348,12 +348,19 @@ class TestSafegenRun:
         )
 
     def test_check_mode_fails_with_the_report(self, tmp_path):
-        """Check mode: exit status 1, RandomStreamError, and the summary and JSON list it."""
+        """Check mode: exit status 1, RandomStreamError (printed alone: TensorFlow's error
+        that carried it out of the worker only named in one line), and the summary and JSON
+        list it."""
         report = tmp_path / "report.json"
         (tmp_path / "noise").mkdir()
         result = self._run("--report", str(report), noise_dir=tmp_path / "noise")
         assert result.returncode == 1, result.stderr[-3000:]
         assert "safegen.RandomStreamError: NoisyPoints.__getitem__() at " in result.stderr
+        traceback = result.stderr.split("\nsafegen: ", 1)[0]
+        assert traceback.count("Traceback (most recent call last)") == 1, traceback
+        assert "The above exception was the direct cause" not in traceback, traceback
+        assert "tensorflow/python" not in traceback, traceback
+        assert traceback.count("UnknownError") == 1, traceback  # the note
         assert "NumPy's global state started from the same state" in result.stderr
         assert "1 repeated random stream(s)" in result.stderr
         [row] = [r for r in json.loads(report.read_text())["sources"] if "Noisy" in r["name"]]
