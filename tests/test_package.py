@@ -279,8 +279,12 @@ class TestCommandLine:
             "      AliasingError: train_iterator() at examples/unmodified/mean_generator.py:" in out
         )
         assert re.search(r"      ShapeError: layer 'lambda(_\d+)?' \(Lambda\) returned rank 1", out)
-        fixed = out.split("examples/unmodified/mean_fixed.py (both fixed):\n")[1].splitlines()[0]
-        assert "ran to the end" in fixed and " 0 violation(s)" in fixed
+        fixed = out.split("examples/unmodified/mean_fixed.py (both fixed):\n")[1].splitlines()
+        assert "ran to the end" in fixed[0] and " 0 violation(s)" in fixed[0]
+        learned = re.fullmatch(
+            r"      it printed: mean of \d+ and \d+: target (\S+), predicted (\S+)", fixed[1]
+        )
+        assert learned and abs(float(learned[1]) - float(learned[2])) < 0.5, fixed[1]
         plain = next(line for line in out.splitlines() if "plain:          loss per epoch" in line)
         losses = plain.split("[")[1].split("]")[0]
         assert ("not 0" in plain) == any(float(x) for x in losses.split(","))
