@@ -346,6 +346,28 @@ def test_api_reference_links_to_each_definition():
         assert defined, f"docs/api.md: {name} is not defined in {path}"
 
 
+class TestSiteLayout:
+    """The built site's layout: a nested API table of contents, code that is not cut off."""
+
+    def test_api_objects_nest_under_sections(self):
+        """mkdocstrings renders each object one heading level below the API reference's
+        sections, within the table of contents' depth, so that the contents nest."""
+        config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+        level = int(re.search(r"^\s+heading_level: (\d+)$", config, re.MULTILINE)[1])
+        depth = int(re.search(r"^\s+toc_depth: (\d+)$", config, re.MULTILINE)[1])
+        text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+        sections = {len(h) for h in re.findall(r"^(#+) ", text, re.MULTILINE)} - {1}
+        assert sections == {level - 1} and level <= depth, (sections, level, depth)
+
+    def test_code_blocks_wrap(self):
+        """A stylesheet of the site wraps long lines of code blocks."""
+        config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+        sheets = re.findall(r"^extra_css:\n((?:  - \S+\n)+)", config, re.MULTILINE)
+        paths = [line.split("- ", 1)[1] for block in sheets for line in block.splitlines()]
+        css = "".join((ROOT / "docs" / path).read_text(encoding="utf-8") for path in paths)
+        assert re.search(r"pre > code \{[^}]*white-space: pre-wrap", css), css
+
+
 class TestReadableOnGitHub:
     """The pages read sensibly on GitHub, where the README links to them: no directive
     that only the site understands, and every image and link resolves from docs/."""
