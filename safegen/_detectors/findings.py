@@ -32,7 +32,8 @@ def findings(channel: Channel) -> list[dict[str, Any]]:
         if key not in seen:
             seen.add(key)
             out.append(entry)
-    return out
+    # What copy mode did comes after what the detectors found.
+    return sorted(out, key=lambda entry: entry["kind"] == "copy_mode")
 
 
 # What copy mode did in worker processes, said once in the summary (not a finding of a
