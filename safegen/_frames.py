@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import traceback
@@ -14,6 +15,8 @@ __all__ = [
     "format_without_safegen",
     "hide_safegen_frames",
     "in_library",
+    "in_package",
+    "real_path",
     "user_stacklevel",
 ]
 
@@ -35,7 +38,45 @@ LIBRARIES = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.se
 
 def in_library(filename: str) -> bool:
     """Whether ``filename`` is an installed package's (a framework's), not the user's."""
-    return any(part in filename for part in LIBRARIES)
+    return any(part in filename for part in LIBRARIES) or in_package(filename, FRAMEWORKS)
+
+
+# The packages whose frames are never the user's code: safegen and the frameworks.
+FRAMEWORKS = ("keras", "tf_keras", "tensorflow")
+PACKAGES = ("safegen", *FRAMEWORKS)
+
+
+@functools.lru_cache(maxsize=4096)
+def real_path(filename: str) -> str:
+    """``filename`` absolute, with symbolic links resolved: an editable install's link
+    tree (``build/__editable__.../safegen/x.py``) becomes the source file it points to."""
+    return os.path.realpath(filename)
+
+
+_package_dirs: dict[str, tuple[str, ...]] = {}
+
+
+def _dirs_of(name: str) -> tuple[str, ...]:
+    """The folders package ``name`` is loaded from (its ``__path__``, resolved), each
+    ending in a separator; none while it is not imported (it is never imported here)."""
+    found = _package_dirs.get(name)
+    if found is None:
+        module = sys.modules.get(name)
+        if module is None:
+            return ()
+        paths = list(getattr(module, "__path__", None) or ())
+        found = tuple(os.path.join(real_path(path), "") for path in paths if path)
+        _package_dirs[name] = found
+    return found
+
+
+def in_package(filename: str, names: tuple[str, ...] = PACKAGES) -> bool:
+    """Whether ``filename`` is a file of one of the packages ``names`` (by default safegen,
+    Keras, tf_keras and TensorFlow), decided from where each package was really loaded
+    from, not from folder names: a user's project in a folder named ``safegen`` or
+    ``keras`` (a ``git clone`` of safegen, say) is the user's code."""
+    real = real_path(filename)
+    return any(real.startswith(_dirs_of(name)) for name in names)
 
 
 _PACKAGE = _DIR + os.sep

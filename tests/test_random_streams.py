@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -446,21 +447,35 @@ class TestSafegenRun:
         )
 
     def test_check_mode_fails_with_the_report(self, tmp_path):
-        """Check mode: exit status 1, RandomStreamError, and the summary and JSON list it."""
+        """Check mode: exit status 1, RandomStreamError (printed alone: TensorFlow's error
+        that carried it out of the worker only named in one line), and the summary and JSON
+        list it."""
         report = tmp_path / "report.json"
         (tmp_path / "noise").mkdir()
         result = self._run("--report", str(report), noise_dir=tmp_path / "noise")
         assert result.returncode == 1, result.stderr[-3000:]
         assert "safegen.RandomStreamError: NoisyPoints.__getitem__() at " in result.stderr
+        traceback = result.stderr.split("\nsafegen: ", 1)[0]
+        assert traceback.count("Traceback (most recent call last)") == 1, traceback
+        assert "The above exception was the direct cause" not in traceback, traceback
+        assert "tensorflow/python" not in traceback, traceback
+        assert traceback.count("UnknownError") == 1, traceback  # the note
         assert "NumPy's global state started from the same state" in result.stderr
         assert "1 repeated random stream(s)" in result.stderr
         [row] = [r for r in json.loads(report.read_text())["sources"] if "Noisy" in r["name"]]
         assert row["random_streams"] == 1 and row["findings"][0]["kind"] == "random_stream"
 
     def test_copy_mode_exits_0_with_distinct_draws(self, tmp_path):
-        """Copy mode: exit status 0, and every batch of both epochs has its own noise."""
+        """Copy mode: exit status 0, every batch of every epoch has its own noise, and the
+        summary says that copy mode reseeded the workers."""
         result = self._run("--mode", "copy", noise_dir=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
+        assert re.search(
+            r"\n  source NoisyPoints\.__getitem__\(\) at .*\[copy\].*, 0 violation\(s\)\n"
+            r"    copy mode: reseeded NumPy's global random state and `random` in each "
+            r"worker process before its first batch",
+            result.stderr,
+        ), result.stderr[-3000:]
         noise = [a.tobytes() for a in data.draws(str(tmp_path))]
         assert len(noise) >= 8 and len(set(noise)) == len(noise)
 

@@ -14,7 +14,7 @@ from safegen import _session
 from safegen._detectors._sink import Channel, read_files
 from safegen._detectors.random_streams import shared_streams
 
-__all__ = ["findings", "record"]
+__all__ = ["RESEEDED", "findings", "note_reseeded", "record"]
 
 
 def findings(channel: Channel) -> list[dict[str, Any]]:
@@ -32,7 +32,24 @@ def findings(channel: Channel) -> list[dict[str, Any]]:
         if key not in seen:
             seen.add(key)
             out.append(entry)
-    return out
+    # What copy mode did comes after what the detectors found.
+    return sorted(out, key=lambda entry: entry["kind"] == "copy_mode")
+
+
+# What copy mode did in worker processes, said once in the summary (not a finding of a
+# bug: it counts as no violation).
+RESEEDED = (
+    "reseeded NumPy's global random state and `random` in each worker process before its "
+    "first batch, so that the workers draw different numbers (each starts from a copy of "
+    "its parent's state, which Keras does not reseed)"
+)
+
+
+def note_reseeded(channel: Channel, mode: str) -> None:
+    """In a worker process in copy mode, say in the summary that the worker's global
+    random states are reseeded (by ``random_streams.Reseed``, before the first call)."""
+    if mode == "copy" and channel.in_worker:
+        channel.report("copy_mode", RESEEDED)
 
 
 def record(channel: Channel, mode: str) -> None:

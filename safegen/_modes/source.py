@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from safegen._frames import MACHINERY, in_library, user_stacklevel
+from safegen._frames import MACHINERY, in_library, real_path, user_stacklevel
 
 __all__ = [
     "Source",
@@ -100,7 +100,10 @@ def warn_at_user(
 
 
 def relative_filename(filename: str) -> str:
-    """``filename`` relative to the working directory when it lies below it."""
+    """``filename`` relative to the working directory when it lies below it, with
+    symbolic links resolved (an editable install's link tree names the source file)."""
+    if not filename.startswith("<"):  # "<string>", "<stdin>": no file
+        filename = real_path(filename)
     try:
         relative = os.path.relpath(filename)
         if not relative.startswith(".."):

@@ -27,7 +27,7 @@ from typing import Any
 
 from safegen import _config, _session
 from safegen._errors import SafegenWarning, ShapeError
-from safegen._frames import hide_safegen_frames
+from safegen._frames import hide_safegen_frames, in_package
 from safegen._modes import relative_filename
 from safegen._shapes import (
     SHAPE_HELP,
@@ -77,8 +77,9 @@ def _user_line() -> str:
 
 
 def _is_library_file(filename: str) -> bool:
-    parts = filename.replace("\\", "/").split("/")
-    return any(part in ("safegen", "keras", "tf_keras", "tensorflow") for part in parts[:-1])
+    """Whether ``filename`` is safegen's, Keras's, tf_keras's or TensorFlow's, from where
+    these packages are installed (a user's folder may bear one of their names)."""
+    return in_package(filename)
 
 
 def _created_at(layer: Any, state: CheckState) -> str:
