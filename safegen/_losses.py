@@ -187,6 +187,10 @@ def first_meeting(steps: Iterable[Step], y_true: Hashable, y_pred: Hashable) -> 
     """The first step where a value computed from ``y_true`` meets one computed from
     ``y_pred`` and broadcasting enlarges both (repeats elements of each), or ``None``.
 
+    Two values that are each computed from both sides already (residuals, paired with
+    each other as in ``d - ops.transpose(d)``) do not count: that pairing is deliberate,
+    and where the two sides first met, their shapes agreed.
+
     Args:
         steps: the loss's operations, in an order where each value is made before it
             is used.
@@ -222,6 +226,8 @@ def first_meeting(steps: Iterable[Step], y_true: Hashable, y_pred: Hashable) -> 
                 for j, (mark_p, shape_p) in enumerate(zip(marks, shapes, strict=True)):
                     if i == j or not mark_p & _PRED or shape_p is None:
                         continue
+                    if mark_t == mark_p == _TRUE | _PRED:
+                        continue  # both already mix the two (residuals paired with each other)
                     result = enlarges_both(shape_t, shape_p)
                     if result is not None:
                         return Meeting(step, shape_t, shape_p, result)
@@ -317,6 +323,7 @@ def loss_message(
     meeting: Meeting,
     *,
     details: Sequence[str] = (),
+    reconciled: bool = False,
 ) -> str:
     """The text of the :class:`safegen.ShapeError` for a loss in which a value computed
     from ``y_true`` and one from ``y_pred`` broadcast to a shape larger than both.
@@ -329,6 +336,8 @@ def loss_message(
         y_pred: the shape of ``y_pred`` as the loss received it.
         meeting: where the two meet, from :func:`first_meeting`.
         details: more lines.
+        reconciled: whether Keras reconciled the ranks before calling the loss (a plain
+            function), so the broadcast is the loss's own doing.
 
     Example:
         >>> step = Step("meet", "Sub", ("t", "p"), ((32,), (32, 1)), ("d",), "losses.py:10")
@@ -361,7 +370,7 @@ y_pred of shape (32, 1) broadcast to (32, 32) in Sub at losses.py:10; expected s
     text = source_line(step.where) if step.where else ""
     if text:
         lines.append(f"  {step.where}: {text}")
-    if enlarges_both(y_true, y_pred) is not None:
+    if not reconciled and enlarges_both(y_true, y_pred) is not None:
         lines.append(
             "  Keras reconciles these shapes for its built-in losses and for plain "
             "functions, not for a Loss subclass with its own call()."

@@ -199,6 +199,22 @@ class TestFirstMeeting:
         ]
         assert first_meeting(steps, "t", "p").step.name == "sub"
 
+    def test_residuals_paired_with_each_other(self):
+        """Residuals ``d = y_true - y_pred`` (shapes agree) paired with their transpose
+        (``d - ops.transpose(d)``): deliberate, nothing; ``d`` against a column of y_pred
+        alone is reported."""
+        steps = [
+            meet("t", "p", "d", ((8, 1), (8, 1))),
+            Step("other", "transpose", ("d",), ((8, 1),), ("dt",)),
+            meet("d", "dt", "pairs", ((8, 1), (1, 8))),
+        ]
+        assert first_meeting(steps, "t", "p") is None
+        steps[1:] = [
+            Step("other", "slice", ("p",), ((8, 1),), ("p0",)),
+            meet("d", "p0", "bad", ((8, 1), (8,)), "mul"),
+        ]
+        assert first_meeting(steps, "t", "p").step.name == "mul"
+
     def test_call_arguments_keep_their_own_side(self):
         """A call given (y_true, y_pred) passes each argument's side to its parameter only:
         a pairwise term over the y_pred parameter inside is not y_true meeting y_pred."""
@@ -368,6 +384,26 @@ class TestKeras3Details:
             "tests/test_losses.py:"
         ) in message
         assert "hint: give the two values the same shape before they meet at" in message
+
+    def test_plain_function_broadcasting_after_keras_reconciled(self):
+        """A plain function (Keras reconciles its inputs' ranks first) that broadcasts
+        inside is reported, without saying Keras does not reconcile it."""
+        pytest.importorskip("keras")
+        from keras import ops
+
+        from tests.loss_models import data, fit, regression
+
+        def one_sided(y_true, y_pred):
+            return ops.mean(ops.square(y_true[:, 0] - y_pred), axis=-1)
+
+        x, y = data(1)
+        message = fit(regression(), one_sided, x, y)
+        assert message.startswith(
+            "loss TestKeras3Details.test_plain_function_broadcasting_after_keras_reconciled."
+            "<locals>.one_sided() at tests/test_losses.py:"
+        ), message
+        assert "broadcast to (16, 16) in Sub at tests/test_losses.py:" in message
+        assert "Keras reconciles" not in message
 
     def test_traced_once_per_signature(self, monkeypatch):
         """Eagerly, 4 steps of one shape trace the loss once; a new batch shape once more."""

@@ -198,7 +198,15 @@ class LossChecks(abc.ABC):
             return None
         step = meeting.step
         meeting = meeting._replace(step=step._replace(where=traced.locate(step.origin)))
-        return loss_message(state.user.label, state.location, state.output, st, sp, meeting)
+        return loss_message(
+            state.user.label,
+            state.location,
+            state.output,
+            st,
+            sp,
+            meeting,
+            reconciled=state.user.reconciled,
+        )
 
     # Installing ------------------------------------------------------------------------
 
