@@ -26,7 +26,9 @@ __all__ = [
     "format_without_safegen",
     "hide_safegen_frames",
     "in_library",
+    "in_package",
     "is_safegen",
+    "real_path",
     "relative_filename",
     "user_frame",
     "user_line",
@@ -70,6 +72,40 @@ def _library_folders() -> tuple[str, ...]:
 _INSTALLED = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
 
 
+@functools.lru_cache(maxsize=4096)
+def real_path(filename: str) -> str:
+    """``filename`` absolute, with symbolic links resolved: an editable install's link
+    tree (``build/__editable__.../safegen/x.py``) becomes the source file it points to."""
+    return os.path.realpath(filename)
+
+
+# The frameworks whose files are never the user's code, wherever they were loaded from.
+FRAMEWORKS = ("keras", "tf_keras", "tensorflow")
+_package_dirs: dict[str, tuple[str, ...]] = {}
+
+
+def _dirs_of(name: str) -> tuple[str, ...]:
+    """The folders package ``name`` is loaded from (its ``__path__``, resolved), each
+    ending in a separator; none while it is not imported (it is never imported here)."""
+    found = _package_dirs.get(name)
+    if found is None:
+        module = sys.modules.get(name)
+        if module is None:
+            return ()
+        paths = list(getattr(module, "__path__", None) or ())
+        found = tuple(os.path.join(real_path(path), "") for path in paths if path)
+        _package_dirs[name] = found
+    return found
+
+
+def in_package(filename: str, names: tuple[str, ...] = FRAMEWORKS) -> bool:
+    """Whether ``filename`` is a file of one of the packages ``names`` (by default Keras,
+    tf_keras and TensorFlow), decided from where each was really loaded from, not from
+    folder names."""
+    real = real_path(filename)
+    return any(real.startswith(_dirs_of(name)) for name in names)
+
+
 @functools.lru_cache(maxsize=1024)
 def in_library(filename: str) -> bool:
     """Whether ``filename`` is an installed package's (a framework's), not the user's:
@@ -77,8 +113,10 @@ def in_library(filename: str) -> bool:
     their real locations, and any ``site-packages`` folder), never from the names of the
     packages' own folders (a user's project may be a folder named ``keras`` or
     ``safegen``)."""
-    return os.path.realpath(filename).startswith(_library_folders()) or any(
-        part in filename for part in _INSTALLED
+    return (
+        real_path(filename).startswith(_library_folders())
+        or any(part in filename for part in _INSTALLED)
+        or in_package(filename)
     )
 
 
@@ -159,7 +197,10 @@ def user_line() -> str:
 
 
 def relative_filename(filename: str) -> str:
-    """``filename`` relative to the working directory when it lies below it."""
+    """``filename`` relative to the working directory when it lies below it, with
+    symbolic links resolved (an editable install's link tree names the source file)."""
+    if not filename.startswith("<"):  # "<string>", "<stdin>": no file
+        filename = real_path(filename)
     try:
         relative = os.path.relpath(filename)
         if not relative.startswith(".."):

@@ -333,12 +333,15 @@ def _guard_result(
         return result
     if inspect.isgenerator(result) or inspect.isasyncgen(result) or hasattr(result, "__next__"):
         return _wrap_iterator(result, settings, _yielding_source(result, source), totals)
-    if hasattr(result, "__iter__") and not isinstance(result, (str, bytes, bytearray)):
+    if hasattr(result, "__iter__") and not isinstance(result, _NOT_SOURCES):
         return _GuardedIterable(result, settings, source)
+    # An array, a string or a mapping iterates, but over rows, characters or keys: not a
+    # stream of batches (guard(np.zeros(3)) is refused the same way).
     raise TypeError(
         f"{source.where()} {role}, so it must return a generator, "
-        f"an iterator or an iterable; it returned {type(result).__qualname__} "
-        f"{result!r:.80}"
+        f"an iterator or an iterable of batches; it returned {type(result).__qualname__} "
+        f"{result!r:.80}: safegen.guard() checks what a generator (or iterator, or dataset) "
+        "yields, and an array, a string or a mapping iterates over rows, characters or keys"
     )
 
 
@@ -588,6 +591,10 @@ _EXPECTED = (
 )
 
 
+# Iterable, but not what a data source yields batch by batch.
+_NOT_SOURCES = (str, bytes, bytearray, Mapping, np.ndarray)
+
+
 def _refuse(obj: Any) -> None:
     """Raise a TypeError for the objects that look guardable but are mistakes."""
     if isinstance(obj, str) and obj in MODES:
@@ -595,7 +602,7 @@ def _refuse(obj: Any) -> None:
             f"safegen.guard() got the string {obj!r} as the object to guard; did you mean "
             f"@safegen.guard(mode={obj!r})?"
         )
-    if isinstance(obj, (str, bytes, bytearray, Mapping, np.ndarray)):
+    if isinstance(obj, _NOT_SOURCES):
         raise TypeError(f"{_EXPECTED}; got {type(obj).__qualname__} {obj!r:.60}")
     function = getattr(obj, "__func__", obj)
     if inspect.iscoroutinefunction(function) or inspect.iscoroutine(obj):

@@ -15,7 +15,8 @@ FIX = (
     'or use @safegen.guard(mode="copy").'
 )
 DATASET_FIX = (
-    "Allocate the batch inside __getitem__, return a copy (np.copy(self.x)), "
+    "Allocate the batch inside __getitem__, return copies of the arrays it fills "
+    "(np.copy(...)), "
     'or use @safegen.guard(mode="copy").'
 )
 EPOCH_FIX = (

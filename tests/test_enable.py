@@ -413,9 +413,30 @@ class TestFromGenerator:
         with pytest.raises(safegen.AliasingError, match=r"^reused\(\) at") as caught:
             for _ in dataset.take(4):
                 pass
-        cause = caught.value.__cause__
-        assert isinstance(cause, tf.errors.OpError)
-        assert "re-raised below" in str(cause) and "yield #1" not in str(cause)
+        carrier = caught.value.__context__
+        assert isinstance(carrier, tf.errors.OpError)
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__
+        assert f"from the tensorflow {type(carrier).__name__} that carried it" in (
+            caught.value.__notes__[-1]
+        )
+
+    def test_traceback_shows_safegen_error_only(self):
+        """The printed traceback is safegen's error alone: TensorFlow's carrier error, its
+        traceback and its copy of the message are left out (a one-line note names it)."""
+        import traceback
+
+        safegen.enable()
+        dataset = tf.data.Dataset.from_generator(reused, output_signature=_signature())
+        with pytest.raises(safegen.AliasingError) as caught:
+            for _ in dataset.take(4):
+                pass
+        printed = "".join(traceback.format_exception(caught.value))
+        assert printed.startswith("Traceback (most recent call last):\n"), printed
+        assert "The above exception was the direct cause" not in printed, printed
+        assert "During handling of the above exception" not in printed, printed
+        assert printed.count("changed after it was yielded") == 1, printed
+        assert "tensorflow.python.framework.errors_impl" not in printed, printed
+        assert printed.rstrip().endswith("not shown)"), printed
 
     def test_generator_given_by_keyword_is_guarded(self):
         """from_generator(generator=...) guards the callable as the positional form does."""

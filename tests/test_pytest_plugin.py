@@ -131,6 +131,28 @@ class TestPlugin:
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         assert "--safegen: invalid mode 'banana'; expected one of 'check'" in result.stderr.str()
 
+    @pytest.mark.parametrize("option", ["--safegen", "--safegen=copy"])
+    def test_bad_environment_is_one_usage_error(self, pipelines, monkeypatch, option):
+        """SAFEGEN_MODE=garbage stops pytest --safegen at start-up with one usage error
+        listing the modes, instead of a ValueError in every test that reaches Keras."""
+        monkeypatch.setenv("SAFEGEN_MODE", "garbage")
+        result = pipelines.runpytest(*PLUGIN, option)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert (
+            "--safegen: environment variable SAFEGEN_MODE: invalid mode 'garbage'; expected "
+            "one of 'check'" in result.stderr.str()
+        )
+        assert "passed" not in result.stdout.str() and "failed" not in result.stdout.str()
+
+    def test_bad_disable_variable_is_one_usage_error(self, pipelines, monkeypatch):
+        """An invalid SAFEGEN_DISABLE stops pytest --safegen at start-up as well."""
+        monkeypatch.setenv("SAFEGEN_DISABLE", "maybe")
+        result = pipelines.runpytest(*PLUGIN, "--safegen")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert "--safegen: environment variable SAFEGEN_DISABLE: invalid value 'maybe'" in (
+            result.stderr.str()
+        )
+
 
 REPEATED_TESTS = """
 import numpy as np

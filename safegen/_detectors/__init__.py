@@ -33,6 +33,7 @@ from typing import Any
 from safegen._config import Settings
 from safegen._detectors._base import Detector
 from safegen._detectors._sink import CHANNEL_ATTRIBUTE, Channel, open_channel
+from safegen._detectors.findings import note_reseeded
 from safegen._detectors.findings import record as record_findings
 from safegen._detectors.generators import watch as watch_generator
 
@@ -63,6 +64,7 @@ def dataset_detectors(dataset: Any, settings: Settings, state: Any) -> tuple[Det
     if channel is None:
         return ()
     found: list[Detector] = list(stream_detectors(dataset, settings, channel))
+    note_reseeded(channel, settings.mode)
     if settings.mode == "check":
         found.append(RepeatedBatches(settings, channel))
     return tuple(found)

@@ -16,7 +16,7 @@ from safegen._detectors._sink import Channel, read_files
 from safegen._detectors.random_streams import shared_streams
 from safegen._finding import Finding, Kind
 
-__all__ = ["findings", "record"]
+__all__ = ["RESEEDED", "findings", "note_reseeded", "record"]
 
 
 def findings(channel: Channel) -> list[Any]:
@@ -41,6 +41,22 @@ def findings(channel: Channel) -> list[Any]:
     # What workers noted that is no finding (Channel.note), once each, after them.
     notes = {(e["kind"], e["message"]): e for e in read_files(channel.folder, "note-")}
     return out + list(notes.values())
+
+
+# What copy mode did in worker processes, said once in the summary (not a finding of a
+# bug: it counts as no violation).
+RESEEDED = (
+    "reseeded NumPy's global random state and `random` in each worker process before its "
+    "first batch, so that the workers draw different numbers (each starts from a copy of "
+    "its parent's state, which Keras does not reseed)"
+)
+
+
+def note_reseeded(channel: Channel, mode: str) -> None:
+    """In a worker process in copy mode, say in the summary that the worker's global
+    random states are reseeded (by ``random_streams.Reseed``, before the first call)."""
+    if mode == "copy" and channel.in_worker:
+        channel.note("copy_mode", RESEEDED)
 
 
 def record(channel: Channel, mode: str) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from safegen._detectors._base import Detector
 from safegen._detectors._sink import Channel
+from safegen._detectors.findings import note_reseeded
 from safegen._detectors.findings import record as record_findings
 from safegen._detectors.random_streams import frame_candidates, stream_detectors
 from safegen._detectors.repeated_batches import ProcessRepeats
@@ -106,6 +107,7 @@ class _Watcher:
         found: list[Detector] = list(
             stream_detectors(state.producer, state.settings, channel, frame_candidates)
         )
+        note_reseeded(channel, state.settings.mode)
         if state.settings.mode == "check":
             found.append(ProcessRepeats(state.settings, channel))
         return tuple(found)

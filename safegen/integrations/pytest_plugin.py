@@ -116,7 +116,15 @@ def pytest_configure(config: Any) -> None:
     wanted, mode = _requested_mode(config)
     if not wanted:
         return
+    import pytest
+
     import safegen
+    from safegen._config import validate_environment
+
+    try:
+        validate_environment()  # SAFEGEN_MODE, SAFEGEN_DISABLE: one usage error, not one per test
+    except ValueError as error:
+        raise pytest.UsageError(f"--safegen: {error}") from None
 
     warn = bool(config.getoption("safegen_warn"))
     safegen.enable(
