@@ -15,6 +15,12 @@ the loss checks of ``safegen.check_losses(model)`` (what ``safegen.enable()`` an
 * ``eager subclass`` / ``eager subclass, checked``: the same with ``run_eagerly=True``,
   where the check runs every step (a cached verdict: one dictionary look-up).
 
+The check itself runs once per traced signature (shapes and dtypes of ``y_true`` and
+``y_pred``): ``verdict_ms`` times that one-off cost directly, the checked subclass's
+verdict for a fresh signature (the loss traced and its operations read), for matching
+shapes (64, 1) and (64, 1) and for broadcasting ones (64,) and (64, 1), repeated
+``--verdicts`` times: median, min and max in milliseconds.
+
 Every round fits one epoch of each variant in a new random order; each checked variant's
 steps/s is divided by its unchecked twin's in the same round, and summarized as a median
 with a 95% bootstrap interval (and min-max), next to the A/A control's. The number of ops
@@ -101,6 +107,26 @@ def loss_ops(model: Any) -> int:
     return len(traced.get_concrete_function(spec, spec).graph.get_operations())
 
 
+SIGNATURES = {"(64, 1) and (64, 1)": ((64, 1), (64, 1)), "(64,) and (64, 1)": ((64,), (64, 1))}
+
+
+def verdict_ms(model: Any, repeats: int) -> dict[str, dict[str, float]]:
+    """Milliseconds the check of a checked model's loss takes for a new signature."""
+    import time
+
+    checked = model._compile_loss._flat_losses[0].loss
+    state = checked._safegen
+    out = {}
+    for name, (st, sp) in SIGNATURES.items():
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            state.checks._verdict(state, st, sp, "float32", "float32")
+            times.append((time.perf_counter() - start) * 1000)
+        out[name] = spread(times)
+    return out
+
+
 def fit(model: Any, steps: int, seed: int, callbacks: list[Any]) -> Any:
     return model.fit(
         fresh_batches(BATCH, seed),
@@ -119,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=None, help="train steps per epoch")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--note", default="", help="a sentence on the conditions")
+    parser.add_argument("--verdicts", type=int, default=None, help="verdicts timed")
     args = parser.parse_args(argv)
     load_start = load_average()
     rounds = args.rounds or (3 if args.quick else 40)
@@ -129,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for v in VARIANTS:  # warm-up: trace the train function (and run the checks once)
         fit(models[v], steps, seed=1000, callbacks=[])
     ops = {v: loss_ops(models[v]) for v in VARIANTS if not VARIANTS[v][1]}
+    verdicts = verdict_ms(models["subclass, checked"], args.verdicts or (3 if args.quick else 20))
     order = list(VARIANTS)
     with tqdm(total=rounds * len(VARIANTS), desc="loss_checks", unit="epoch") as bar:
         for r in range(rounds):
@@ -165,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps_per_second": {v: spread(rates[v]) for v in VARIANTS},
         "ratio_vs_twin": ratios,
         "loss_ops": ops,
+        "verdict_ms": verdicts,
         "targets": targets,
         "meets_target": all(t["met"] for t in targets.values()),
         "environment": environment(),
@@ -206,6 +235,16 @@ def write(result: dict[str, Any], out: Path) -> None:
         lines.append(
             f"| {v} | {s['median']:.0f} [{s['min']:.0f}, {s['max']:.0f}] | {ratio} | {ops} |"
         )
+    lines += [
+        "",
+        "The check's one-off cost per signature (the subclass's verdict for a new pair of "
+        "shapes), milliseconds:",
+        "",
+        "| y_true and y_pred | median | min | max |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, t in result.get("verdict_ms", {}).items():
+        lines.append(f"| {name} | {t['median']:.1f} | {t['min']:.1f} | {t['max']:.1f} |")
     lines += ["", "| target | median | 95% interval | A/A control's interval | met? |"]
     lines += ["|---|---:|---|---|---|"]
     for name, t in result["targets"].items():

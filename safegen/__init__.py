@@ -40,6 +40,7 @@ from safegen._layers import (
 )
 from safegen._losses import check_losses
 from safegen._report import AliasingReport
+from safegen._session import session
 from safegen._stats import Stats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,6 +76,7 @@ __all__ = [
     "guard",
     "is_enabled",
     "mode",
+    "session",
     "settings",
     "stats",
     "unwrap",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from safegen import _session
 from safegen._config import Mode, OnViolation, Options
-from safegen._frames import in_library
+from safegen._frames import user_frame
 
 if TYPE_CHECKING:  # pragma: no cover
     from importlib.machinery import ModuleSpec
@@ -322,47 +322,12 @@ def _install_or_warn(framework: str, when: str) -> None:
         _warn_failed(framework, error, when)
 
 
-_IMPORTLIB = os.path.dirname(importlib.__file__) + os.sep
-_CONTEXTLIB = contextlib.__file__
-_SAFEGEN = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def _bootstrap(filename: str) -> bool:
-    """A frame of the import system's bootstrap, which ``warnings`` neither shows nor
-    counts in ``stacklevel``."""
-    return "importlib" in filename and "_bootstrap" in filename
-
-
 def _caller_level() -> int:
     """The ``stacklevel`` (for a warning issued by the caller's caller) of the user's
-    code: the import statement that imported a framework, or the call of ``enable()``.
-
-    Skips safegen's frames, the import system's and contextlib's (``enabled()``), then
-    installed packages' (a framework importing another); if only those are left, the
-    first of them (a framework's own import statement).
-    """
-
-    def machinery(filename: str) -> bool:
-        return (
-            filename.startswith((_SAFEGEN, _IMPORTLIB))
-            or filename == _CONTEXTLIB
-            or _bootstrap(filename)
-        )
-
-    frame = sys._getframe(2)
-    level = 2
-    first = None
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not machinery(filename):
-            if not in_library(filename):
-                return level
-            if first is None:
-                first = level
-        frame = frame.f_back  # type: ignore[assignment]
-        if frame is not None and not _bootstrap(frame.f_code.co_filename):
-            level += 1
-    return first if first is not None else 2
+    code: the import statement that imported a framework, or the call of ``enable()``;
+    past installed packages' frames (a framework importing another) unless only those
+    are left."""
+    return user_frame(2, libraries=True)[0]
 
 
 def _warn_failed(framework: str, error: Exception, when: str) -> None:

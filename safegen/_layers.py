@@ -11,44 +11,14 @@ first Keras class in its method resolution order.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
+from safegen._frameworks import KERASES, default_keras, integration, module_name
 from safegen._shapes import CheckMode
 
 __all__ = ["ShapeChecked", "ShapeCheckedLambda", "check_layers", "unwrap"]
-
-_FRAMEWORKS = {
-    "keras": "safegen.integrations.keras.layers",
-    "tf_keras": "safegen.integrations.tf_keras.layers",
-}
-
-
-def framework_of(obj: Any) -> str | None:
-    """``"keras"`` or ``"tf_keras"`` for a layer or model of that Keras, else ``None``.
-
-    Example:
-        >>> framework_of(3) is None
-        True
-    """
-    for klass in type(obj).__mro__:
-        root = (getattr(klass, "__module__", None) or "").split(".", 1)[0]
-        if root in _FRAMEWORKS:
-            return root
-    return None
-
-
-def _integration(obj: Any, who: str, what: str) -> ModuleType:
-    framework = framework_of(obj)
-    if framework is None:
-        raise TypeError(
-            f"{who}: {what} must be a Keras 3 (keras) or Keras 2 (tf_keras) {what}; "
-            f"got {obj!r} of type {type(obj).__name__}."
-        )
-    return importlib.import_module(_FRAMEWORKS[framework])
 
 
 def register_loaded(finished: str | None = None) -> None:
@@ -63,7 +33,8 @@ def register_loaded(finished: str | None = None) -> None:
         finished: a framework whose module has just run to its end, while its import
             statement has not returned (Python still marks it as initializing).
     """
-    for framework, module in _FRAMEWORKS.items():
+    for framework in KERASES:
+        module = module_name(framework, "layers")
         loaded = sys.modules.get(framework)
         if loaded is None or (
             framework != finished and getattr(loaded.__spec__, "_initializing", False)
@@ -76,9 +47,9 @@ def register_loaded(finished: str | None = None) -> None:
                 pass
 
 
-def _default_integration() -> ModuleType:
-    legacy = os.environ.get("TF_USE_LEGACY_KERAS", "").strip().lower() in ("1", "true", "yes")
-    return importlib.import_module(_FRAMEWORKS["tf_keras" if legacy else "keras"])
+def _checks(obj: Any, who: str, what: str) -> Any:
+    """The layer checks of ``obj``'s Keras (its integration's ``CHECKS``)."""
+    return integration(obj, "layers", who, what).CHECKS
 
 
 def ShapeChecked(  # noqa: N802 - reads like the class it used to be
@@ -128,8 +99,7 @@ def ShapeChecked(  # noqa: N802 - reads like the class it used to be
         safegen.ShapeError: layer 'mean' (Lambda) returned rank 1, shape (4,); \
 declared rank 2, shape (4, 1)...
     """
-    module = _integration(layer, "ShapeChecked(layer)", "layer")
-    return module.ShapeChecked(layer, output_shape, check=check)
+    return _checks(layer, "ShapeChecked(layer)", "layer").shape_checked(layer, output_shape, check)
 
 
 def ShapeCheckedLambda(  # noqa: N802 - reads like the layer class it returns
@@ -166,9 +136,8 @@ def ShapeCheckedLambda(  # noqa: N802 - reads like the layer class it returns
         >>> tuple(mean(keras.ops.ones((3, 2))).shape)
         (3, 1)
     """
-    return _default_integration().ShapeCheckedLambda(
-        function, output_shape, check=check, **lambda_kwargs
-    )
+    module = importlib.import_module(module_name(default_keras(), "layers"))
+    return module.CHECKS.shape_checked_lambda(function, output_shape, check, lambda_kwargs)
 
 
 def check_layers(
@@ -207,8 +176,8 @@ def check_layers(
         >>> [layer.name for layer in safegen.check_layers(model)]
         ['mean']
     """
-    module = _integration(model, "check_layers(model)", "model")
-    result: list[Any] = module.check_layers(model, layer_types=layer_types, check=check)
+    checks = _checks(model, "check_layers(model)", "model")
+    result: list[Any] = checks.check_layers(model, layer_types, check)
     return result
 
 
@@ -237,7 +206,7 @@ def unwrap(model: Any) -> Any:
         >>> safegen.unwrap(dense) is dense, type(dense) is keras.layers.Dense
         (True, True)
     """
-    return _integration(model, "unwrap(model)", "model").unwrap(model)
+    return _checks(model, "unwrap(model)", "model").unwrap(model)
 
 
 for _f in (ShapeChecked, ShapeCheckedLambda, check_layers, unwrap):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from safegen import _frameworks as frameworks
+from safegen._finding import Kind
+
 __all__ = ["AliasingReport"]
 
 FIX = (
@@ -12,7 +15,8 @@ FIX = (
     'or use @safegen.guard(mode="copy").'
 )
 DATASET_FIX = (
-    "Allocate the batch inside __getitem__, return a copy (np.copy(self.x)), "
+    "Allocate the batch inside __getitem__, return copies of the arrays it fills "
+    "(np.copy(...)), "
     'or use @safegen.guard(mode="copy").'
 )
 EPOCH_FIX = (
@@ -27,12 +31,10 @@ CONTAINER_FIX = (
     'or use @safegen.guard(mode="copy") or mode="freeze".'
 )
 
-_FRAMEWORKS = ("keras", "tensorflow", "tf_keras", "jax", "torch")
-
 
 def _consumers() -> str:
     """Who may still hold a batch: the frameworks' read-ahead when one is loaded."""
-    if any(name in sys.modules for name in _FRAMEWORKS):
+    if frameworks.loaded():
         return " (Keras peeks batches ahead, tf.data prefetches, worker threads run ahead)"
     return ""
 
@@ -117,6 +119,11 @@ class AliasingReport:
     rebound: str = ""
     same_array_yield: int = 0
     lengths: tuple[int, ...] = ()
+
+    @property
+    def finding_kind(self) -> Kind:
+        """The kind of finding it describes: a changed array, or a reused container."""
+        return Kind.REUSED_CONTAINER if self.container else Kind.CHANGED_ARRAY
 
     @property
     def message(self) -> str:

@@ -15,9 +15,12 @@ import dataclasses
 import json
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
+from safegen._errors import ShapeError
+from safegen._finding import KINDS, Finding, Kind, failing, kind_of
 from safegen._stats import Stats
+from safegen._summary import render
 
 __all__ = [
     "KINDS",
@@ -29,68 +32,18 @@ __all__ = [
     "current",
     "kind_of",
     "record_error",
+    "record_finding",
     "record_findings",
     "record_layer",
     "record_loss",
     "record_remote",
     "record_shape_error",
     "record_source",
+    "session",
 ]
 
 
-class Kind(NamedTuple):
-    """A kind of finding on a data source.
-
-    Attributes:
-        key: its key in ``as_dict()`` (``"changed_arrays"``).
-        name: its name in summaries (``"changed array(s)"``).
-        error: the name of the safegen error raised for it (``"AliasingError"``).
-        shown: what the user sees of it when safegen only warned (``"AliasingWarning"``).
-    """
-
-    key: str
-    name: str
-    error: str
-    shown: str
-
-
-# Every kind of finding on a data source. A source's (and the totals') "violations" is
-# their sum.
-KINDS: tuple[Kind, ...] = (
-    Kind("changed_arrays", "changed array(s)", "AliasingError", "AliasingWarning"),
-    Kind("reused_containers", "reused container(s)", "AliasingError", "AliasingWarning"),
-    Kind(
-        "stopped_writes",
-        "write(s) stopped",
-        "AliasingError",
-        "read-only ValueError the test caught",
-    ),
-    Kind("random_streams", "repeated random stream(s)", "RandomStreamError", "RandomStreamWarning"),
-    Kind("repeated_batches", "repeated batch(es)", "RepeatedBatchError", "RepeatedBatchWarning"),
-)
-
-
-def named_counts(counts: dict[str, int]) -> str:
-    """``"1 changed array(s), 2 repeated batch(es)"``: the kinds found, with their counts."""
-    return ", ".join(f"{counts[kind.key]} {kind.name}" for kind in KINDS if counts.get(kind.key))
-
-
-def kind_of(error: BaseException) -> str | None:
-    """The key of the kind of finding that safegen raised ``error`` for, or ``None`` (a
-    ``ShapeError``, or not safegen's)."""
-    name = type(error).__name__
-    if name == "AliasingError":
-        # A rebuilt error has no report: counted as a changed array, as the totals do.
-        report = getattr(error, "report", None)
-        return "reused_containers" if getattr(report, "container", "") else "changed_arrays"
-    return next((kind.key for kind in KINDS if kind.error == name), None)
-
-
-def _violations(counts: dict[str, int], details: tuple[str, ...] = ()) -> str:
-    """``"3 violation(s) (1 changed array(s), 2 repeated batch(es))"``, or ``"0 violation(s)"``;
-    ``details`` follow the kinds, after a semicolon."""
-    parts = [part for part in (named_counts(counts), *details) if part]
-    return f"{counts['violations']} violation(s)" + (f" ({'; '.join(parts)})" if parts else "")
+Reader = Callable[[], list[Any]]  # returns Findings (or {"kind": ..., "message": ...})
 
 
 @dataclasses.dataclass
@@ -108,17 +61,40 @@ class SourceRecord:
     location: str
     mode: str
     stats: list[Stats] = dataclasses.field(default_factory=list)
-    # What the detectors (safegen._detectors) found: functions returning a list of
-    # {"kind": ..., "message": ...}, read when the session is summarized.
-    findings: list[Callable[[], list[dict[str, Any]]]] = dataclasses.field(default_factory=list)
+    # The findings on it that went through safegen._handling.report in this process.
+    reported: list[Finding] = dataclasses.field(default_factory=list)
+    # Where the findings made elsewhere are read (worker processes, through the source's
+    # channel: safegen._detectors.findings), when the session is summarized.
+    findings: list[Reader] = dataclasses.field(default_factory=list)
 
     def total(self) -> Stats:
         """The sum of the statistics of every generator of this source."""
         return sum(self.stats, Stats())
 
-    def found(self) -> list[dict[str, Any]]:
-        """Every finding of the detectors on this source."""
-        return [entry for read in self.findings for entry in read()]
+    def found(self) -> list[Finding]:
+        """Every finding on this source: those reported in this process, then those read
+        from elsewhere (each reader lists a finding once)."""
+        out = list(self.reported)
+        for entry in self._read():
+            if isinstance(entry, Finding):
+                out.append(entry)
+            elif entry["kind"] in _KEYS:
+                kind = Kind.named(entry["kind"])
+                out.append(Finding(kind, self.name, self.location, entry["message"]))
+        return out
+
+    def notes(self) -> list[dict[str, str]]:
+        """What the readers said that is no finding (what copy mode did in worker
+        processes, say): ``{"kind": ..., "message": ...}`` each, listed after the
+        findings in the summary and counted as none."""
+        return [e for e in self._read() if not isinstance(e, Finding) and e["kind"] not in _KEYS]
+
+    def _read(self) -> list[Any]:
+        return [entry for reader in self.findings for entry in reader()]
+
+
+# Every name a kind of finding goes by in a reader's entries.
+_KEYS = frozenset(name for kind in KINDS for name in (kind.key, kind.entry))
 
 
 @dataclasses.dataclass
@@ -169,29 +145,41 @@ class Session:
         self.errors: list[BaseException] = []
         # What enable() left off, and why: {"sources": ..., "layers": ...}.
         self.off: dict[str, str] = {}
-        # Errors raised in worker processes (whose statistics stay there), by kind.
+        # Errors raised in worker processes (whose statistics stay there), by error name,
+        # and by the kind of finding they stand for.
         self.remote: dict[str, int] = {}
-        # The findings safegen raised an error for (here or in a worker), by kind (KINDS'
-        # keys): the rest of the findings were only warned about.
-        self.raised: dict[str, int] = {}
+        self.remote_kinds: dict[Kind, int] = {}
+        self.remote_shape_errors = 0
+        # The findings safegen raised an error for (here or in a worker), by kind: the
+        # rest of the findings were only warned about (or passed to on_violation).
+        self.raised: dict[Kind, int] = {}
+        # The latest source record of each (name, location): where findings are counted.
+        self.places: dict[tuple[str, str], SourceRecord] = {}
+
+    def _source(self, name: str, location: str, mode: str) -> SourceRecord:
+        """The record of a source (made on first use); called under the lock."""
+        key = (name, location, mode)
+        record = self.sources.get(key)
+        if record is None:
+            record = self.sources[key] = SourceRecord(name, location, mode)
+            self.places[name, location] = record
+        return record
 
     def record_source(self, name: str, location: str, mode: str, stats: Stats) -> None:
-        key = (name, location, mode)
         with self.lock:
-            record = self.sources.get(key)
-            if record is None:
-                record = self.sources[key] = SourceRecord(name, location, mode)
-            record.stats.append(stats)
+            self._source(name, location, mode).stats.append(stats)
 
-    def record_findings(
-        self, name: str, location: str, mode: str, read: Callable[[], list[dict[str, Any]]]
-    ) -> None:
-        key = (name, location, mode)
+    def record_findings(self, name: str, location: str, mode: str, read: Reader) -> None:
         with self.lock:
-            record = self.sources.get(key)
-            if record is None:
-                record = self.sources[key] = SourceRecord(name, location, mode)
-            record.findings.append(read)
+            self._source(name, location, mode).findings.append(read)
+
+    def record_finding(self, finding: Finding) -> None:
+        """Count ``finding`` under its source (one this session guarded, else not at all:
+        a source guarded before the session began is not part of it)."""
+        with self.lock:
+            record = self.places.get((finding.source, finding.location))
+            if record is not None:
+                record.reported.append(finding)
 
     def record_layer(self, layer: Any, error: str | None = None) -> None:
         key = id(layer)
@@ -226,14 +214,19 @@ class Session:
 
     def record_remote(self, error: BaseException) -> None:
         with self.lock:
-            kind = type(error).__name__
-            self.remote[kind] = self.remote.get(kind, 0) + 1
+            name = type(error).__name__
+            self.remote[name] = self.remote.get(name, 0) + 1
+            kind = kind_of(error)
+            if kind is not None:
+                self.remote_kinds[kind] = self.remote_kinds.get(kind, 0) + 1
+            elif isinstance(error, ShapeError):
+                self.remote_shape_errors += 1
             self._count_raised(error)
 
     def _count_raised(self, error: BaseException) -> None:
-        key = kind_of(error)
-        if key is not None:
-            self.raised[key] = self.raised.get(key, 0) + 1
+        kind = kind_of(error)
+        if kind is not None:
+            self.raised[kind] = self.raised.get(kind, 0) + 1
 
     # -- Reading it -------------------------------------------------------------------
 
@@ -245,18 +238,13 @@ class Session:
             losses = list(self.losses.values())
             shape_errors = list(self.shape_errors)
             remote = dict(self.remote)
+            remote_kinds = dict(self.remote_kinds)
+            remote_shape_errors = self.remote_shape_errors
         rows = []
         for record in sources:
             total = record.total()
             found = record.found()
-            frozen = record.mode == "freeze"  # its violations are writes it stopped
-            kinds = {
-                "changed_arrays": 0 if frozen else total.violations - total.containers,
-                "reused_containers": total.containers,
-                "stopped_writes": total.violations if frozen else 0,
-                "random_streams": sum(f["kind"] == "random_stream" for f in found),
-                "repeated_batches": sum(f["kind"] == "repeated_batch" for f in found),
-            }
+            kinds = {kind.key: sum(f.kind is kind for f in found) for kind in KINDS}
             rows.append(
                 {
                     "name": record.name,
@@ -264,17 +252,21 @@ class Session:
                     "mode": record.mode,
                     "generators": len(record.stats),
                     **dataclasses.asdict(total),
-                    # Every kind of finding, the detectors' included (Stats counts only
-                    # changed arrays, rebound containers and stopped writes).
+                    # Every kind of finding, counted by its kind.
                     "violations": sum(kinds.values()),
                     **kinds,
-                    "findings": found,
+                    # The detectors' findings, each listed (the summary names them),
+                    # then what the readers noted that is no finding.
+                    "findings": [f.entry for f in found if f.kind.listed] + record.notes(),
                 }
             )
         total = sum((r.total() for r in sources), Stats())
         totals = {kind.key: sum(row[kind.key] for row in rows) for kind in KINDS}
-        # Changes found in worker processes, whose statistics stay there.
-        totals["changed_arrays"] += remote.get("AliasingError", 0)
+        # Changes found in worker processes, whose statistics stay there (the detectors'
+        # findings there reach the rows through the sources' channels).
+        for kind, count in remote_kinds.items():
+            if not kind.listed:
+                totals[kind.key] += count
         return {
             "sources": rows,
             "layers": [dataclasses.asdict(layer) for layer in layers],
@@ -291,79 +283,47 @@ class Session:
                 "unwarned": total.unwarned,
                 "layers_checked": len(layers),
                 "losses_checked": len(losses),
-                "shape_errors": len(shape_errors) + remote.get("ShapeError", 0),
+                "shape_errors": len(shape_errors) + remote_shape_errors,
                 "seconds": total.seconds,
             },
             "shape_errors": shape_errors,
             "in_worker_processes": remote,
         }
 
-    def warned(self) -> dict[str, int]:
-        """The findings so far that safegen only warned about, by kind (KINDS' keys): those
-        counted in ``as_dict()``'s totals, less those it raised an error for."""
+    def counts(self) -> dict[str, int]:
+        """Every finding so far, by kind (``KINDS``' keys), in worker processes too.
+
+        Example:
+            >>> import safegen
+            >>> with safegen.enabled() as session:
+            ...     pass
+            >>> session.counts()["changed_arrays"]
+            0
+        """
         totals = self.as_dict()["totals"]
+        return {kind.key: totals[kind.key] for kind in KINDS}
+
+    def warned(self) -> dict[str, int]:
+        """The findings so far that safegen only warned about (or passed to
+        ``on_violation``), by kind: :meth:`counts`, less those it raised an error for."""
         with self.lock:
             raised = dict(self.raised)
-        return {kind.key: totals[kind.key] - raised.get(kind.key, 0) for kind in KINDS}
+        counts = self.counts()
+        return {key: count - raised.get(Kind.named(key), 0) for key, count in counts.items()}
+
+    def failures(self, *, raised: bool = True) -> dict[str, int]:
+        """What fails a run or a test, by kind: the one rule of ``safegen run``, ``pytest
+        --safegen``, ``safegen check`` and :mod:`safegen.testing`.
+
+        Every finding of every kind fails. ``raised=False`` leaves out the findings that
+        safegen raised its error for: where that error went (a test that expected it with
+        ``pytest.raises``, or a test failing with it) is the verdict.
+        """
+        return failing(self.counts() if raised else self.warned())
 
     def summary(self, outcome: str = "") -> str:
         """A short human-readable summary, one line per source and per checked layer."""
-        data = self.as_dict()
-        totals = data["totals"]
-        lines = [
-            f"safegen: {totals['sources']} data source(s) guarded, {totals['batches']} "
-            f"batch(es), {_bytes(totals['bytes_fingerprinted'])} checked, "
-            f"{_bytes(totals['bytes_copied'])} copied, {_violations(totals)}; "
-            f"{totals['layers_checked']} layer(s) checked, {totals['shape_errors']} shape "
-            f"error(s); {totals['seconds'] * 1e3:.1f} ms in safegen"
-            + (f" ({outcome})" if outcome else "")
-        ]
-        for row in data["sources"]:
-            where = f" at {row['location']}" if row["location"] else ""
-            made = f", {row['generators']} generators" if row["generators"] > 1 else ""
-            lines.append(
-                f"  source {row['name']}{where} [{row['mode']}{made}]: {row['yields']} batch(es), "
-                f"{_bytes(row['bytes_fingerprinted'] + row['bytes_copied'])} "
-                f"{'copied' if row['mode'] == 'copy' else 'checked'}, "
-                f"{_violations(row, _details(row))}"
-            )
-            for finding in row["findings"]:
-                first = finding["message"].split(". ", 1)[0]
-                lines.append(f"    {finding['kind'].replace('_', ' ')}: {first}.")
-        for kind, count in data["in_worker_processes"].items():
-            lines.append(
-                f"  {count} {kind}(s) raised in worker processes (counted above; their "
-                "batches are counted in the workers, not here)"
-            )
-        for layer in data["layers"]:
-            lines.append(
-                f"  layer {layer['name']!r} ({layer['kind']}): output checked "
-                f"{layer['checks']} time(s), {layer['shape_errors']} shape error(s)"
-            )
-        for loss in data["losses"]:
-            where = f" at {loss['location']}" if loss["location"] else ""
-            output = f" (output {loss['output']!r})" if loss["output"] else ""
-            lines.append(
-                f"  loss {loss['name']}{where}{output}: shapes checked "
-                f"{loss['checks']} time(s), {loss['shape_errors']} shape error(s)"
-            )
-        if totals["losses_checked"]:
-            lines.append(f"  {totals['losses_checked']} loss(es) checked")
-        off = self.off
-        if not data["sources"] and not data["layers"] and not data["losses"] and not off:
-            lines.append(
-                "  nothing was guarded: no generator, PyDataset or from_generator source "
-                "reached Keras or tf.data, and no Lambda layer ran"
-            )
-        else:
-            if not data["sources"]:
-                why = off.get("sources") or (
-                    "no generator, PyDataset or from_generator source reached Keras or tf.data"
-                )
-                lines.append(f"  no data source guarded: {why}")
-            if not data["layers"] and "layers" in off:
-                lines.append(f"  no layer checked: {off['layers']}")
-        return "\n".join(lines)
+        return render(self.as_dict(), self.off, outcome)
 
     def to_json(self, outcome: str = "", exit_status: int | None = None) -> str:
         data = self.as_dict()
@@ -372,31 +332,34 @@ class Session:
         return json.dumps(data, indent=2)
 
 
-def _details(row: dict[str, Any]) -> tuple[str, ...]:
-    """``("3 unattributed", "2 repeated warning(s) not shown")``, or ``()``."""
-    parts = []
-    if row["unattributed"]:
-        parts.append(f"{row['unattributed']} unattributed")
-    if row["unwarned"]:
-        parts.append(f"{row['unwarned']} repeated warning(s) not shown")
-    return tuple(parts)
-
-
-def _bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"  # pragma: no cover
-
-
 _current: Session | None = None
 
 
 def current() -> Session | None:
     """The active session, or ``None`` when safegen is not enabled."""
     return _current
+
+
+def session() -> Session | None:
+    """What safegen has seen since :func:`safegen.enable`, or ``None`` when it is not
+    enabled: the session that ``safegen run`` and ``pytest --safegen`` summarize.
+
+    Read it with ``summary()`` (the text ``safegen run`` prints), ``as_dict()`` and
+    ``to_json()`` (what ``--report`` writes), ``counts()`` (every finding by kind) and
+    ``failures()`` (what fails a run or a test). Thread-safe.
+
+    Example:
+        >>> import safegen
+        >>> safegen.session() is None
+        True
+        >>> with safegen.enabled():
+        ...     safegen.session().failures()
+        {}
+    """
+    return _current
+
+
+session.__module__ = "safegen"
 
 
 def start() -> Session:
@@ -458,9 +421,15 @@ def record_error(error: BaseException) -> None:
         session.record_error(error)
 
 
-def record_findings(
-    name: str, location: str, mode: str, read: Callable[[], list[dict[str, Any]]]
-) -> None:
+def record_finding(finding: Finding) -> None:
+    """Count ``finding`` (called by :func:`safegen._handling.report`; a no-op outside a
+    session)."""
+    session = _current
+    if session is not None:
+        session.record_finding(finding)
+
+
+def record_findings(name: str, location: str, mode: str, read: Reader) -> None:
     """Note where the detectors' findings on a source are read (a no-op outside a session)."""
     session = _current
     if session is not None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from safegen._config import checking_anyway
+from safegen._finding import count, failing
 from safegen._probe import ProbeResult, probe
 
-__all__ = ["ProbeResult", "assert_no_aliasing"]
+__all__ = ["ProbeResult", "assert_no_aliasing", "failures"]
 
 
 def assert_no_aliasing(
@@ -81,6 +82,25 @@ def assert_no_aliasing(
         result = probe(
             obj, steps=steps, epochs=epochs, mode=mode, window=window, args=args, kwargs=kwargs
         )
-    if not result.clean:
+    if failures(result):
         raise AssertionError(result.summary())
     return result
+
+
+def failures(result: ProbeResult) -> dict[str, int]:
+    """What fails a probe, by kind: the one rule of ``safegen run`` and ``pytest
+    --safegen`` too (every finding of every kind, and a safegen error the source raised
+    itself, under ``"errors"``); empty when it is clean.
+
+    Example:
+        >>> import numpy as np
+        >>> failures(assert_no_aliasing(lambda: iter([np.zeros(2)] * 3)))
+        {}
+        >>> failures(ProbeResult("batches", "freeze", frozen_write="ValueError: read-only"))
+        {'stopped_writes': 1}
+    """
+    counts = count(result.reports)  # the findings the probe's guard passed on
+    if result.frozen_write:
+        counts["stopped_writes"] += 1
+    # A safegen error the source raised, whose report is not among the reports.
+    return failing(counts, errors=int(bool(result.raised)))

@@ -187,3 +187,34 @@ class TestForms:
         dataset[0]
         with pytest.raises(safegen.AliasingError):
             dataset[1]
+
+
+class RefillsBuf(keras.utils.PyDataset):
+    """Refills one buffer named `buf` (not `x`) and returns it."""
+
+    def __init__(self):
+        super().__init__()
+        self.buf = np.zeros((4, 2))
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        self.buf[:] = index
+        return self.buf
+
+
+class TestFixHint:
+    """The advice of a dataset's report names no attribute the dataset does not have."""
+
+    @pytest.mark.parametrize("mode", ["check", "freeze"])
+    def test_hint_does_not_name_self_x(self, mode):
+        """A buffer held in `self.buf`: the hint says np.copy(...), never np.copy(self.x)."""
+        dataset = safegen.guard(RefillsBuf(), mode=mode)
+        first = dataset[0]
+        with pytest.raises((safegen.AliasingError, ValueError)) as caught:
+            dataset[1]
+        text = "\n".join([str(caught.value), *getattr(caught.value, "__notes__", [])])
+        assert "return copies of the arrays it fills (np.copy(...))" in text, text
+        assert "self.x" not in text, text
+        assert first is not None

@@ -158,6 +158,7 @@ class Run:
     argv: tuple[str, ...]
     status: int
     fragment: str
+    requires: tuple[str, ...] = ()  # modules of an extra the README's install leaves out
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ COMMANDS: dict[str, str | Run | NotRun] = {
         "benchmarks/results/detectors.{json,md}"
     ),
     "python benchmarks/run_overhead.py": Run(
-        ("benchmarks/run_overhead.py", "--quick", "--out", "{tmp}"), 0, ""
+        ("benchmarks/run_overhead.py", "--quick", "--out", "{tmp}"), 0, "", ("tqdm",)
     ),
     "python tools/keras_suite.py": "tests/test_shape.py::TestKerasSuite::test_quick_run",
 }
@@ -309,6 +310,8 @@ class TestCommands:
         """A documented command no other test runs exits as expected, from the repository."""
         run = COMMANDS[command]
         assert isinstance(run, Run)
+        for module in run.requires:  # the bench extra's, as tests/test_benchmarks.py skips
+            pytest.importorskip(module)
         argv = [arg.replace("{tmp}", str(tmp_path)) for arg in run.argv]
         result = subprocess.run(
             [sys.executable, *argv],
@@ -323,13 +326,71 @@ class TestCommands:
         assert run.fragment in output, output[-5000:]
 
 
+# docs/api.md's lines that the site renders from a docstring (docs/hooks.py), each a link
+# to the source file that holds it.
+API_LINK = re.compile(r"^\[`safegen\.(\w+)`\]\(\.\./(safegen/[\w/]+\.py)\)$", re.MULTILINE)
+
+
 def test_api_reference_covers_every_public_name():
     """docs/api.md renders every name in safegen.__all__, and safegen.testing."""
     import safegen
 
     text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
-    rendered = set(re.findall(r"^::: safegen\.(\w+)$", text, re.MULTILINE))
+    rendered = {name for name, _ in API_LINK.findall(text)}
     assert set(safegen.__all__) | {"testing"} <= rendered, sorted(set(safegen.__all__) - rendered)
+
+
+def test_api_reference_links_to_each_definition():
+    """On GitHub, each name of docs/api.md links to the file that defines it."""
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    for name, path in API_LINK.findall(text):
+        source = (ROOT / path).read_text(encoding="utf-8")
+        defined = name == "testing" or re.search(rf"^(class|def) {name}\b", source, re.M)
+        assert defined, f"docs/api.md: {name} is not defined in {path}"
+
+
+class TestSiteLayout:
+    """The built site's layout: a nested API table of contents, code that is not cut off."""
+
+    def test_api_objects_nest_under_sections(self):
+        """mkdocstrings renders each object one heading level below the API reference's
+        sections, within the table of contents' depth, so that the contents nest."""
+        config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+        level = int(re.search(r"^\s+heading_level: (\d+)$", config, re.MULTILINE)[1])
+        depth = int(re.search(r"^\s+toc_depth: (\d+)$", config, re.MULTILINE)[1])
+        text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+        sections = {len(h) for h in re.findall(r"^(#+) ", text, re.MULTILINE)} - {1}
+        assert sections == {level - 1} and level <= depth, (sections, level, depth)
+
+    def test_code_blocks_wrap(self):
+        """A stylesheet of the site wraps long lines of code blocks."""
+        config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+        sheets = re.findall(r"^extra_css:\n((?:  - \S+\n)+)", config, re.MULTILINE)
+        paths = [line.split("- ", 1)[1] for block in sheets for line in block.splitlines()]
+        css = "".join((ROOT / "docs" / path).read_text(encoding="utf-8") for path in paths)
+        assert re.search(r"pre > code \{[^}]*white-space: pre-wrap", css), css
+
+
+class TestReadableOnGitHub:
+    """The pages read sensibly on GitHub, where the README links to them: no directive
+    that only the site understands, and every image and link resolves from docs/."""
+
+    @pytest.mark.parametrize("path", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
+    def test_no_site_only_directive(self, path):
+        """No mkdocstrings `:::` line, snippet `--8<--` line or results comment."""
+        text = path.read_text(encoding="utf-8")
+        for pattern in (r"^::: ", r"^--8<--", r"^<!-- results:"):
+            assert not re.search(pattern, text, re.MULTILINE), (path.name, pattern)
+
+    @pytest.mark.parametrize("path", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
+    def test_relative_images_and_links_resolve(self, path):
+        """Each relative image or link target (outside code blocks) is a file of the
+        repository, as GitHub resolves it from the page's folder."""
+        text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # http:, https:, mailto:
+            assert (path.parent / target).exists(), f"{path.name}: {target}"
 
 
 @pytest.mark.parametrize("path", _page_params())

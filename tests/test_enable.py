@@ -55,7 +55,7 @@ class TestSwitch:
         safegen.enable(mode="copy")
         with safegen.enabled(mode="freeze") as session:
             assert _enable.options().options.mode == "freeze"
-            assert session is safegen._session.current()
+            assert session is safegen.session()
         assert _enable.options().options.mode == "copy"
         safegen.disable()
         with safegen.enabled():
@@ -320,7 +320,7 @@ class TestFit:
         safegen.enable()
         history = _mean_model().fit(fresh(), steps_per_epoch=5, epochs=2, verbose=0)
         assert history.history["loss"] == [0.0, 0.0]
-        data = safegen._session.current().as_dict()
+        data = safegen.session().as_dict()
         (row,) = data["sources"]
         assert row["name"] == "fresh()" and row["mode"] == "check"
         assert row["yields"] >= 10 and row["violations"] == 0
@@ -336,7 +336,7 @@ class TestFit:
         safegen.configure(mode="copy")
         safegen.enable()
         _mean_model().fit(reused(), steps_per_epoch=3, epochs=1, verbose=0)
-        (row,) = safegen._session.current().as_dict()["sources"]
+        (row,) = safegen.session().as_dict()["sources"]
         assert row["mode"] == "copy"
 
     def test_validation_data_is_guarded(self):
@@ -376,7 +376,7 @@ class TestFit:
         safegen.enable(mode="check")
         history = _mean_model().fit(guarded(), steps_per_epoch=5, epochs=1, verbose=0)
         assert history.history["loss"] == [0.0]
-        rows = safegen._session.current().as_dict()["sources"]
+        rows = safegen.session().as_dict()["sources"]
         assert [(r["name"], r["mode"]) for r in rows] == [("reused()", "copy")]
 
     def test_nothing_is_guarded_once_disabled(self):
@@ -414,9 +414,30 @@ class TestFromGenerator:
         with pytest.raises(safegen.AliasingError, match=r"^reused\(\) at") as caught:
             for _ in dataset.take(4):
                 pass
-        cause = caught.value.__cause__
-        assert isinstance(cause, tf.errors.OpError)
-        assert "re-raised below" in str(cause) and "yield #1" not in str(cause)
+        carrier = caught.value.__context__
+        assert isinstance(carrier, tf.errors.OpError)
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__
+        assert f"from the tensorflow {type(carrier).__name__} that carried it" in (
+            caught.value.__notes__[-1]
+        )
+
+    def test_traceback_shows_safegen_error_only(self):
+        """The printed traceback is safegen's error alone: TensorFlow's carrier error, its
+        traceback and its copy of the message are left out (a one-line note names it)."""
+        import traceback
+
+        safegen.enable()
+        dataset = tf.data.Dataset.from_generator(reused, output_signature=_signature())
+        with pytest.raises(safegen.AliasingError) as caught:
+            for _ in dataset.take(4):
+                pass
+        printed = "".join(traceback.format_exception(caught.value))
+        assert printed.startswith("Traceback (most recent call last):\n"), printed
+        assert "The above exception was the direct cause" not in printed, printed
+        assert "During handling of the above exception" not in printed, printed
+        assert printed.count("changed after it was yielded") == 1, printed
+        assert "tensorflow.python.framework.errors_impl" not in printed, printed
+        assert printed.rstrip().endswith("not shown)"), printed
 
     def test_generator_given_by_keyword_is_guarded(self):
         """from_generator(generator=...) guards the callable as the positional form does."""
@@ -459,14 +480,14 @@ class TestFromGenerator:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(3))
         history = _mean_model().fit(dataset, epochs=2, verbose=0)
         assert history.history["loss"] == [0.0, 0.0]
-        (row,) = safegen._session.current().as_dict()["sources"]
+        (row,) = safegen.session().as_dict()["sources"]
         assert row["name"] == "fresh()" and row["generators"] >= 2
 
     def test_keras_own_generators_are_not_guarded_twice(self):
         """fit on a Python generator guards it once, not again inside Keras's from_generator."""
         safegen.enable()
         _mean_model().fit(fresh(), steps_per_epoch=3, epochs=1, verbose=0)
-        assert [r["name"] for r in safegen._session.current().as_dict()["sources"]] == ["fresh()"]
+        assert [r["name"] for r in safegen.session().as_dict()["sources"]] == ["fresh()"]
 
 
 @pytest.mark.slow

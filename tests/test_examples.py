@@ -63,3 +63,35 @@ def test_ci_check():
     """The CI script: the fixed pipeline passes, the buggy one is caught."""
     out = _run("bash", "examples/ci_check.sh")
     assert "the buggy one was caught (exit 1)" in out
+
+
+def _learned(out):
+    """The test losses before and after training, and the target and prediction, that a
+    mean example prints."""
+    import re
+
+    losses = re.search(r"test loss: untrained (\S+), trained (\S+)\n", out)
+    shown = re.search(r"mean of \d+ and \d+: target (\S+), predicted (\S+)\n", out)
+    assert losses and shown, out[-3000:]
+    return (*map(float, losses.groups()), *map(float, shown.groups()))
+
+
+class TestFixedExamplesLearn:
+    """The programs that show a fix visibly learn the mean, not just run."""
+
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ("run", "--mode", "copy", "examples/unmodified/mean_generator.py"),
+            ("run", "examples/unmodified/mean_fixed.py"),
+        ],
+        ids=["mean_generator-copy", "mean_fixed"],
+    )
+    def test_prediction_near_target(self, command):
+        """Under safegen, the test loss ends far below the untrained one, and the printed
+        prediction is within 0.5 of its target (the mean of two numbers below 100)."""
+        pytest.importorskip("keras")
+        out = _run(sys.executable, "-m", "safegen", *command)
+        untrained, trained, target, predicted = _learned(out)
+        assert trained < untrained / 1000, out[-3000:]
+        assert abs(predicted - target) < 0.5, out[-3000:]

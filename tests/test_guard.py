@@ -1175,6 +1175,23 @@ class TestMisuse:
         with pytest.raises(TypeError, match=r"number\(\) at .* it returned int 3"):
             number()
 
+    @pytest.mark.parametrize(
+        "returned",
+        [np.zeros(3), {"x": np.zeros(3)}, "batches"],
+        ids=["ndarray", "dict", "str"],
+    )
+    def test_function_returning_array_mapping_or_string(self, returned):
+        """A guarded callable returning an array, a mapping or a string (iterable, but not
+        over batches) is refused at the call, as guard(np.zeros(3)) is refused."""
+        guarded = safegen.guard(lambda: returned)
+        kind = type(returned).__qualname__
+        with pytest.raises(
+            TypeError,
+            match=rf"<lambda>\(\) at .* iterable of batches; it returned {kind} .*: "
+            r"safegen\.guard\(\) checks what a generator",
+        ):
+            guarded()
+
     def test_stats_of_unguarded(self):
         """stats() on something unguarded raises TypeError."""
         with pytest.raises(TypeError, match="guarded by safegen.guard"):

@@ -119,7 +119,9 @@ class TestPublicNames:
             "_config",
             "_copying",
             "_errors",
+            "_finding",
             "_fingerprint",
+            "_frameworks",
             "_guard",
             "_handle",
             "_layers",
@@ -138,6 +140,7 @@ class TestPublicNames:
             "_sources.functions",
             "_sources.generators",
             "_sources.iterables",
+            "_session",
             "_shapes",
             "_stats",
             "_structure",
@@ -175,18 +178,16 @@ class TestOwnFrames:
     """safegen's own frames stay out of the user's warnings and tracebacks."""
 
     def test_modes_frames_are_hidden(self):
-        """Every module of the modes package is among the files whose frames warnings and
-        notes skip (MACHINERY), and pytest hides its frames (__tracebackhide__)."""
+        """Every module of the modes package hides its frames from pytest
+        (__tracebackhide__); warnings and notes skip them by module name (test_frames)."""
         import pkgutil
 
         from safegen import _modes
-        from safegen._frames import MACHINERY
 
         names = [name for _, name, _ in pkgutil.iter_modules(_modes.__path__, "safegen._modes.")]
         assert "safegen._modes.check" in names
         for name in ["safegen._modes", *names]:
             module = importlib.import_module(name)
-            assert module.__file__ in MACHINERY, name
             assert module.__tracebackhide__ is True, name
 
     def test_detector_frames_are_hidden_from_pytest(self):
@@ -212,6 +213,43 @@ class TestCommandLine:
         """Without a command, usage goes to stderr and the exit status is 2."""
         result = _python("-m", "safegen")
         assert result.returncode == 2 and "usage:" in result.stderr
+
+    def test_demo_names_real_files_from_an_editable_install(self, tmp_path):
+        """Run from outside the checkout through an editable install's link tree
+        (setuptools' strict mode: a symbolic link per file under build/__editable__...),
+        the demo names its real source file and finds the checkout's example programs."""
+        from pathlib import Path
+
+        source = Path(safegen.__file__).resolve().parent
+        tree = tmp_path / "build" / "__editable__.safegen-0-py3-none-any"
+        for path in source.rglob("*"):
+            if "__pycache__" in path.parts or path.is_dir():
+                continue
+            link = tree / "safegen" / path.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(path)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        code = (
+            "from safegen.cli import demo\n"
+            "demo.pitfall_print()\n"
+            "print('examples:', demo.UNMODIFIED)\n"
+        )
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("SAFEGEN_")}
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=elsewhere,
+            env={**clean, "PYTHONPATH": str(tree)},
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"AliasingError: reused_buffer() at {source / 'cli' / 'demo.py'}:" in (
+            result.stdout
+        )
+        assert "__editable__" not in result.stdout, result.stdout
+        assert f"examples: {source.parent / 'examples' / 'unmodified'}\n" in result.stdout
 
     @pytest.mark.keras
     @pytest.mark.parametrize(
@@ -252,8 +290,12 @@ class TestCommandLine:
             "      AliasingError: train_iterator() at examples/unmodified/mean_generator.py:" in out
         )
         assert re.search(r"      ShapeError: layer 'lambda(_\d+)?' \(Lambda\) returned rank 1", out)
-        fixed = out.split("examples/unmodified/mean_fixed.py (both fixed):\n")[1].splitlines()[0]
-        assert "ran to the end" in fixed and " 0 violation(s)" in fixed
+        fixed = out.split("examples/unmodified/mean_fixed.py (both fixed):\n")[1].splitlines()
+        assert "ran to the end" in fixed[0] and " 0 violation(s)" in fixed[0]
+        learned = re.fullmatch(
+            r"      it printed: mean of \d+ and \d+: target (\S+), predicted (\S+)", fixed[1]
+        )
+        assert learned and abs(float(learned[1]) - float(learned[2])) < 0.5, fixed[1]
         plain = next(line for line in out.splitlines() if "plain:          loss per epoch" in line)
         losses = plain.split("[")[1].split("]")[0]
         assert ("not 0" in plain) == any(float(x) for x in losses.split(","))

@@ -131,6 +131,28 @@ class TestPlugin:
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         assert "--safegen: invalid mode 'banana'; expected one of 'check'" in result.stderr.str()
 
+    @pytest.mark.parametrize("option", ["--safegen", "--safegen=copy"])
+    def test_bad_environment_is_one_usage_error(self, pipelines, monkeypatch, option):
+        """SAFEGEN_MODE=garbage stops pytest --safegen at start-up with one usage error
+        listing the modes, instead of a ValueError in every test that reaches Keras."""
+        monkeypatch.setenv("SAFEGEN_MODE", "garbage")
+        result = pipelines.runpytest(*PLUGIN, option)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert (
+            "--safegen: environment variable SAFEGEN_MODE: invalid mode 'garbage'; expected "
+            "one of 'check'" in result.stderr.str()
+        )
+        assert "passed" not in result.stdout.str() and "failed" not in result.stdout.str()
+
+    def test_bad_disable_variable_is_one_usage_error(self, pipelines, monkeypatch):
+        """An invalid SAFEGEN_DISABLE stops pytest --safegen at start-up as well."""
+        monkeypatch.setenv("SAFEGEN_DISABLE", "maybe")
+        result = pipelines.runpytest(*PLUGIN, "--safegen")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert "--safegen: environment variable SAFEGEN_DISABLE: invalid value 'maybe'" in (
+            result.stderr.str()
+        )
+
 
 REPEATED_TESTS = """
 import numpy as np
@@ -335,17 +357,19 @@ class TestCaughtErrors:
 
 
 class TestKinds:
-    """The plugin names each kind of finding from safegen._session.KINDS."""
+    """The plugin names each kind of finding from the one enumeration of kinds."""
 
     def test_every_kind_names_safegen_error_and_warning(self):
         """Each kind's error is a safegen error, its warning (where one) a safegen warning,
-        and the plugin counts every kind the summary totals (none is left out)."""
-        from safegen._session import KINDS, Session
+        and the session counts every kind the summary totals (none is left out)."""
+        from safegen._finding import KINDS
 
         for kind in KINDS:
-            assert issubclass(getattr(safegen, kind.error), safegen.SafegenError), kind
+            assert issubclass(kind.error, safegen.SafegenError), kind
+            assert getattr(safegen, kind.error.__name__) is kind.error, kind
             if kind.shown.endswith("Warning"):
                 assert issubclass(getattr(safegen, kind.shown), safegen.SafegenWarning), kind
-        session = Session()
-        assert set(session.warned()) == {kind.key for kind in KINDS}
+        with safegen.enabled() as session:
+            assert set(safegen.session().counts()) == {kind.key for kind in KINDS}
+            assert set(session.warned()) == {kind.key for kind in KINDS}
         assert {kind.key for kind in KINDS} <= set(session.as_dict()["totals"])

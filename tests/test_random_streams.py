@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -224,6 +225,63 @@ class TestReports:
         assert not shared_streams(other_end, channel)
         assert len(shared_streams(copied, channel)) == 1
 
+    def _calls(self, pid, epoch, *calls, state=GLOBAL):
+        """A worker's record of reseeding calls: ``(index, after, drew)`` each."""
+        return {
+            "pid": pid,
+            "name": f"w{pid}",
+            "epoch": epoch,
+            "calls": [
+                {"index": index, "states": {state: ["s", after, True, drew]}}
+                for index, after, drew in calls
+            ],
+        }
+
+    def test_reseeded_to_one_state_is_reported(self):
+        """Calls that reseed to a seed moving per call, the same in two workers (a copied
+        counter: ImageDataGenerator.flow(seed=...)), are reported as reseeded."""
+        records = [
+            self._calls(1, 0, (0, "a", True), (2, "b", True)),
+            self._calls(2, 0, (1, "a", True), (3, "b", True)),
+        ]
+        [(report, pids)] = shared_streams(records, Channel("D.__getitem__()", "d.py:1"))
+        assert pids == {1, 2} and report.reseeded
+        assert "NumPy's global state was reseeded in the call to the same state in 2 " in (
+            report.message
+        )
+        assert "cannot undo a reseed made inside the call" in report.message
+
+    def test_reseeds_made_on_purpose_are_not_reported(self):
+        """A seed from the index (one index in two epochs), per worker, a constant seed in
+        every call, or a reseed not drawn from: not reported."""
+        channel = Channel("D.__getitem__()", "")
+        per_index = [self._calls(1, 0, (0, "a", True)), self._calls(3, 1, (0, "a", True))]
+        per_worker = [self._calls(1, 0, (0, "a", True)), self._calls(2, 0, (1, "b", True))]
+        constant = [
+            self._calls(1, 0, (0, "a", True), (2, "a", True)),
+            self._calls(2, 0, (1, "a", True), (3, "a", True)),
+        ]
+        not_drawn = [self._calls(1, 0, (0, "a", False)), self._calls(2, 0, (1, "a", False))]
+        for records in (per_index, per_worker, constant, not_drawn):
+            assert not shared_streams(records, channel)
+
+    def test_generator_objects_on_the_dataset_are_watched(self):
+        """A RandomState in the locals of a generator object held by the dataset (keras-
+        retinanet's transform generator) is watched once the generator has started."""
+        from tests import ported_random_datasets as ported
+
+        label = "`prng` in the generator `self.transform_generator` (numpy.random.RandomState)"
+        dataset = ported.retina()
+        settings, channel = safegen.settings(), Channel("R", "")
+        # objects_only: the global state (and the patch of np.random.seed) left out.
+        before = RandomStreams(dataset, settings, channel, objects_only=True)
+        assert [name for name, _ in before.watched] == []  # made on the first next()
+        dataset[0]
+        streams = RandomStreams(dataset, settings, channel, objects_only=True)
+        assert [name for name, _ in streams.watched] == [label]
+        [(_, resolve)] = streams.watched
+        assert resolve(dataset) is dataset.transform_generator.gi_frame.f_locals["prng"]
+
     def test_states_without_a_readable_state_are_skipped(self):
         """random.SystemRandom (no state) and a subclass that cannot tell its state are
         not watched; a Generator next to them is."""
@@ -284,6 +342,48 @@ class TestTfKerasSequence:
         k2.tiny_model().fit(dataset, epochs=2, verbose=0, **PROCESSES)
         noise = [a.tobytes() for a in data.draws(str(tmp_path))]
         assert len(noise) >= 8 and len(set(noise)) == len(noise)
+
+
+@pytest.mark.slow
+@pytest.mark.tf_keras
+# tf_keras's image module imports affine_transform from scipy's deprecated namespace.
+@pytest.mark.filterwarnings("ignore:Please import `affine_transform`:DeprecationWarning")
+class TestTfKerasImageDataGenerator:
+    """tf_keras's own ImageDataGenerator.flow with fit(workers=2, use_multiprocessing=True)."""
+
+    def _fit(self, flow):
+        import tf_keras
+
+        model = tf_keras.Sequential(
+            [tf_keras.layers.Flatten(input_shape=(8, 8, 1)), tf_keras.layers.Dense(1)]
+        )
+        model.compile(loss="mse", optimizer="sgd")
+        model.fit(flow, epochs=2, verbose=0, **PROCESSES)
+
+    def test_seeded_flow_is_reported(self, tmp_path):
+        """flow(seed=1) repeats its augmentations across workers, and check mode reports
+        the reseed to one state."""
+        pytest.importorskip("tf_keras")
+        from tests import ported_random_datasets as ported
+
+        self._fit(ported.tf_keras_image_flow(seed=1, folder=str(tmp_path)))
+        draws = ported.draws(str(tmp_path))
+        assert len(draws) >= 32 and len(set(draws)) < len(draws) * 3 // 4
+        with pytest.raises(Exception, match="RandomStreamError") as info:
+            self._fit(safegen.guard(ported.tf_keras_image_flow(seed=1)))
+        assert PORTED_BUGS["flow_seed"][1] in str(info.value)
+
+    def test_unseeded_flow_in_copy_mode_is_silent(self, tmp_path):
+        """flow() without a seed, copy mode: every augmentation distinct, nothing found."""
+        pytest.importorskip("tf_keras")
+        from tests import ported_random_datasets as ported
+
+        flow = ported.tf_keras_image_flow(folder=str(tmp_path))
+        with safegen.enabled(mode="copy") as session:
+            self._fit(flow)
+        assert all(row["violations"] == 0 for row in session.as_dict()["sources"])
+        draws = ported.draws(str(tmp_path))
+        assert len(draws) >= 32 and len(set(draws)) == len(draws)
 
 
 @pytest.fixture(scope="module")
@@ -347,21 +447,35 @@ class TestSafegenRun:
         )
 
     def test_check_mode_fails_with_the_report(self, tmp_path):
-        """Check mode: exit status 1, RandomStreamError, and the summary and JSON list it."""
+        """Check mode: exit status 1, RandomStreamError (printed alone: TensorFlow's error
+        that carried it out of the worker only named in one line), and the summary and JSON
+        list it."""
         report = tmp_path / "report.json"
         (tmp_path / "noise").mkdir()
         result = self._run("--report", str(report), noise_dir=tmp_path / "noise")
         assert result.returncode == 1, result.stderr[-3000:]
         assert "safegen.RandomStreamError: NoisyPoints.__getitem__() at " in result.stderr
+        traceback = result.stderr.split("\nsafegen: ", 1)[0]
+        assert traceback.count("Traceback (most recent call last)") == 1, traceback
+        assert "The above exception was the direct cause" not in traceback, traceback
+        assert "tensorflow/python" not in traceback, traceback
+        assert traceback.count("UnknownError") == 1, traceback  # the note
         assert "NumPy's global state started from the same state" in result.stderr
         assert "1 repeated random stream(s)" in result.stderr
         [row] = [r for r in json.loads(report.read_text())["sources"] if "Noisy" in r["name"]]
         assert row["random_streams"] == 1 and row["findings"][0]["kind"] == "random_stream"
 
     def test_copy_mode_exits_0_with_distinct_draws(self, tmp_path):
-        """Copy mode: exit status 0, and every batch of both epochs has its own noise."""
+        """Copy mode: exit status 0, every batch of every epoch has its own noise, and the
+        summary says that copy mode reseeded the workers."""
         result = self._run("--mode", "copy", noise_dir=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
+        assert re.search(
+            r"\n  source NoisyPoints\.__getitem__\(\) at .*\[copy\].*, 0 violation\(s\)\n"
+            r"    copy mode: reseeded NumPy's global random state and `random` in each "
+            r"worker process before its first batch",
+            result.stderr,
+        ), result.stderr[-3000:]
         noise = [a.tobytes() for a in data.draws(str(tmp_path))]
         assert len(noise) >= 8 and len(set(noise)) == len(noise)
 
@@ -484,3 +598,166 @@ class TestWarningInWorkers:
             result.stderr
         )
         assert "py_dataset_adapter.py" not in result.stderr
+
+
+def _ported(name, folder=None, **workers):
+    """A dataset of tests/ported_random_datasets.py by the name ported_streams_run.py gives
+    it, and its model."""
+    from tests import ported_random_datasets as ported
+
+    made = {
+        "flow_seed": lambda: (ported.image_flow(seed=1, folder=folder, **workers), 1),
+        "flow": lambda: (ported.image_flow(folder=folder, **workers), 1),
+        "flow_per_worker": lambda: (
+            ported.image_flow_per_worker(seed=1, folder=folder, **workers),
+            1,
+        ),
+        "retina": lambda: (ported.retina(folder=folder, **workers), 4),
+        "retina_per_worker": lambda: (ported.retina_per_worker(folder=folder, **workers), 4),
+    }
+    dataset, outputs = made[name]()
+    return dataset, ported.image_model(outputs)
+
+
+# The two ported datasets that repeat, with the start of what check mode says about them.
+PORTED_BUGS = {
+    "flow_seed": (
+        "NumpyArrayIterator.__getitem__() at ",
+        "NumPy's global state was reseeded in the call to the same state in 2 worker processes",
+    ),
+    "retina": (
+        "RetinaGenerator.__getitem__() at tests/ported_random_datasets.py:",
+        "`prng` in the generator `self.transform_generator` (numpy.random.RandomState) "
+        "started from the same state in 2 worker processes",
+    ),
+}
+
+
+@pytest.mark.slow
+class TestPortedRepeatingDatasets:
+    """Keras's ImageDataGenerator.flow(seed=1) and keras-retinanet's Generator (ported in
+    tests/ported_random_datasets.py) with 2 worker processes, 2 epochs, and their twins."""
+
+    @pytest.mark.parametrize("name", sorted(PORTED_BUGS))
+    def test_bug_is_real_without_safegen(self, name, tmp_path):
+        """Unguarded, the two workers' augmentations repeat (identical images: equal
+        augmented images are equal draws)."""
+        dataset, model = _ported(name, str(tmp_path), **PROCESSES)
+        model.fit(dataset, epochs=2, verbose=0)
+        draws = ported_draws(tmp_path)
+        assert len(draws) >= 32 and len(set(draws)) < len(draws) * 3 // 4
+
+    @pytest.mark.parametrize("name", sorted(PORTED_BUGS))
+    def test_check_mode_reports_it(self, name):
+        """RandomStreamError reaches fit's caller, naming the dataset and the state."""
+        dataset, model = _ported(name, **PROCESSES)
+        with pytest.raises(Exception, match="RandomStreamError") as info:
+            model.fit(safegen.guard(dataset), epochs=2, verbose=0)
+        where, what = PORTED_BUGS[name]
+        assert where in str(info.value) and what in str(info.value)
+
+    @pytest.mark.parametrize("name", ["flow_per_worker", "retina_per_worker"])
+    def test_twins_seeded_per_worker_are_silent(self, name, tmp_path):
+        """flow(seed=1) with a seed made per worker, and the retinanet Generator given a
+        RandomState per worker: nothing reported, and every augmentation is distinct."""
+        dataset, model = _ported(name, str(tmp_path), **PROCESSES)
+        with safegen.enabled() as session:
+            model.fit(dataset, epochs=2, verbose=0)
+        assert all(row["violations"] == 0 for row in session.as_dict()["sources"])
+        draws = ported_draws(tmp_path)
+        assert len(draws) >= 32 and len(set(draws)) == len(draws)
+
+    def test_unseeded_flow_in_copy_mode_is_silent(self, tmp_path):
+        """flow() without a seed in copy mode: each worker reseeded, nothing reported, every
+        augmentation distinct."""
+        dataset, model = _ported("flow", str(tmp_path), **PROCESSES)
+        with safegen.enabled(mode="copy") as session:
+            model.fit(dataset, epochs=2, verbose=0)
+        assert all(row["violations"] == 0 for row in session.as_dict()["sources"])
+        draws = ported_draws(tmp_path)
+        assert len(draws) >= 32 and len(set(draws)) == len(draws)
+
+    @pytest.mark.filterwarnings("ignore::safegen.RandomStreamWarning")
+    def test_copy_mode_says_it_cannot_undo_the_reseed(self):
+        """flow(seed=1) in copy mode: the reseed in each call is Keras's, so copy mode
+        warns and the summary lists it, saying copy mode cannot undo it."""
+        dataset, model = _ported("flow_seed", **PROCESSES)
+        with safegen.enabled(mode="copy") as session:
+            model.fit(dataset, epochs=2, verbose=0)
+        [row] = session.as_dict()["sources"]
+        assert row["random_streams"] == 1
+        assert "cannot undo a reseed made inside the call" in row["findings"][0]["message"]
+
+
+class TestPortedDatasetsWithThreads:
+    """ImageDataGenerator.flow with worker threads (one shared state): nothing reported.
+    (keras-retinanet's Generator is not thread-safe: two threads calling next() on its
+    transform generator at once raise "generator already executing".)"""
+
+    @pytest.mark.parametrize("name", ["flow_seed", "flow"])
+    def test_threads(self, name):
+        """Check mode, workers=2 threads, 2 epochs: no report."""
+        dataset, model = _ported(name, workers=2)
+        guarded = safegen.guard(dataset)
+        model.fit(guarded, epochs=2, verbose=0)
+        assert safegen.stats(guarded).violations == 0
+
+
+def ported_draws(folder):
+    """The augmented images (or transforms) a ported dataset saved in ``folder``."""
+    from tests import ported_random_datasets as ported
+
+    return ported.draws(str(folder))
+
+
+@pytest.mark.slow
+class TestPortedUnderSafegenRun:
+    """tests/ported_streams_run.py, no safegen in it, under `python -m safegen run`."""
+
+    def _run(self, *names, options=(), noise_dir=None):
+        root = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        if noise_dir is not None:
+            env["NOISE_DIR"] = str(noise_dir)
+        program = ["tests/ported_streams_run.py", *names]
+        return subprocess.run(
+            [sys.executable, "-m", "safegen", "run", *options, *program],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=root,
+            env=env,
+        )
+
+    @pytest.mark.parametrize("name", sorted(PORTED_BUGS))
+    def test_check_mode_fails_with_the_report(self, name):
+        """Exit status 1, RandomStreamError naming the dataset and the state, summary."""
+        result = self._run(name)
+        assert result.returncode == 1, result.stderr[-3000:]
+        where, what = PORTED_BUGS[name]
+        assert f"safegen.RandomStreamError: {where}" in result.stderr
+        assert what in result.stderr
+        assert "1 repeated random stream(s)" in result.stderr
+
+    def test_twins_exit_0_with_distinct_draws(self, tmp_path):
+        """Both twins seeded per worker, one after the other: exit status 0, every
+        augmentation distinct."""
+        result = self._run("flow_per_worker", "retina_per_worker", noise_dir=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "0 violation(s)" in result.stderr
+        draws = ported_draws(tmp_path)
+        assert len(draws) >= 64 and len(set(draws)) == len(draws)
+
+    def test_copy_mode(self, tmp_path):
+        """Copy mode: flow() without a seed gets distinct augmentations, exit status 0;
+        flow(seed=1) is warned about (copy mode cannot undo Keras's reseed), exit status 1
+        as for any finding copy mode did not fix."""
+        result = self._run("flow", options=("--mode", "copy"), noise_dir=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        draws = ported_draws(tmp_path)
+        assert len(draws) >= 32 and len(set(draws)) == len(draws)
+        seeded = self._run("flow_seed", options=("--mode", "copy"))
+        assert seeded.returncode == 1, seeded.stderr[-3000:]
+        assert "RandomStreamWarning: NumpyArrayIterator.__getitem__()" in seeded.stderr
+        assert "cannot undo a reseed made inside the call" in seeded.stderr
+        assert "1 repeated random stream(s)" in seeded.stderr

@@ -374,8 +374,8 @@ class TestWorkerProcessErrors:
     """An AliasingError raised in a PyDataset worker process (issue 19, bug 3)."""
 
     def test_shown_once_ending_with_safegen_text_and_counted(self, tmp_path):
-        """The message appears once, the error's text ends with safegen's, and the
-        summary counts the violation."""
+        """The message appears once, safegen's text is followed only by a one-line note
+        naming the carrier, and the summary counts the violation."""
         pytest.importorskip("keras")
         script = _write(tmp_path / "prog.py", WORKER_PROGRAM)
         result = _run(str(script), cwd=tmp_path)
@@ -383,6 +383,10 @@ class TestWorkerProcessErrors:
         assert result.stderr.count("changed after it was returned") == 1, result.stderr
         error = result.stderr.split("safegen.AliasingError: ")[-1].split("\nsafegen: ")[0]
         assert "(in worker process Keras_worker_" in error
-        assert error.rstrip().endswith("copy the batch before changing it.")
+        text, note = error.rstrip().rsplit("\n", 1)
+        assert text.rstrip().endswith("copy the batch before changing it.")
+        # The carrier (TensorFlow's error) in one line after safegen's text (issue 24, item 4).
+        assert note.startswith("(re-raised by safegen from the tensorflow "), note
+        assert "Traceback" not in error
         assert "1 violation(s) (1 changed array(s));" in result.stderr
         assert "1 AliasingError(s) raised in worker processes" in result.stderr

@@ -125,3 +125,47 @@ class TestSummaryCounts:
             8.0,
         )
         assert stats.containers == 0 and (stats + stats).seconds == 16.0
+
+
+class TestPublicSession:
+    """safegen.session(): the session the command line and the pytest plugin read."""
+
+    def test_none_unless_enabled(self):
+        """It is None outside enable(), and the enabled session inside."""
+        assert safegen.session() is None
+        with safegen.enabled() as session:
+            assert safegen.session() is session
+        assert safegen.session() is None
+
+    def test_counts_every_kind_by_its_kind(self):
+        """A repeated batch is counted under repeated_batches, a changed array under
+        changed_arrays; both fail by the one rule."""
+        from tests.random_datasets import IgnoresIndex
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", safegen.SafegenWarning)
+            with safegen.enabled() as session:
+                dataset = safegen.guard(IgnoresIndex(), on_violation="warn")
+                dataset[0]
+                dataset[1]
+                list(safegen.guard(_reused, on_violation="warn")())
+        counts = session.counts()
+        assert (counts["repeated_batches"], counts["changed_arrays"]) == (1, 2)
+        assert session.failures() == {"changed_arrays": 2, "repeated_batches": 1}
+        # Only warned about: nothing was raised, so the same for a test's verdict.
+        assert session.failures(raised=False) == session.failures()
+        totals = session.as_dict()["totals"]
+        assert (totals["repeated_batches"], totals["violations"]) == (1, 3)
+
+    def test_raised_findings_are_left_to_where_they_went(self):
+        """A finding safegen raised its error for counts in failures(), not in
+        failures(raised=False): the error decides where it went."""
+        with safegen.enabled() as session:
+            it = safegen.guard(_reused)()
+            next(it)
+            try:
+                next(it)
+            except safegen.AliasingError:
+                pass
+        assert session.failures() == {"changed_arrays": 1}
+        assert session.failures(raised=False) == {}

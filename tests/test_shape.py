@@ -232,6 +232,66 @@ class TestNonLambda:
         assert tuple(layer(ops.ones((4, 5))).shape) == (4, 3)
 
 
+USER_PROGRAM = """
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras
+import numpy as np
+
+import safegen
+
+
+class Liar(keras.layers.Layer):
+    def call(self, x):
+        return keras.ops.sum(x, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+
+def build():
+    inputs = keras.Input((2,))
+    return keras.Model(inputs, safegen.ShapeChecked(Liar(name="liar"))(inputs))  # line 21
+
+
+try:
+    build().predict(np.zeros((4, 2)), verbose=0)
+except safegen.ShapeError as error:
+    print(str(error))
+"""
+
+
+class TestUserFolderNames:
+    """The user's code is told from safegen's and Keras's by where the packages are
+    installed, not by folder names: a clone of safegen is a folder named `safegen`."""
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("folder", ["safegen", "keras", "tensorflow"])
+    def test_created_at_names_the_users_line(self, folder: str, tmp_path: Path) -> None:
+        """In a project folder named safegen, keras or tensorflow, holding a copy of the
+        safegen package as a clone does, "created at" names the user's line."""
+        import shutil
+
+        project = tmp_path / folder
+        shutil.copytree(
+            ROOT / "safegen", project / "safegen", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        (project / "model.py").write_text(USER_PROGRAM, encoding="utf-8")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("SAFEGEN_")}
+        result = subprocess.run(
+            [sys.executable, "model.py"],
+            cwd=project,
+            env={**clean, "PYTHONPATH": str(project), "TF_CPP_MIN_LOG_LEVEL": "3"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "'liar' (Liar) returned rank 1" in result.stdout, result.stdout
+        assert "  created at: model.py:21\n" in result.stdout, result.stdout
+
+
 class TestCheckShape:
     """check='shape' compares every declared dimension and the batch dimension."""
 
@@ -851,13 +911,12 @@ class TestInstallLambdaChecks:
 
     def test_nested_installs_and_no_double_check(self) -> None:
         """Installs nest; a ShapeChecked Lambda is checked once; the session counts the checks."""
-        from safegen import _session
         from safegen.integrations.keras.layers import install_lambda_checks
 
         original = layers.Lambda.call
-        first, second = install_lambda_checks(), install_lambda_checks("shape")
-        session = _session.start()
-        try:
+        # A session that installs no Lambda check of its own (shapes=False).
+        with safegen.enabled(shapes=False) as session:
+            first, second = install_lambda_checks(), install_lambda_checks("shape")
             lam = safegen.ShapeChecked(layers.Lambda(mean_good, output_shape=(1,), name="m"))
             lam(ops.ones((3, 2)))
             first()
@@ -866,9 +925,8 @@ class TestInstallLambdaChecks:
                 bad(ops.ones((3, 2)))
             second()
             assert layers.Lambda.call is original
-        finally:
-            _session.stop()
-        records = {r.name: (r.checks, r.shape_errors) for r in session.layers.values()}
+        layers_checked = session.as_dict()["layers"]
+        records = {r["name"]: (r["checks"], r["shape_errors"]) for r in layers_checked}
         assert records == {"m": (1, 0), "bad": (1, 1)}
 
 

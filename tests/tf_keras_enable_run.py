@@ -63,4 +63,4 @@ for name, call in calls.items():
         print(name, "ran")
     except safegen.AliasingError as error:
         print(name, "AliasingError", str(error).split(":")[0])
-print(safegen._session.current().summary(), file=sys.stderr)
+print(safegen.session().summary(), file=sys.stderr)

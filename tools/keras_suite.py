@@ -107,6 +107,7 @@ PLUGIN = textwrap.dedent(
         from keras.layers import InputLayer
         from keras.src.layers.layer import Layer
 
+        import safegen
         from safegen.integrations.keras import layers as checks
 
         original = Layer.__dict__["__new__"]
@@ -116,7 +117,7 @@ PLUGIN = textwrap.dedent(
         def __new__(cls, *args, **kwargs):
             obj = original(cls, *args, **kwargs)
             if not issubclass(cls, (keras.Model, InputLayer)) and not checks.is_checked(obj):
-                checks.ShapeChecked(obj, check=check)
+                safegen.ShapeChecked(obj, check=check)
                 CHECKED.append(cls.__name__)
             return obj
 

@@ -19,10 +19,12 @@ both detectors in forked worker processes only, where tf_keras runs a copy of th
 generator in each one (:mod:`~safegen._detectors.generators`). Detectors read the source
 through the handle's methods (``last_batch``, ``settle``).
 
-They report through the same ``on_violation`` handling as the aliasing check, and into
-the session summary of ``safegen run`` and ``pytest --safegen`` (through
-:mod:`~safegen._detectors._sink`, which also carries what worker processes found back to
-the parent). Framework-free: nothing here imports Keras or TensorFlow.
+A detector produces findings and nothing else: each goes through the one path
+(:func:`safegen._handling.report`) that the aliasing check's findings take too, which
+counts it in the session and raises, warns or calls ``on_violation``. In a worker
+process it is counted through the source's channel
+(:mod:`~safegen._detectors._sink`), which carries what worker processes found back to
+the parent's session. Framework-free: nothing here imports Keras or TensorFlow.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 from safegen._detectors._base import Detector
 from safegen._detectors._sink import Channel
+from safegen._detectors.findings import note_reseeded
 from safegen._detectors.findings import record as record_findings
 
 # Imported here, not on first use: a worker process forked while another thread of the
@@ -59,6 +62,7 @@ def dataset_detectors(handle: Any, dataset: Any) -> tuple[Detector, ...]:
         return ()
     settings = handle.settings
     found: list[Detector] = list(stream_detectors(dataset, settings, channel))
+    note_reseeded(channel, settings.mode)
     if settings.mode == "check":
         found.append(RepeatedBatches(settings, channel))
     return tuple(found)

@@ -1,17 +1,19 @@
 """The interface every detector offers to a guarded dataset's ``__getitem__`` (and to a
 guarded generator's ``next()`` in a worker process: ``dataset`` is then the generator,
-``index`` the number of its yield)."""
+``index`` the number of its yield).
+
+A detector produces findings and nothing else: it hands each one to
+:func:`safegen._handling.report`, which counts it, then raises, warns or passes it on.
+"""
 
 from __future__ import annotations
 
 from types import CodeType
 from typing import Any
 
-from safegen import _session
-from safegen._frames import hide_safegen_frames
-from safegen._modes.source import getitem_code, warn_at_user
+from safegen._modes.source import getitem_code
 
-__all__ = ["Detector", "definition", "dispatch"]
+__all__ = ["Detector", "definition"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
@@ -41,28 +43,3 @@ def definition(source: Any) -> CodeType | None:
     if isinstance(code, CodeType):
         return code
     return getitem_code(type(source))
-
-
-def dispatch(
-    report: Any,
-    handler: Any,
-    error: type[BaseException],
-    warning: type[Warning],
-    source: Any = None,
-) -> None:
-    """Hand ``report`` to ``on_violation``: raise ``error``, warn ``warning``, or call it.
-
-    The warning points at the caller's line; when the caller is a framework's (Keras's
-    data adapter, in a worker process), at the definition of ``source``'s ``__getitem__``
-    (a dataset) or of ``source`` (a generator) instead, which is the user's code.
-    """
-    if handler == "raise":
-        exc = error(report.message, report)
-        _session.record_error(exc)
-        hide_safegen_frames()
-        raise exc
-    if handler == "warn":
-        code = definition(source) if source is not None else None
-        warn_at_user(report.message, warning, code, whole_package=True)
-    elif callable(handler):
-        handler(report)

@@ -20,7 +20,11 @@ import os
 import shutil
 import tempfile
 import threading
+from types import CodeType
 from typing import Any
+
+from safegen._finding import Finding
+from safegen._handling import Handling
 
 __all__ = ["CHANNEL_ATTRIBUTE", "Channel", "open_channel", "read_files", "write_file"]
 
@@ -49,7 +53,7 @@ def _root_folder() -> str:
 class Channel:
     """What a guarded dataset instance carries into worker processes (pickles small)."""
 
-    __slots__ = ("epoch", "folder", "home", "location", "name", "reports")
+    __slots__ = ("epoch", "folder", "home", "location", "name")
 
     # A dataset's batches have an index; a generator's (GeneratorChannel) do not.
     indexed = True
@@ -62,28 +66,34 @@ class Channel:
         self.name = name
         self.location = location
         self.epoch = 0  # advanced by the parent at each epoch method
-        # Reports found in the owning process itself (not pickled to workers).
-        self.reports: list[dict[str, Any]] = []
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.home, self.folder, self.name, self.location, self.epoch)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.home, self.folder, self.name, self.location, self.epoch = state
-        self.reports = []
 
     @property
     def in_worker(self) -> bool:
         """Whether this process is not the one that guarded the dataset."""
         return os.getpid() != self.home
 
-    def report(self, kind: str, message: str) -> None:
-        """Keep a report for the parent's summary (in a file when in a worker)."""
+    def handling(self, on_violation: Any, code: CodeType | None) -> Handling:
+        """How a detector's findings on this source are handled in this process: counted
+        in the session here, and in a worker process written for the parent's session
+        (read when it is summarized)."""
+        return Handling(on_violation, code, record=self.record if self.in_worker else None)
+
+    def note(self, kind: str, message: str) -> None:
+        """Say ``message`` in the parent's summary, under this source, counted as no
+        finding (what copy mode did in a worker process, say); from a worker process."""
         entry = {"kind": kind, "message": message}
-        if self.in_worker:
-            write_file(self.folder, f"report-{os.getpid()}-{next(_numbers)}", entry)
-        else:
-            self.reports.append(entry)
+        write_file(self.folder, f"note-{os.getpid()}-{kind}", entry)
+
+    def record(self, finding: Finding) -> None:
+        """Keep ``finding`` for the parent's session (a worker process's file)."""
+        entry = {"kind": finding.kind.key, "message": finding.message}
+        write_file(self.folder, f"report-{os.getpid()}-{next(_numbers)}", entry)
 
     def claim(self, key: str) -> bool:
         """Whether this process is the first, among the owner and its worker processes,

@@ -1,8 +1,9 @@
-"""What the detectors found for one data source, for the session summary.
+"""What the detectors found for one data source in worker processes, for the session.
 
-Reads what a source's :class:`~safegen._detectors._sink.Channel` holds (reports kept in
-this process, and the files worker processes wrote), compares the workers' random-state
-records anew, and lists the findings once each.
+Reads the files that worker processes wrote to a source's
+:class:`~safegen._detectors._sink.Channel` (the findings made there), and compares the
+workers' random-state records anew; the session lists each finding once (the findings
+made in this process reach it through :func:`safegen._handling.report`).
 """
 
 from __future__ import annotations
@@ -13,26 +14,49 @@ from typing import Any
 from safegen import _session
 from safegen._detectors._sink import Channel, read_files
 from safegen._detectors.random_streams import shared_streams
+from safegen._finding import Finding, Kind
 
-__all__ = ["findings", "record"]
+__all__ = ["RESEEDED", "findings", "note_reseeded", "record"]
 
 
-def findings(channel: Channel) -> list[dict[str, Any]]:
-    """Every report kept, in this process or written by workers, without repeats; random
-    streams are compared anew over every worker's record, so that each shared state is
-    one finding naming every worker that drew from it."""
+def findings(channel: Channel) -> list[Any]:
+    """Every finding written by worker processes, and the random streams compared anew
+    over every worker's record (so that each shared state is one finding naming every
+    worker that drew from it), each listed once."""
+    written = [
+        Finding(Kind.named(entry["kind"]), channel.name, channel.location, entry["message"])
+        for entry in read_files(channel.folder, "report-")
+    ]
     streams = [
-        {"kind": "random_stream", "message": report.message}
+        Finding.of(report)
         for report, _ in shared_streams(read_files(channel.folder, "streams-"), channel)
     ]
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for entry in [*channel.reports, *read_files(channel.folder, "report-"), *streams]:
-        key = (entry["kind"], entry["message"].split("\n", 1)[0])
+    seen: set[tuple[Kind, str]] = set()
+    out: list[Any] = []
+    for finding in [*written, *streams]:
+        key = (finding.kind, finding.message.split("\n", 1)[0])
         if key not in seen:
             seen.add(key)
-            out.append(entry)
-    return out
+            out.append(finding)
+    # What workers noted that is no finding (Channel.note), once each, after them.
+    notes = {(e["kind"], e["message"]): e for e in read_files(channel.folder, "note-")}
+    return out + list(notes.values())
+
+
+# What copy mode did in worker processes, said once in the summary (not a finding of a
+# bug: it counts as no violation).
+RESEEDED = (
+    "reseeded NumPy's global random state and `random` in each worker process before its "
+    "first batch, so that the workers draw different numbers (each starts from a copy of "
+    "its parent's state, which Keras does not reseed)"
+)
+
+
+def note_reseeded(channel: Channel, mode: str) -> None:
+    """In a worker process in copy mode, say in the summary that the worker's global
+    random states are reseeded (by ``random_streams.Reseed``, before the first call)."""
+    if mode == "copy" and channel.in_worker:
+        channel.note("copy_mode", RESEEDED)
 
 
 def record(channel: Channel, mode: str) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from safegen._detectors._base import Detector
 from safegen._detectors._sink import Channel
+from safegen._detectors.findings import note_reseeded
 from safegen._detectors.findings import record as record_findings
 from safegen._detectors.random_streams import frame_candidates, stream_detectors
 from safegen._detectors.repeated_batches import ProcessRepeats
@@ -75,6 +76,7 @@ class Watcher:
         found: list[Detector] = list(
             stream_detectors(handle.producer, settings, channel, frame_candidates)
         )
+        note_reseeded(channel, settings.mode)
         if settings.mode == "check":
             found.append(ProcessRepeats(settings, channel))
         return tuple(found)

@@ -35,14 +35,15 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from safegen._config import Settings
-from safegen._detectors._base import Detector, dispatch
+from safegen._detectors._base import Detector, definition
 from safegen._detectors._sink import Channel, read_files, write_file
-from safegen._errors import RepeatedBatchError, RepeatedBatchWarning
+from safegen._finding import Finding, Kind
+from safegen._handling import report
 
 __all__ = ["MIN_BYTES", "YIELDS", "ProcessRepeats", "RepeatedBatchReport", "RepeatedBatches"]
 
@@ -83,6 +84,8 @@ class RepeatedBatchReport:
     nbytes: int
     process: str = ""
     earlier_process: str = ""
+
+    finding_kind: ClassVar[Kind] = Kind.REPEATED_BATCH  # what safegen._handling.report counts it as
 
     @property
     def message(self) -> str:
@@ -166,7 +169,7 @@ class RepeatedBatches(Detector):
         if nbytes < MIN_BYTES or all(_constant(array) for array in arrays):
             return True
         self.reported = True  # once per dataset and process: one bug, one report
-        report = RepeatedBatchReport(
+        found = RepeatedBatchReport(
             source=self.channel.name,
             location=self.channel.location,
             index=index,
@@ -174,10 +177,8 @@ class RepeatedBatches(Detector):
             nbytes=nbytes,
             process=multiprocessing.current_process().name if self.channel.in_worker else "",
         )
-        self.channel.report("repeated_batch", report.message)
-        dispatch(
-            report, self.settings.on_violation, RepeatedBatchError, RepeatedBatchWarning, dataset
-        )
+        handling = self.channel.handling(self.settings.on_violation, definition(dataset))
+        report(Finding.of(found), handling)
         return True
 
     def epoch_passed(self) -> None:
@@ -232,10 +233,11 @@ class ProcessRepeats(Detector):
         return self.calls < YIELDS
 
     def _report(self, key: str, other: Any, generator: Any) -> None:
-        if any(e["kind"] == "repeated_batch" for e in read_files(self.channel.folder, "report-")):
+        written = read_files(self.channel.folder, "report-")
+        if any(Kind.named(entry["kind"]) is Kind.REPEATED_BATCH for entry in written):
             return  # another worker process reported it: one bug, one report
         index, nbytes = self.keys[key]
-        report = RepeatedBatchReport(
+        found = RepeatedBatchReport(
             source=self.channel.name,
             location=self.channel.location,
             index=index,
@@ -244,7 +246,5 @@ class ProcessRepeats(Detector):
             process=f"{self.record['name']} (pid {os.getpid()})",
             earlier_process=f"{other['name']} (pid {other['pid']})",
         )
-        self.channel.report("repeated_batch", report.message)
-        dispatch(
-            report, self.settings.on_violation, RepeatedBatchError, RepeatedBatchWarning, generator
-        )
+        handling = self.channel.handling(self.settings.on_violation, definition(generator))
+        report(Finding.of(found), handling)

@@ -14,11 +14,11 @@ import collections
 from time import perf_counter
 from typing import Any
 
-from safegen import _session
 from safegen._config import Settings
 from safegen._containers import ContainerWatch, Rebound
-from safegen._errors import AliasingError, AliasingWarning
+from safegen._finding import Finding
 from safegen._frames import hide_safegen_frames
+from safegen._handling import Handling, report_all
 from safegen._modes._base import _State
 from safegen._modes._check_background import (
     BACKGROUND_ABOVE,
@@ -36,7 +36,6 @@ from safegen._modes.source import (
     Source,
     _worker_process_name,
     current_line,
-    warn_at_user,
 )
 from safegen._report import AliasingReport
 from safegen._structure import format_path, leaves
@@ -219,49 +218,34 @@ class Watch(Fingerprinting, BackgroundHashing, Verification, _State):
         )
 
     def _dispatch(self) -> None:
-        """Hand the reports found during this step to ``on_violation``."""
+        """Hand the findings of this step to the one path (safegen._handling.report)."""
         reports, self.pending = self.pending, []
-        handler = self.settings.on_violation
-        for report in reports:
-            # A change safegen cannot pin on the generator is warned about, not raised.
-            if handler == "raise" and report.attributed:
-                error = AliasingError(report.message, report)
-                others = [r for r in reports if r is not report]
-                if others:
-                    error.add_note(
-                        f"safegen found {len(others)} more changed array(s) in this step: "
-                        + "; ".join(
-                            f"{r.kind} #{r.changed_yield} leaf {r.path or '(the array)'}"
-                            for r in others
-                        )
-                    )
-                _session.record_error(error)
-                hide_safegen_frames()
-                raise error
-            if handler in ("warn", "raise"):
-                # One warning per kind of change: the repeats are counted, not shown.
-                kind = _kind_of(report)
-                if kind in self.warned:
-                    self.stats.unwarned += 1
-                    continue
-                self.warned.add(kind)
-                text = (
-                    f"{report.message}\n(safegen warns once per kind of change and data "
-                    "source; the repeats are counted in safegen.stats() and the run summary)"
-                )
-                # A next() by a framework (Keras's data adapter) is pointed at the
-                # generator's definition instead, which is the user's code.
-                warn_at_user(text, AliasingWarning, self.source.code)
-            elif callable(handler):
-                handler(report)
+        handling = Handling(
+            self.settings.on_violation,
+            self.source.code,
+            warned=self.warned,
+            stats=self.stats,
+            note=WARNED_ONCE,
+        )
+        report_all([_finding(report) for report in reports], handling)
 
 
-def _kind_of(report: AliasingReport) -> str:
-    """The kind of change a report is of, for warning once per kind."""
+# What a warning about a change says of the changes of its kind that follow.
+WARNED_ONCE = (
+    "(safegen warns once per kind of change and data source; the repeats are counted in "
+    "safegen.stats() and the run summary)"
+)
+
+
+def _finding(report: AliasingReport) -> Finding:
+    """The finding a report describes; a change safegen cannot pin on the generator is
+    warned about, not raised, and warnings come once per kind of change."""
     if report.container:
-        return "container"
-    if report.writer:
-        return "epoch method " + report.writer
-    if report.same_array_yield:
-        return "same array"
-    return "attributed" if report.attributed else "unattributed"
+        group = "container"
+    elif report.writer:
+        group = "epoch method " + report.writer
+    elif report.same_array_yield:
+        group = "same array"
+    else:
+        group = "attributed" if report.attributed else "unattributed"
+    return Finding.of(report, pinned=report.attributed, group=group)

@@ -14,8 +14,10 @@ import numpy as np
 from safegen._config import Settings
 from safegen._containers import detach, unprotected_leaves
 from safegen._errors import SafegenWarning
+from safegen._finding import Finding, Kind
 from safegen._fingerprint import bounds
-from safegen._frames import MACHINERY, hide_safegen_frames, user_stacklevel
+from safegen._frames import hide_safegen_frames, is_safegen, user_stacklevel
+from safegen._handling import Handling, report
 from safegen._modes._base import _State
 from safegen._modes._flat import flat_arrays
 from safegen._modes.source import Source, _write_line
@@ -27,6 +29,7 @@ __all__ = ["Freeze"]
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 _ndarray = np.ndarray
+_COUNT = Handling(None)  # a stopped write is counted; NumPy's ValueError stops the program
 
 # (source name, location, leaf type) already warned about by freeze mode.
 _WARNED_UNPROTECTED: set[tuple[str, str, str]] = set()
@@ -165,6 +168,9 @@ class Freeze(_State):
         if any(str(note).startswith("safegen:") for note in getattr(exc, "__notes__", ())):
             return  # a guard inside this one (the source's own) already said what it froze
         self.stats.violations += 1  # a write freeze mode stopped
+        report(
+            Finding(Kind.STOPPED_WRITE, self.source.name, self.source.location, str(exc)), _COUNT
+        )
         hide_safegen_frames()
         batch = self.source.kind == "batch"
         item = "batch" if batch else "yield"
@@ -207,7 +213,7 @@ class Freeze(_State):
             frames.append(tb.tb_frame)
             tb = tb.tb_next
         for frame in reversed(frames):
-            if frame.f_code.co_filename in MACHINERY:
+            if is_safegen(frame):
                 continue
             candidates = list(frame.f_locals.items())
             for name, local in list(candidates):

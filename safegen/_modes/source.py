@@ -3,18 +3,14 @@ lines of user code that reports and notes point at."""
 
 from __future__ import annotations
 
-import functools
 import inspect
-import linecache
 import os
-import sys
-import warnings
 from types import CodeType, TracebackType
 from typing import Any
 
 import numpy as np
 
-from safegen._frames import MACHINERY, in_library, user_stacklevel
+from safegen._frames import def_line, is_safegen, relative_filename, warn_at_user
 
 __all__ = [
     "Source",
@@ -57,21 +53,6 @@ class Source:
         return f"{where} (returned by {self.made_by})" if self.made_by else where
 
 
-@functools.lru_cache(maxsize=256)
-def def_line(code: CodeType) -> int:
-    """The line of ``code``'s ``def`` (``co_firstlineno`` is its first decorator's)."""
-    first = code.co_firstlineno
-    for line in range(first, first + 64):
-        text = linecache.getline(code.co_filename, line).lstrip()
-        if not text:
-            break
-        if text.startswith(("def ", "async def ", "class ")):
-            return line
-        if not text.startswith("@") and line == first:
-            break  # not a decorated definition (a lambda, a generator expression)
-    return first
-
-
 def getitem_code(cls: Any) -> CodeType | None:
     """The code of the dataset class ``cls``'s own ``__getitem__``, under every guard
     wrapped around it (a class guarded twice), or ``None``."""
@@ -82,32 +63,6 @@ def getitem_code(cls: Any) -> CodeType | None:
         pass
     code = getattr(getitem, "__code__", None)
     return code if isinstance(code, CodeType) else None
-
-
-def warn_at_user(
-    message: str, category: type[Warning], code: CodeType | None, *, whole_package: bool = False
-) -> None:
-    """Warn ``message`` at the caller's line, the first frame outside safegen's machinery
-    (outside safegen, with ``whole_package``); when that caller is a framework's (Keras's
-    data adapter, in a worker process), at the definition of ``code`` instead, which is
-    the user's (a generator, a dataset's ``__getitem__``)."""
-    level = user_stacklevel(whole_package=whole_package)
-    caller = sys._getframe(level - 1).f_code.co_filename
-    if code is not None and in_library(caller):
-        warnings.warn_explicit(message, category, code.co_filename, def_line(code))
-    else:
-        warnings.warn(message, category, stacklevel=level)
-
-
-def relative_filename(filename: str) -> str:
-    """``filename`` relative to the working directory when it lies below it."""
-    try:
-        relative = os.path.relpath(filename)
-        if not relative.startswith(".."):
-            return relative
-    except ValueError:
-        pass
-    return filename
 
 
 def current_line(producer: Any) -> str:
@@ -124,7 +79,7 @@ def _write_line(tb: TracebackType | None) -> str:
     found = ""
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if filename not in MACHINERY and not filename.startswith(_LIBRARY_CODE):
+        if not is_safegen(tb.tb_frame) and not filename.startswith(_LIBRARY_CODE):
             found = f"{relative_filename(filename)}:{tb.tb_lineno}"
         tb = tb.tb_next
     return found

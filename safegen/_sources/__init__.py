@@ -21,14 +21,11 @@ holds its mode (``safegen._modes``) and detectors (``safegen._detectors``).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 from safegen._config import MODES, Options
 from safegen._handle import handle_of
-from safegen._sources._base import SourceKind
+from safegen._sources._base import NOT_SOURCES, SourceKind
 from safegen._sources.datasets import Datasets, is_dataset, unguard
 from safegen._sources.functions import Functions
 from safegen._sources.generators import Iterators
@@ -119,7 +116,7 @@ def refuse(obj: Any) -> None:
             f"safegen.guard() got the string {obj!r} as the object to guard; did you mean "
             f"@safegen.guard(mode={obj!r})?"
         )
-    if isinstance(obj, (str, bytes, bytearray, Mapping, np.ndarray)):
+    if isinstance(obj, NOT_SOURCES):
         raise TypeError(f"{_EXPECTED}; got {type(obj).__qualname__} {obj!r:.60}")
     function = getattr(obj, "__func__", obj)
     if inspect.iscoroutinefunction(function) or inspect.iscoroutine(obj):

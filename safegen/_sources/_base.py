@@ -3,14 +3,21 @@ semantics for safegen's proxies, and the one way guarded subclasses are built.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from safegen._config import Options
 from safegen._modes import Source
 
-__all__ = ["ByIdentity", "SourceKind", "guarded_subclass", "source_of"]
+__all__ = ["NOT_SOURCES", "ByIdentity", "SourceKind", "guarded_subclass", "source_of"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
+
+# Iterable, but not what a data source yields batch by batch.
+NOT_SOURCES = (str, bytes, bytearray, Mapping, np.ndarray)
 
 
 class SourceKind:

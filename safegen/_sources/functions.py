@@ -13,7 +13,7 @@ import wrapt
 from safegen._config import Options, Settings
 from safegen._handle import Guarded
 from safegen._modes import Source
-from safegen._sources._base import SourceKind, source_of
+from safegen._sources._base import NOT_SOURCES, SourceKind, source_of
 from safegen._sources.generators import guard_iterator, yielding_source
 from safegen._sources.iterables import GuardedIterable
 from safegen._stats import Totals
@@ -29,12 +29,15 @@ def guard_result(result: Any, settings: Settings, source: Source, totals: Totals
         return result
     if inspect.isgenerator(result) or inspect.isasyncgen(result) or hasattr(result, "__next__"):
         return guard_iterator(result, settings, yielding_source(result, source), totals)
-    if hasattr(result, "__iter__") and not isinstance(result, (str, bytes, bytearray)):
+    if hasattr(result, "__iter__") and not isinstance(result, NOT_SOURCES):
         return GuardedIterable(result, settings, source)
+    # An array, a string or a mapping iterates, but over rows, characters or keys: not a
+    # stream of batches (guard(np.zeros(3)) is refused the same way).
     raise TypeError(
         f"{source.where()} {role}, so it must return a generator, "
-        f"an iterator or an iterable; it returned {type(result).__qualname__} "
-        f"{result!r:.80}"
+        f"an iterator or an iterable of batches; it returned {type(result).__qualname__} "
+        f"{result!r:.80}: safegen.guard() checks what a generator (or iterator, or dataset) "
+        "yields, and an array, a string or a mapping iterates over rows, characters or keys"
     )
 
 

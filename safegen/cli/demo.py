@@ -175,18 +175,20 @@ def pitfall_lambda(keras: Any) -> None:
     _say()
 
 
-# The article's programs, unmodified (no `import safegen` in them), in a checkout.
+# The article's programs, unmodified (no `import safegen` in them), in a checkout (found
+# from the real file: an editable install's link tree has no examples folder).
 UNMODIFIED = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
     "examples",
     "unmodified",
 )
 
 
-def _run_unmodified(script: str) -> tuple[str, Any]:
+def _run_unmodified(script: str) -> tuple[str, Any, str]:
     """Run one unmodified program as ``python -m safegen run`` does, in this process.
 
-    Returns how it ended (``"ran"`` or the safegen error's class name) and the session.
+    Returns how it ended (``"ran"`` or the safegen error's class name), the session, and
+    what the program printed.
     """
     import contextlib
     import io
@@ -194,14 +196,15 @@ def _run_unmodified(script: str) -> tuple[str, Any]:
 
     path = os.path.join(UNMODIFIED, script)
     outcome = "ran"
+    printed = io.StringIO()
     with safegen.enabled(mode="check") as session:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with contextlib.redirect_stdout(printed), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 runpy.run_path(path, run_name="__main__")
             except safegen.SafegenError as error:
                 outcome = f"{type(error).__name__}: {_first_sentence(str(error))}"
-    return outcome, session
+    return outcome, session, printed.getvalue()
 
 
 def zero_code() -> None:
@@ -216,7 +219,7 @@ def zero_code() -> None:
         ("mean_lambda.py", "pitfall 3, as the article wrote it"),
         ("mean_fixed.py", "both fixed"),
     ):
-        outcome, session = _run_unmodified(script)
+        outcome, session, printed = _run_unmodified(script)
         totals = session.as_dict()["totals"]
         _say(f"   examples/unmodified/{script} ({story}):")
         if outcome == "ran":
@@ -226,6 +229,10 @@ def zero_code() -> None:
                 f"{totals['layers_checked']} layer(s) checked, {totals['shape_errors']} "
                 "shape error(s)"
             )
+            # Whether it learned: "mean of 38 and 85: target 61.50, predicted 61.50".
+            for line in printed.splitlines():
+                if line.startswith("mean of "):
+                    _say(f"      it printed: {line}")
         else:
             _say(f"      {outcome}")
     _say()

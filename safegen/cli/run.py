@@ -28,7 +28,7 @@ import zipfile
 from types import TracebackType
 from typing import Any
 
-from safegen._frames import _excepthook as _safegen_hook
+from safegen._frames import excepthook as _safegen_hook
 from safegen._frames import format_without_safegen
 from safegen.cli._common import USAGE_ERROR, UsageError, positive
 
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         window=args.window,
         on_violation="warn" if args.warn else None,
     )
-    session = safegen._session.current()
+    session = safegen.session()
     status, outcome = _execute(kind, target, argv)
     if outcome != "interrupted":
         _wait_for_threads()  # as Python does before it exits; they stay guarded meanwhile
@@ -127,10 +127,10 @@ def run(args: argparse.Namespace) -> int:
     if outcome == "no such module":
         return status  # a usage error: its one line is all there is to say
     if session is not None and status == 0 and not args.warn:
-        totals = session.as_dict()["totals"]
-        # Every kind of finding, the detectors' (repeated random streams, repeated batches)
-        # included, even those only warned about (copy mode's on a dataset's own Generator).
-        found = totals["violations"]
+        # The one rule (Session.failures): every finding of every kind, the detectors'
+        # (repeated random streams, repeated batches) included, even those only warned
+        # about (copy mode's on a dataset's own Generator), or raised and caught.
+        found = sum(session.failures().values())
         if found:
             status = 1
             outcome += f"; exit status 1 for {found} violation(s), which --warn would not fail on"

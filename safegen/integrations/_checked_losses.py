@@ -5,16 +5,18 @@ A compiled model keeps its losses in a container (Keras 3's ``CompileLoss``, tf_
 Once the container is built, each loss of the user's own code is replaced in it by a
 :class:`CheckedLoss`: the same loss, called the same way, that first looks at the static
 shapes of the two tensors. The integrations say how their Keras builds the container,
-reads shapes, reconciles ranks for built-in losses and evaluates a loss on test values.
+reads shapes and traces a loss.
 
 The verdict for a pair of static shapes (and dtypes) is cached on the checked loss, so
 in graph mode (``tf.function``, ``jit_compile``, JAX's ``jit``) it is paid once per
-trace, and eagerly it costs a dictionary look-up per step. When the shapes broadcast to
-a shape larger than both (``(B,)`` with ``(B, 1)``), the loss is run once more on small
-random values, outside the trace: with the shapes as they are, then with ``y_true``
-reshaped to ``y_pred``'s shape and the other way round. If one of those gives the same
-result, the loss reconciles the shapes itself (it reshapes, squeezes or reduces) and
-nothing is reported; otherwise it raises :class:`safegen.ShapeError`.
+trace, and eagerly it costs a dictionary look-up per step. To reach it, the loss's
+``call`` is traced once more, outside the enclosing trace, on symbolic inputs of those
+shapes and dtypes (:mod:`safegen.integrations._loss_graphs`: a TensorFlow graph or a
+jaxpr), and its operations are read (:func:`safegen._losses.first_meeting`): the first
+elementwise operation where a value computed from ``y_true`` meets one computed from
+``y_pred`` and broadcasting enlarges both raises :class:`safegen.ShapeError`, naming the
+operation and its line. A loss that cannot be traced (or a backend that cannot: Keras 3
+on PyTorch, NumPy or OpenVINO) is not reported.
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ from typing import Any
 
 from safegen import _config, _session
 from safegen._errors import ShapeError
-from safegen._losses import enlarges_both, loss_message, where_defined
+from safegen._losses import first_meeting, loss_message, where_defined
 from safegen._shapes import Shape
+from safegen.integrations._loss_graphs import Traced
 from safegen.integrations._patching import Wrapper
 
 __all__ = ["CheckedLoss", "LossChecks", "UserCode", "check_when_built", "checking_build"]
 
 _CACHE_LIMIT = 64
-_PROBE_LIMIT = 1 << 20  # elements per tensor: above this, no test run (static verdict)
 _MISSING = object()
 
 
@@ -137,12 +139,9 @@ class LossChecks(abc.ABC):
         """``"float32"``: the dtype of a tensor."""
 
     @abc.abstractmethod
-    def reconcile(self, y_true: Shape, y_pred: Shape) -> tuple[Shape, Shape]:
-        """The shapes a plain function gets after Keras's own rank reconciliation."""
-
-    @abc.abstractmethod
-    def evaluate(self, loss: Any, y_true: Any, y_pred: Any) -> Any:
-        """``loss.call`` on two NumPy arrays, outside any trace; a NumPy array."""
+    def trace(self, loss: Any, st: Shape, sp: Shape, dt: str, dp: str) -> Traced | None:
+        """``loss.call`` traced on symbolic inputs of these shapes and dtypes, outside
+        any enclosing trace; ``None`` where this backend cannot be traced."""
 
     # The check -------------------------------------------------------------------------
 
@@ -185,72 +184,29 @@ class LossChecks(abc.ABC):
             raise error
 
     def _verdict(self, state: _State, st: Shape, sp: Shape, dt: str, dp: str) -> str | None:
-        if state.user.reconciled:
-            st, sp = self.reconcile(st, sp)
-        result = enlarges_both(st, sp)
-        if result is None:
-            return None
-        details: list[str] = []
-        outcome = self._probe(state, st, sp, dt, dp)
-        if outcome is True:
-            return None  # the loss reconciles the shapes itself
-        if isinstance(outcome, str):
-            details.append(outcome)
-        return loss_message(
-            state.user.label, state.location, state.output, st, sp, result, details=details
-        )
-
-    def _probe(self, state: _State, st: Shape, sp: Shape, dt: str, dp: str) -> bool | str:
-        """Whether the loss computes the same as on same-shaped inputs (``True``), does
-        not (``False``), or a note saying why that could not be found out."""
-        import numpy as np
-
-        known = [d for d in (*st[:1], *sp[:1]) if d is not None]
-        fill = known[0] if known else 3
-        t_shape = tuple(fill if d is None else d for d in st)
-        p_shape = tuple(fill if d is None else d for d in sp)
-        if max(int(np.prod(t_shape)), int(np.prod(p_shape))) > _PROBE_LIMIT:
-            return "(too large for safegen to run the loss on test values)"
-        rng = np.random.default_rng(17)
-
-        def values(shape: tuple[int, ...], dtype: str) -> Any:
-            try:
-                kind = np.dtype(dtype).kind
-            except TypeError:  # bfloat16 and the like: NumPy's float32 stands in
-                kind, dtype = "f", "float32"
-            if kind in "iub":
-                return rng.integers(0, 2, size=shape).astype(dtype)
-            return rng.standard_normal(shape).astype(dtype if kind == "f" else "float32")
-
-        t, p = values(t_shape, dt), values(p_shape, dp)
         self.probing.depth += 1
         try:
-            try:
-                actual = np.asarray(self.evaluate(state.loss, t, p))
-            except Exception as e:  # noqa: BLE001 - reported in the message instead
-                first = (str(e).strip().splitlines() or [""])[0]
-                return (
-                    "safegen could not run the loss on test values to see whether it "
-                    f"reconciles the shapes itself ({type(e).__name__}: {first[:200]})."
-                )
-            variants: list[Callable[[], Any]] = []
-            if t.size == p.size:
-                variants = [
-                    lambda: self.evaluate(state.loss, t.reshape(p_shape), p),
-                    lambda: self.evaluate(state.loss, t, p.reshape(t_shape)),
-                ]
-            for variant in variants:
-                try:
-                    same = np.asarray(variant())
-                except Exception:  # noqa: BLE001, S112 - that variant does not apply
-                    continue
-                if same.shape == actual.shape and np.allclose(
-                    same, actual, rtol=1e-4, atol=1e-6, equal_nan=True
-                ):
-                    return True
-            return False
+            traced = self.trace(state.loss, st, sp, dt, dp)
+        except Exception:  # noqa: BLE001 - a loss that cannot be traced is not judged
+            return None
         finally:
             self.probing.depth -= 1
+        if traced is None:
+            return None
+        meeting = first_meeting(traced.steps, traced.y_true, traced.y_pred)
+        if meeting is None:
+            return None
+        step = meeting.step
+        meeting = meeting._replace(step=step._replace(where=traced.locate(step.origin)))
+        return loss_message(
+            state.user.label,
+            state.location,
+            state.output,
+            st,
+            sp,
+            meeting,
+            reconciled=state.user.reconciled,
+        )
 
     # Installing ------------------------------------------------------------------------
 

@@ -196,34 +196,25 @@ def safegen_error_behind(error: BaseException) -> SafegenError | None:
 
 
 def reraise_safegen_error(error: Exception) -> None:
-    """If ``error`` carries a safegen error, raise that one, chained from ``error``.
+    """If ``error`` carries a safegen error, raise that one instead.
 
-    The framework's error is shortened first (when its type allows), so that the
-    traceback shows safegen's message once.
+    The framework's error stays reachable as ``__context__`` but is not printed (its
+    traceback points into the framework, and its text repeats safegen's message, with a
+    worker's traceback, up to 3 times); a one-line note names it.
     """
     found = safegen_error_behind(error)
     if found is None or found is error:
         return
-    cause = _shortened(error, type(found).__name__)
+    framework = type(error).__module__.split(".", 1)[0]
+    note = (
+        f"(re-raised by safegen from the {framework} {type(error).__name__} that carried it "
+        "out of the data pipeline; that error is kept as __context__, not shown)"
+    )
+    if note not in getattr(found, "__notes__", ()):
+        found.add_note(note)
     hide_safegen_frames()
     if found.__traceback__ is None:
         # Rebuilt from the text (raised in a worker process): safegen's message names
-        # the dataset, its line and the worker; the framework's text repeats it (with the
-        # worker's traceback, through safegen's and Keras's frames) up to 3 times.
-        raise found from cause
-    raise found.with_traceback(found.__traceback__) from cause
-
-
-def _shortened(error: Exception, kind: str) -> BaseException:
-    note = f"it carried safegen's {kind}, re-raised below"
-    node_def = getattr(error, "node_def", _MISSING)
-    op = getattr(error, "op", _MISSING)
-    try:
-        if node_def is not _MISSING and op is not _MISSING:  # tf.errors.OpError
-            short = type(error)(node_def, op, note)
-        else:
-            short = type(error)(note)
-    except Exception:  # noqa: BLE001 - a type we cannot rebuild: chain the original
-        return error
-    short.__traceback__ = error.__traceback__
-    return short
+        # the dataset, its line and the worker.
+        raise found from None
+    raise found.with_traceback(found.__traceback__) from None

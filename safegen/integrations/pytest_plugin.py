@@ -26,6 +26,7 @@ import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
     from safegen._config import Mode
+    from safegen._session import Session  # noqa: F401 - in StashKey["Session"]
 
 __all__ = [
     "pytest_addoption",
@@ -34,6 +35,10 @@ __all__ = [
     "pytest_runtest_call",
     "pytest_terminal_summary",
 ]
+
+# The plugin's state, on the pytest config's stash (set when safegen is asked for).
+SESSION = pytest.StashKey["Session"]()  # what safegen.session() returned at the start
+WARN_ONLY = pytest.StashKey[bool]()  # --safegen-warn: no test fails for what is found
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("", "false", "no", "0")
@@ -111,7 +116,15 @@ def pytest_configure(config: Any) -> None:
     wanted, mode = _requested_mode(config)
     if not wanted:
         return
+    import pytest
+
     import safegen
+    from safegen._config import validate_environment
+
+    try:
+        validate_environment()  # SAFEGEN_MODE, SAFEGEN_DISABLE: one usage error, not one per test
+    except ValueError as error:
+        raise pytest.UsageError(f"--safegen: {error}") from None
 
     warn = bool(config.getoption("safegen_warn"))
     safegen.enable(
@@ -119,20 +132,21 @@ def pytest_configure(config: Any) -> None:
         shapes=not config.getoption("safegen_no_shapes"),
         on_violation="warn" if warn else None,
     )
-    config._safegen_session = safegen._session.current()
-    config._safegen_warn = warn
+    session = safegen.session()
+    if session is not None:
+        config.stash[SESSION] = session
+    config.stash[WARN_ONLY] = warn
     config.add_cleanup(safegen.disable)
 
 
 def _failure(found: dict[str, int]) -> BaseException:
     """The error failing a test during which safegen warned about ``found`` (kind: count):
     that of the first kind found, naming the warnings to look at."""
-    import safegen
-    from safegen._session import KINDS, named_counts
+    from safegen._finding import KINDS, named_counts
 
     kinds = [kind for kind in KINDS if found.get(kind.key)]
     shown = ", ".join(dict.fromkeys(kind.shown for kind in kinds))
-    error: type[BaseException] = getattr(safegen, kinds[0].error)
+    error: type[BaseException] = kinds[0].error
     return error(
         f"safegen found {named_counts(found)} during this test (see the {shown} above and "
         "the safegen summary); pytest --safegen-warn reports them without failing the test"
@@ -143,12 +157,15 @@ def _failure(found: dict[str, int]) -> BaseException:
 def pytest_runtest_call(item: Any) -> Any:
     """Fail a test during which safegen found something it only warned about (an error it
     raised fails the test by itself, unless the test expected and caught it)."""
-    session = getattr(item.config, "_safegen_session", None)
-    if session is None or getattr(item.config, "_safegen_warn", False):
+    session = item.config.stash.get(SESSION, None)
+    if session is None or item.config.stash.get(WARN_ONLY, False):
         return (yield)
-    before = session.warned()
+    # The one rule (Session.failures), less the findings safegen raised its error for:
+    # such an error fails the test by itself, unless the test expected it.
+    before = session.failures(raised=False)
     result = yield  # a failing test raises here: its own failure is reported as it is
-    found = {key: count - before[key] for key, count in session.warned().items()}
+    after = session.failures(raised=False)
+    found = {key: count - before.get(key, 0) for key, count in after.items()}
     if any(count > 0 for count in found.values()):
         __tracebackhide__ = True
         raise _failure({key: count for key, count in found.items() if count > 0})
@@ -157,7 +174,7 @@ def pytest_runtest_call(item: Any) -> Any:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
     """Say what safegen guarded and checked."""
-    session = getattr(config, "_safegen_session", None)
+    session = config.stash.get(SESSION, None)
     if session is None:
         return
     terminalreporter.write_sep("=", "safegen")

@@ -14,7 +14,7 @@ import keras
 from keras import tree
 
 from safegen._shapes import Shape, fmt
-from safegen.integrations._checked_layers import OutputCheck
+from safegen.integrations._output_check import OutputCheck
 
 __all__ = ["Keras3Check"]
 

@@ -43,23 +43,22 @@ When the check runs:
 from __future__ import annotations
 
 import functools
-import sys
+import itertools
 from collections.abc import Callable
 from typing import Any
 
 import keras
 
+from safegen._frames import callers
 from safegen._shapes import CheckMode
-from safegen.integrations._checked_layers import STATE_ATTR, CheckState, LayerChecks, subclass
+from safegen.integrations._checked_layers import LayerChecks, subclass
+from safegen.integrations._output_check import STATE_ATTR, CheckState
 from safegen.integrations.keras._check import Keras3Check
 
 __all__ = [
-    "ShapeChecked",
-    "ShapeCheckedLambda",
-    "check_layers",
+    "CHECKS",
     "install_lambda_checks",
     "is_checked",
-    "unwrap",
 ]
 
 _REGISTERED_NAME = "ShapeChecked"  # serialized as "safegen>ShapeChecked"
@@ -110,6 +109,9 @@ class _Keras3Layers(LayerChecks):
 
 
 _checks = _Keras3Layers(Keras3Check())
+# What safegen.ShapeChecked, ShapeCheckedLambda, check_layers and unwrap call for this
+# Keras (safegen._layers dispatches to it): the public functions are defined once, there.
+CHECKS = _checks
 
 
 def _make_checked_class(base: Any) -> Any:
@@ -138,7 +140,7 @@ def _make_checked_class(base: Any) -> Any:
         config = dict(config)
         info = config.pop("safegen", None) or {}
         layer = base.from_config(config, *args, **kwargs)
-        return ShapeChecked(layer, info.get("output_shape"), check=info.get("check", "rank"))
+        return _checks.shape_checked(layer, info.get("output_shape"), info.get("check", "rank"))
 
     methods = {
         "call": call,
@@ -157,8 +159,8 @@ def is_checked(layer: Any) -> bool:
     """Whether ``layer`` is checked by :func:`ShapeChecked`.
 
     Example:
-        >>> import keras
-        >>> is_checked(ShapeChecked(keras.layers.Dense(1)))
+        >>> import keras, safegen
+        >>> is_checked(safegen.ShapeChecked(keras.layers.Dense(1)))
         True
     """
     return _checks.is_checked(layer)
@@ -166,18 +168,12 @@ def is_checked(layer: Any) -> bool:
 
 def _called_by_keras_serializer() -> bool:
     """Whether get_config() was called by Keras's serializer or by ``clone_model``."""
-    frame: Any = sys._getframe(2)  # our get_config's caller
-    for _ in range(2):
-        if frame is None:
-            return False
-        module = frame.f_globals.get("__name__", "")
-        if module.startswith("keras.") and frame.f_code.co_name in (
-            "_get_class_or_fn_config",
-            "_clone_layer",
-        ):
-            return True
-        frame = frame.f_back
-    return False
+    above = itertools.islice(callers(2), 2)  # our get_config's callers
+    return any(
+        frame.f_globals.get("__name__", "").startswith("keras.")
+        and frame.f_code.co_name in ("_get_class_or_fn_config", "_clone_layer")
+        for frame in above
+    )
 
 
 def _state_config(state: CheckState, base: type) -> dict[str, Any]:
@@ -213,7 +209,7 @@ class _Loader:
         config = dict(config)
         info = config.pop("safegen")
         layer = keras.saving.deserialize_keras_object({**info["layer"], "config": config})
-        return ShapeChecked(layer, info.get("output_shape"), check=info.get("check", "rank"))
+        return _checks.shape_checked(layer, info.get("output_shape"), info.get("check", "rank"))
 
     def get_config(self) -> dict[str, Any]:  # pragma: no cover - never instantiated
         return {}
@@ -225,22 +221,6 @@ keras.saving.register_keras_serializable("safegen", _REGISTERED_NAME)(_Loader)
 # --------------------------------------------------------------------------------------
 # Public functions
 # --------------------------------------------------------------------------------------
-
-
-def ShapeChecked(  # noqa: N802 - the public name reads like a class
-    layer: Any, output_shape: Any = None, *, check: CheckMode = "rank"
-) -> Any:
-    """Switches the output check on for a Keras 3 ``layer``; returns that same layer.
-
-    See :func:`safegen.ShapeChecked`.
-
-    Example:
-        >>> import keras
-        >>> dense = keras.layers.Dense(3)
-        >>> ShapeChecked(dense, (3,), check="shape") is dense
-        True
-    """
-    return _checks.shape_checked(layer, output_shape, check)
 
 
 def _as_plain_class(layer: Any, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -264,58 +244,6 @@ def _as_plain_class(layer: Any, method: Callable[..., Any]) -> Callable[..., Any
 
     run._safegen_plain_class = True  # type: ignore[attr-defined]
     return run
-
-
-def ShapeCheckedLambda(  # noqa: N802 - reads like the layer class it returns
-    function: Callable[..., Any],
-    output_shape: Any,
-    *,
-    check: CheckMode = "rank",
-    **lambda_kwargs: Any,
-) -> Any:
-    """Returns ``ShapeChecked(keras.layers.Lambda(function, output_shape, ...))``.
-
-    See :func:`safegen.ShapeCheckedLambda`.
-
-    Example:
-        >>> import keras
-        >>> type(ShapeCheckedLambda(lambda x: x, (2,))).__name__
-        'Lambda'
-    """
-    return _checks.shape_checked_lambda(function, output_shape, check, lambda_kwargs)
-
-
-def check_layers(
-    model: Any,
-    *,
-    layer_types: type | tuple[type, ...] | None = None,
-    check: CheckMode = "rank",
-) -> list[Any]:
-    """Checks every Lambda (or chosen type) of a Keras 3 model in place.
-
-    See :func:`safegen.check_layers`.
-
-    Example:
-        >>> import keras
-        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
-        >>> [layer.name for layer in check_layers(model, layer_types=keras.layers.Dense)]
-        ['d']
-    """
-    return _checks.check_layers(model, layer_types, check)
-
-
-def unwrap(model: Any) -> Any:
-    """Switches every check of a Keras 3 model or layer off, in place; returns it.
-
-    See :func:`safegen.unwrap`.
-
-    Example:
-        >>> import keras
-        >>> dense = ShapeChecked(keras.layers.Dense(1))
-        >>> type(unwrap(dense)) is keras.layers.Dense
-        True
-    """
-    return _checks.unwrap(model)
 
 
 # --------------------------------------------------------------------------------------

@@ -9,14 +9,17 @@ as they are. Once built, every entry that runs the user's code is replaced by a
 :class:`~safegen.integrations._checked_losses.CheckedLoss` (see that module for the
 rule).
 
-The test run of a suspicious loss happens outside the trace: under ``tf.init_scope()``
-with TensorFlow, ``jax.ensure_compile_time_eval()`` with JAX.
+The loss is traced on its own, outside the train step's trace: a ``tf.function``
+concrete function with TensorFlow, a jaxpr with JAX
+(:mod:`safegen.integrations._loss_graphs`). Its inputs are converted to the loss's
+dtype first, as ``Loss.__call__`` does, and a ``LossFunctionWrapper``'s ``call``
+reconciles the ranks itself, as in training. Other backends (PyTorch, NumPy, OpenVINO)
+are not traced: their losses are not reported.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -30,6 +33,7 @@ from safegen.integrations._checked_losses import (
     checking_build,
     retrace,
 )
+from safegen.integrations._loss_graphs import Traced, jax_trace, tf_trace
 from safegen.integrations._patching import patch
 
 __all__ = ["check_losses", "install_loss_checks"]
@@ -61,40 +65,24 @@ class _Keras3Losses(LossChecks):
     def dtype_name(self, x: Any) -> str:
         return str(keras.backend.standardize_dtype(x.dtype))
 
-    def reconcile(self, y_true: Shape, y_pred: Shape) -> tuple[Shape, Shape]:
-        # keras.src.losses.loss.squeeze_or_expand_to_same_rank, on shapes.
-        if len(y_true) == len(y_pred) + 1 and y_true[-1] == 1:
-            return (y_true, (*y_pred, 1)) if len(y_pred) == 1 else (y_true[:-1], y_pred)
-        if len(y_pred) == len(y_true) + 1 and y_pred[-1] == 1:
-            return ((*y_true, 1), y_pred) if len(y_true) == 1 else (y_true, y_pred[:-1])
-        return y_true, y_pred
+    def trace(self, loss: Any, st: Shape, sp: Shape, dt: str, dp: str) -> Traced | None:
+        backend = keras.backend.backend()
+        dtype = loss.dtype
 
-    def evaluate(self, loss: Any, y_true: Any, y_pred: Any) -> Any:
-        with _outside_trace():
-            dtype = loss.dtype
+        def call(y_true: Any, y_pred: Any) -> Any:
             t = keras.ops.convert_to_tensor(y_true, dtype=dtype)
             p = keras.ops.convert_to_tensor(y_pred, dtype=dtype)
-            return keras.ops.convert_to_numpy(loss.call(t, p))
+            return loss.call(t, p)
+
+        if backend == "tensorflow":
+            return tf_trace(call, st, sp, dt, dp)
+        if backend == "jax" and None not in st and None not in sp:
+            # (Unknown dimensions only in the symbolic build; the train step has them.)
+            return jax_trace(call, st, sp, dt, dp)
+        return None
 
 
 _checks = _Keras3Losses()
-
-
-@contextlib.contextmanager
-def _outside_trace() -> Iterator[None]:
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.init_scope():
-            yield
-    elif backend == "jax":
-        import jax
-
-        with jax.ensure_compile_time_eval():
-            yield
-    else:
-        yield
 
 
 def _wrap_entries(compile_loss: Any, *, always: bool) -> list[str]:

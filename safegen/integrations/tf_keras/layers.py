@@ -32,15 +32,13 @@ import tensorflow as tf
 import tf_keras
 
 from safegen._shapes import CheckMode, Shape
-from safegen.integrations._checked_layers import LayerChecks, OutputCheck, subclass
+from safegen.integrations._checked_layers import LayerChecks, subclass
+from safegen.integrations._output_check import OutputCheck
 
 __all__ = [
-    "ShapeChecked",
-    "ShapeCheckedLambda",
-    "check_layers",
+    "CHECKS",
     "install_lambda_checks",
     "is_checked",
-    "unwrap",
 ]
 
 
@@ -144,6 +142,9 @@ class _TfKerasLayers(LayerChecks):
 
 
 _checks = _TfKerasLayers(_TfKerasCheck())
+# What safegen.ShapeChecked, ShapeCheckedLambda, check_layers and unwrap call for this
+# Keras (safegen._layers dispatches to it): the public functions are defined once, there.
+CHECKS = _checks
 
 # Autograph (tf_keras converts `call` in fit) must leave safegen's Python checks alone; the
 # calls stay in `call` itself, so that the layer's own `call` is still converted.
@@ -174,67 +175,6 @@ def is_checked(layer: Any) -> bool:
         False
     """
     return _checks.is_checked(layer)
-
-
-def ShapeChecked(  # noqa: N802 - the public name reads like a class
-    layer: Any, output_shape: Any = None, *, check: CheckMode = "rank"
-) -> Any:
-    """Switches the output check on for a ``tf_keras`` layer; returns that same layer.
-
-    See :func:`safegen.ShapeChecked`.
-
-    Example:
-        >>> import tf_keras
-        >>> dense = tf_keras.layers.Dense(3)
-        >>> ShapeChecked(dense, (3,)) is dense
-        True
-    """
-    return _checks.shape_checked(layer, output_shape, check)
-
-
-def ShapeCheckedLambda(  # noqa: N802 - reads like the layer class it returns
-    function: Callable[..., Any],
-    output_shape: Any,
-    *,
-    check: CheckMode = "rank",
-    **lambda_kwargs: Any,
-) -> Any:
-    """Returns ``ShapeChecked(tf_keras.layers.Lambda(function, output_shape, ...))``.
-
-    Example:
-        >>> type(ShapeCheckedLambda(lambda x: x, (2,))).__name__
-        'Lambda'
-    """
-    return _checks.shape_checked_lambda(function, output_shape, check, lambda_kwargs)
-
-
-def check_layers(
-    model: Any,
-    *,
-    layer_types: type | tuple[type, ...] | None = None,
-    check: CheckMode = "rank",
-) -> list[Any]:
-    """Checks every Lambda (or chosen type) of a ``tf_keras`` model in place.
-
-    Example:
-        >>> import tf_keras
-        >>> model = tf_keras.Sequential([tf_keras.layers.Dense(1, name="d", input_shape=(2,))])
-        >>> [layer.name for layer in check_layers(model, layer_types=tf_keras.layers.Dense)]
-        ['d']
-    """
-    return _checks.check_layers(model, layer_types, check)
-
-
-def unwrap(model: Any) -> Any:
-    """Switches every check of a ``tf_keras`` model or layer off, in place; returns it.
-
-    Example:
-        >>> import tf_keras
-        >>> dense = ShapeChecked(tf_keras.layers.Dense(1))
-        >>> type(unwrap(dense)) is tf_keras.layers.Dense
-        True
-    """
-    return _checks.unwrap(model)
 
 
 def install_lambda_checks(check: CheckMode = "rank") -> Callable[[], None]:

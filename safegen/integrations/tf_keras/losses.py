@@ -7,7 +7,8 @@ rank 2 when ``y_pred`` has rank 2 (``match_dtype_and_rank``), and a
 dimension of 1 (``squeeze_or_expand_dimensions``); a ``tf_keras.losses.Loss`` subclass
 with its own ``call`` gets ``y_pred`` of shape ``(B,)`` against ``y_true`` ``(B, 1)`` as
 they are. Once built, every loss that runs the user's code is replaced in the container
-by a :class:`~safegen.integrations._checked_losses.CheckedLoss` (see that module).
+by a :class:`~safegen.integrations._checked_losses.CheckedLoss` (see that module),
+whose loss is traced as a ``tf.function`` (:mod:`safegen.integrations._loss_graphs`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from safegen.integrations._checked_losses import (
     checking_build,
     retrace,
 )
+from safegen.integrations._loss_graphs import Traced, tf_trace
 from safegen.integrations._patching import patch
 
 __all__ = ["check_losses", "install_loss_checks"]
@@ -53,21 +55,8 @@ class _TfKerasLosses(LossChecks):
     def dtype_name(self, x: Any) -> str:
         return str(tf.as_dtype(x.dtype).name)
 
-    def reconcile(self, y_true: Shape, y_pred: Shape) -> tuple[Shape, Shape]:
-        # tf_keras.src.utils.losses_utils.remove_squeezable_dimensions, on shapes.
-        def squeezable(dim: Any) -> bool:
-            return dim is None or dim == 1
-
-        diff = len(y_pred) - len(y_true)
-        if diff == 1 and squeezable(y_pred[-1]):
-            return y_true, y_pred[:-1]
-        if diff == -1 and squeezable(y_true[-1]):
-            return y_true[:-1], y_pred
-        return y_true, y_pred
-
-    def evaluate(self, loss: Any, y_true: Any, y_pred: Any) -> Any:
-        with tf.init_scope():
-            return loss.call(tf.constant(y_true), tf.constant(y_pred)).numpy()
+    def trace(self, loss: Any, st: Shape, sp: Shape, dt: str, dp: str) -> Traced | None:
+        return tf_trace(loss.call, st, sp, dt, dp)
 
 
 _checks = _TfKerasLosses()
