@@ -65,6 +65,7 @@ from _common import RESULTS, environment, spread, write_results  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import safegen  # noqa: E402
+from safegen._handle import handle_of  # noqa: E402
 
 POOL = 16
 VARIANTS = ("bare", "copy", "check", "check, hash in place", "hand copy")
@@ -126,7 +127,7 @@ def in_place_function(guarded: Any) -> Any:
 
     def batches() -> Any:
         gen = guarded()
-        safegen._guard._STATES[gen].background = False
+        handle_of(gen).mode.background = False
         return gen
 
     return batches
