@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 
 import safegen
 from safegen import _config
@@ -140,6 +141,7 @@ class TestPublicSession:
     def test_counts_every_kind_by_its_kind(self):
         """A repeated batch is counted under repeated_batches, a changed array under
         changed_arrays; both fail by the one rule."""
+        pytest.importorskip("keras")  # a PyDataset; this file also runs without Keras
         from tests.random_datasets import IgnoresIndex
 
         with warnings.catch_warnings():
