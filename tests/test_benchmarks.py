@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _commit():
     return subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    ).stdout.strip() or "?"  # "?" outside a git checkout, as the benchmark labels it
 
 
 def _run(script, tmp_path, *extra):
