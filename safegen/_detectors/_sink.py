@@ -2,12 +2,12 @@
 
 Worker processes (``use_multiprocessing=True``) have their own copy of safegen's state:
 what they count never reaches the parent's session. Each guarded dataset instance
-therefore carries a :class:`Channel` in its ``__dict__`` (so it reaches a worker by
-``fork`` and by pickling alike): the parent's pid, a directory of its own, and an epoch
-counter the parent advances. Workers write small JSON files there, each with an atomic
-``os.replace``, so that a reader sees a whole file or none; the parent reads them when
-its session is summarized. The directories live under one temporary folder per parent
-process, removed at the parent's exit.
+therefore has a :class:`Channel` on its handle, which it carries in its ``__dict__`` (so
+it reaches a worker by ``fork`` and by pickling alike): the parent's pid, a directory of
+its own, and an epoch counter the parent advances. Workers write small JSON files there,
+each with an atomic ``os.replace``, so that a reader sees a whole file or none; the
+parent reads them when its session is summarized. The directories live under one
+temporary folder per parent process, removed at the parent's exit.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from typing import Any
 from safegen._finding import Finding
 from safegen._handling import Handling
 
-__all__ = ["CHANNEL_ATTRIBUTE", "Channel", "open_channel", "read_files", "write_file"]
-
-CHANNEL_ATTRIBUTE = "_safegen_channel"
+__all__ = ["Channel", "read_files", "write_file"]
 
 _lock = threading.Lock()
 _root: tuple[int, str] | None = None  # (pid, folder) of this process's temporary folder
@@ -108,13 +106,6 @@ class Channel:
 
 
 _CLAIM_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY
-
-
-def open_channel(dataset: Any, name: str, location: str) -> Channel:
-    """Give ``dataset`` a channel."""
-    channel = Channel(name, location)
-    dataset.__dict__[CHANNEL_ATTRIBUTE] = channel
-    return channel
 
 
 def write_file(folder: str, name: str, content: Any) -> None:
