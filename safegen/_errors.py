@@ -18,6 +18,16 @@ from typing import Any
 __all__ = [
     "AliasingError",
     "AliasingWarning",
+    "AugmentationError",
+    "AugmentationWarning",
+    "InputScaleError",
+    "InputScaleWarning",
+    "LogitsError",
+    "LogitsWarning",
+    "OrderError",
+    "OrderWarning",
+    "PairingError",
+    "PairingWarning",
     "RandomStreamError",
     "RandomStreamWarning",
     "RepeatedBatchError",
@@ -25,6 +35,8 @@ __all__ = [
     "SafegenError",
     "SafegenWarning",
     "ShapeError",
+    "SplitError",
+    "SplitWarning",
 ]
 
 
@@ -113,6 +125,109 @@ class RepeatedBatchError(_Reported, RuntimeError):
     """
 
 
+class LogitsError(_Reported, ValueError):
+    """A loss that expects probabilities is given logits, or one that expects logits
+    (``from_logits=True``) is given probabilities: the model trains, badly, and nothing
+    says why.
+
+    A ``ValueError``: the loss's setting does not fit the values the model produces.
+
+    Attributes:
+        report: the report of what was found, or ``None`` when the exception was rebuilt
+            from its message alone.
+
+    Example:
+        >>> import safegen
+        >>> isinstance(safegen.LogitsError("..."), ValueError)
+        True
+    """
+
+
+class InputScaleError(_Reported, ValueError):
+    """A model is evaluated or asked to predict on inputs whose range is off by a large
+    factor from what it was trained on (raw 0-255 pixels against 0-1, say).
+
+    A ``ValueError``: the values given are not of the kind the model was fit on.
+
+    Attributes:
+        report: the report of what was found, or ``None`` when the exception was rebuilt
+            from its message alone.
+
+    Example:
+        >>> import safegen
+        >>> isinstance(safegen.InputScaleError("..."), ValueError)
+        True
+    """
+
+
+class SplitError(_Reported, ValueError):
+    """The validation data does not measure what it should: its rows are training rows (a
+    leak), or a ``validation_split`` slice holds one class only.
+
+    A ``ValueError``: the data given to ``fit`` is split wrongly.
+
+    Attributes:
+        report: the report of what was found, or ``None`` when the exception was rebuilt
+            from its message alone.
+
+    Example:
+        >>> import safegen
+        >>> isinstance(safegen.SplitError("..."), ValueError)
+        True
+    """
+
+
+class AugmentationError(_Reported, RuntimeError):
+    """Random augmentation that repeats every epoch: a random ``map`` upstream of
+    ``cache()``, or random ops whose seeded stream restarts with each epoch's iterator.
+
+    A ``RuntimeError``: valid code, wrong data, found while the program runs.
+
+    Attributes:
+        report: the report of what was found, or ``None`` when the exception was rebuilt
+            from its message alone.
+
+    Example:
+        >>> import safegen
+        >>> isinstance(safegen.AugmentationError("..."), RuntimeError)
+        True
+    """
+
+
+class PairingError(_Reported, RuntimeError):
+    """Inputs and targets were shuffled apart: an input met again in a later epoch comes
+    with another target, for most inputs seen again.
+
+    A ``RuntimeError``: valid code, wrong data, found while the program runs.
+
+    Attributes:
+        report: the report of what was found, or ``None`` when the exception was rebuilt
+            from its message alone.
+
+    Example:
+        >>> import safegen
+        >>> isinstance(safegen.PairingError("..."), RuntimeError)
+        True
+    """
+
+
+class OrderError(_Reported, RuntimeError):
+    """A shuffling sampler gave the same order in two epochs (a ``DistributedSampler``
+    whose ``set_epoch`` was never called).
+
+    A ``RuntimeError``: valid code, wrong data, found while the program runs.
+
+    Attributes:
+        report: the report of what was found, or ``None`` when the exception was rebuilt
+            from its message alone.
+
+    Example:
+        >>> import safegen
+        >>> isinstance(safegen.OrderError("..."), RuntimeError)
+        True
+    """
+
+
 class ShapeError(SafegenError, ValueError):
     """A layer's real output does not have the rank or shape it declares, or a loss
     compares ``y_true`` and ``y_pred`` whose shapes broadcast to more than both.
@@ -196,6 +311,66 @@ class RepeatedBatchWarning(SafegenWarning):
     """
 
 
+class LogitsWarning(SafegenWarning):
+    """Issued instead of :class:`LogitsError` when ``on_violation="warn"``.
+
+    Example:
+        >>> import safegen
+        >>> issubclass(safegen.LogitsWarning, safegen.SafegenWarning)
+        True
+    """
+
+
+class InputScaleWarning(SafegenWarning):
+    """Issued instead of :class:`InputScaleError` when ``on_violation="warn"``.
+
+    Example:
+        >>> import safegen
+        >>> issubclass(safegen.InputScaleWarning, safegen.SafegenWarning)
+        True
+    """
+
+
+class SplitWarning(SafegenWarning):
+    """Issued instead of :class:`SplitError` when ``on_violation="warn"``.
+
+    Example:
+        >>> import safegen
+        >>> issubclass(safegen.SplitWarning, safegen.SafegenWarning)
+        True
+    """
+
+
+class AugmentationWarning(SafegenWarning):
+    """Issued instead of :class:`AugmentationError` when ``on_violation="warn"``.
+
+    Example:
+        >>> import safegen
+        >>> issubclass(safegen.AugmentationWarning, safegen.SafegenWarning)
+        True
+    """
+
+
+class PairingWarning(SafegenWarning):
+    """Issued instead of :class:`PairingError` when ``on_violation="warn"``.
+
+    Example:
+        >>> import safegen
+        >>> issubclass(safegen.PairingWarning, safegen.SafegenWarning)
+        True
+    """
+
+
+class OrderWarning(SafegenWarning):
+    """Issued instead of :class:`OrderError` when ``on_violation="warn"``.
+
+    Example:
+        >>> import safegen
+        >>> issubclass(safegen.OrderWarning, safegen.SafegenWarning)
+        True
+    """
+
+
 for _cls in (
     SafegenError,
     AliasingError,
@@ -206,6 +381,18 @@ for _cls in (
     AliasingWarning,
     RandomStreamWarning,
     RepeatedBatchWarning,
+    LogitsError,
+    InputScaleError,
+    SplitError,
+    AugmentationError,
+    PairingError,
+    OrderError,
+    LogitsWarning,
+    InputScaleWarning,
+    SplitWarning,
+    AugmentationWarning,
+    PairingWarning,
+    OrderWarning,
 ):
     _cls.__module__ = "safegen"
 del _cls

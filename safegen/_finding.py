@@ -20,12 +20,24 @@ from typing import Any
 from safegen._errors import (
     AliasingError,
     AliasingWarning,
+    AugmentationError,
+    AugmentationWarning,
+    InputScaleError,
+    InputScaleWarning,
+    LogitsError,
+    LogitsWarning,
+    OrderError,
+    OrderWarning,
+    PairingError,
+    PairingWarning,
     RandomStreamError,
     RandomStreamWarning,
     RepeatedBatchError,
     RepeatedBatchWarning,
     SafegenError,
     SafegenWarning,
+    SplitError,
+    SplitWarning,
 )
 
 __all__ = ["KINDS", "Finding", "Kind", "failing", "kind_of", "named_counts"]
@@ -64,6 +76,37 @@ class Kind(enum.Enum):
     REPEATED_BATCH = (
         "repeated_batches", "repeated batch(es)", "repeated_batch", RepeatedBatchError,
         RepeatedBatchWarning, "RepeatedBatchWarning", True,
+    )  # fmt: skip
+    # The model's contract with its data (issue 26), found at fit/evaluate/predict.
+    LOGITS = (
+        "logits", "logits/probabilities mix-up(s)", "logits", LogitsError, LogitsWarning,
+        "LogitsWarning", True,
+    )  # fmt: skip
+    INPUT_SCALE = (
+        "input_scales", "input(s) on another scale", "input_scale", InputScaleError,
+        InputScaleWarning, "InputScaleWarning", True,
+    )  # fmt: skip
+    # Splits and streams (issue 27).
+    VALIDATION_OVERLAP = (
+        "validation_overlaps", "validation/training overlap(s)", "validation_overlap",
+        SplitError, SplitWarning, "SplitWarning", True,
+    )  # fmt: skip
+    ONE_CLASS_SPLIT = (
+        "one_class_splits", "one-class validation split(s)", "one_class_split", SplitError,
+        SplitWarning, "SplitWarning", True,
+    )  # fmt: skip
+    FROZEN_AUGMENTATION = (
+        "frozen_augmentations", "augmentation(s) repeated every epoch", "frozen_augmentation",
+        AugmentationError, AugmentationWarning, "AugmentationWarning", True,
+    )  # fmt: skip
+    SHUFFLED_APART = (
+        "shuffled_apart", "input(s) shuffled apart from targets", "shuffled_apart",
+        PairingError, PairingWarning, "PairingWarning", True,
+    )  # fmt: skip
+    # PyTorch's samplers (issue 28).
+    REPEATED_ORDER = (
+        "repeated_orders", "sampler order(s) repeated", "repeated_order", OrderError,
+        OrderWarning, "OrderWarning", True,
     )  # fmt: skip
 
     def __init__(
@@ -151,9 +194,11 @@ def kind_of(error: BaseException) -> Kind | None:
     report = getattr(error, "report", None)
     if isinstance(error, AliasingError):
         return Kind.REUSED_CONTAINER if getattr(report, "container", "") else Kind.CHANGED_ARRAY
-    for kind in (Kind.RANDOM_STREAM, Kind.REPEATED_BATCH):
-        if isinstance(error, kind.error):
-            return kind
+    for kind in KINDS:
+        if kind.error is not AliasingError and isinstance(error, kind.error):
+            # Kinds that share an error class (SplitError) are told apart by the report.
+            reported = getattr(report, "finding_kind", None)
+            return reported if isinstance(reported, Kind) else kind
     return None
 
 

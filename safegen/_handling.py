@@ -10,7 +10,7 @@ already). :func:`report`:
    pin on the source is warned about instead);
 3. with ``"warn"`` (or such an unpinned finding), warns at the user's line, once per
    ``group`` and handling: the repeats are counted in ``Stats.unwarned``;
-4. with a callable, calls it with the public report.
+4. with a callable, calls it with the public report (the finding, if it has none).
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ def _handle(finding: Finding, handling: Handling, others: Sequence[Finding]) -> 
         text = f"{finding.message}\n{handling.note}" if group and handling.note else finding.message
         warn_at_user(text, finding.kind.warning, handling.code)
     elif callable(handler):
-        handler(finding.details)
+        # The public report; a finding with none (a call check's) is passed itself.
+        handler(finding.details if finding.details is not None else finding)
 
 
 def _short(finding: Finding) -> str:

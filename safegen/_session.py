@@ -24,6 +24,7 @@ from safegen._summary import render
 
 __all__ = [
     "KINDS",
+    "CheckRecord",
     "Kind",
     "LayerRecord",
     "LossRecord",
@@ -31,6 +32,7 @@ __all__ = [
     "SourceRecord",
     "current",
     "kind_of",
+    "record_check",
     "record_error",
     "record_finding",
     "record_findings",
@@ -98,6 +100,24 @@ _KEYS = frozenset(name for kind in KINDS for name in (kind.key, kind.entry))
 
 
 @dataclasses.dataclass
+class CheckRecord:
+    """One check of a model's calls that is no data source's: the logits or input-scale
+    check of a model, the validation split of a ``fit``.
+
+    Attributes:
+        name: what was checked, as in its findings' ``source`` (``"model 'classifier'"``).
+        location: ``"file.py:12"`` where it is defined, or ``""``.
+        checks: how many times it was checked.
+        reported: its findings.
+    """
+
+    name: str
+    location: str
+    checks: int = 0
+    reported: list[Finding] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class LayerRecord:
     """One layer whose output safegen checked.
 
@@ -141,6 +161,8 @@ class Session:
         self.sources: dict[tuple[str, str, str], SourceRecord] = {}
         self.layers: dict[int, LayerRecord] = {}
         self.losses: dict[int, LossRecord] = {}
+        # The model-level checks (no data source's), by (name, location).
+        self.checks: dict[tuple[str, str], CheckRecord] = {}
         self.shape_errors: list[str] = []
         self.errors: list[BaseException] = []
         # What enable() left off, and why: {"sources": ..., "layers": ...}.
@@ -174,12 +196,27 @@ class Session:
             self._source(name, location, mode).findings.append(read)
 
     def record_finding(self, finding: Finding) -> None:
-        """Count ``finding`` under its source (one this session guarded, else not at all:
-        a source guarded before the session began is not part of it)."""
+        """Count ``finding`` under its source (one this session guarded: a source guarded
+        before the session began is not part of it), or under the model-level check
+        that :meth:`record_check` noted under the same name and location."""
         with self.lock:
-            record = self.places.get((finding.source, finding.location))
+            key = (finding.source, finding.location)
+            record = self.places.get(key)
             if record is not None:
                 record.reported.append(finding)
+                return
+            check = self.checks.get(key)
+            if check is not None:
+                check.reported.append(finding)
+
+    def record_check(self, name: str, location: str) -> None:
+        """Note that a model-level check ran once under ``name`` (its findings' ``source``)
+        and ``location``."""
+        with self.lock:
+            record = self.checks.get((name, location))
+            if record is None:
+                record = self.checks[name, location] = CheckRecord(name, location)
+            record.checks += 1
 
     def record_layer(self, layer: Any, error: str | None = None) -> None:
         key = id(layer)
@@ -236,6 +273,9 @@ class Session:
             sources = list(self.sources.values())
             layers = list(self.layers.values())
             losses = list(self.losses.values())
+            checks = [
+                (c.name, c.location, c.checks, list(c.reported)) for c in self.checks.values()
+            ]
             shape_errors = list(self.shape_errors)
             remote = dict(self.remote)
             remote_kinds = dict(self.remote_kinds)
@@ -260,8 +300,23 @@ class Session:
                     "findings": [f.entry for f in found if f.kind.listed] + record.notes(),
                 }
             )
+        check_rows: list[dict[str, Any]] = []
+        for name, location, times, found in checks:
+            kinds = {kind.key: sum(f.kind is kind for f in found) for kind in KINDS}
+            check_rows.append(
+                {
+                    "name": name,
+                    "location": location,
+                    "checks": times,
+                    "violations": sum(kinds.values()),
+                    **kinds,
+                    "findings": [f.entry for f in found],
+                }
+            )
         total = sum((r.total() for r in sources), Stats())
-        totals = {kind.key: sum(row[kind.key] for row in rows) for kind in KINDS}
+        totals = {
+            kind.key: sum(int(row[kind.key]) for row in (*rows, *check_rows)) for kind in KINDS
+        }
         # Changes found in worker processes, whose statistics stay there (the detectors'
         # findings there reach the rows through the sources' channels).
         for kind, count in remote_kinds.items():
@@ -271,6 +326,7 @@ class Session:
             "sources": rows,
             "layers": [dataclasses.asdict(layer) for layer in layers],
             "losses": [dataclasses.asdict(loss) for loss in losses],
+            "checks": check_rows,
             "totals": {
                 "sources": len(rows),
                 "batches": total.yields,
@@ -411,6 +467,13 @@ def record_loss(key: int, name: str, location: str, output: str, error: str | No
     session = _current
     if session is not None:
         session.record_loss(key, name, location, output, error)
+
+
+def record_check(name: str, location: str) -> None:
+    """Note that a model-level check ran (a no-op outside a session)."""
+    session = _current
+    if session is not None:
+        session.record_check(name, location)
 
 
 def record_error(error: BaseException) -> None:

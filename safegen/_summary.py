@@ -52,9 +52,18 @@ def render(data: dict[str, Any], off: dict[str, str], outcome: str = "") -> str:
             f"  loss {loss['name']}{where}{output}: shapes checked "
             f"{loss['checks']} time(s), {loss['shape_errors']} shape error(s)"
         )
+    for check in data.get("checks", ()):
+        where = f" at {check['location']}" if check["location"] else ""
+        lines.append(
+            f"  check {check['name']}{where}: {check['checks']} time(s), {_violations(check)}"
+        )
+        for finding in check["findings"]:
+            first = finding["message"].split(". ", 1)[0]
+            lines.append(f"    {finding['kind'].replace('_', ' ')}: {first}.")
     if totals["losses_checked"]:
         lines.append(f"  {totals['losses_checked']} loss(es) checked")
-    if not data["sources"] and not data["layers"] and not data["losses"] and not off:
+    checked = data["sources"] or data["layers"] or data["losses"] or data.get("checks")
+    if not checked and not off:
         lines.append(
             "  nothing was guarded: no generator, PyDataset or from_generator source "
             "reached Keras or tf.data, and no Lambda layer ran"

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
-from safegen import _enable, _session
+from safegen import _config, _enable, _session
 from safegen._errors import (
     AliasingError,
     RandomStreamError,
@@ -23,6 +23,7 @@ from safegen._errors import (
 )
 from safegen._frames import hide_safegen_frames
 from safegen._sources import for_framework
+from safegen.integrations import _calls
 
 __all__ = ["patch", "patch_training_methods", "reraise_safegen_error", "training_method"]
 
@@ -64,15 +65,31 @@ def patch(owner: Any, name: str, wrapper: Wrapper) -> Callable[[], None]:
 
 
 def patch_training_methods(
-    model: type, methods: dict[str, tuple[str, ...]], *, accept_iterators: bool = False
+    model: type,
+    methods: dict[str, tuple[str, ...]],
+    *,
+    accept_iterators: bool = False,
+    framework: str = "",
+    checks: Iterable[str] = (),
 ) -> Callable[[], None]:
     """Patch each of ``model``'s ``methods`` (name -> data arguments) with
-    :func:`training_method`; returns the function that undoes all of it."""
+    :func:`training_method`; returns the function that undoes all of it.
+
+    ``checks`` name the call checks (``"module:function"``, see
+    :mod:`safegen.integrations._calls`) that run on each call of ``framework``'s model.
+    """
+    loaded = _calls.load(checks)
     undos = [
         patch(
             model,
             name,
-            training_method(getattr(model, name), arguments, accept_iterators=accept_iterators),
+            training_method(
+                getattr(model, name),
+                arguments,
+                accept_iterators=accept_iterators,
+                framework=framework,
+                checks=loaded,
+            ),
         )
         for name, arguments in methods.items()
         if hasattr(model, name)
@@ -90,6 +107,8 @@ def training_method(
     data_arguments: Iterable[str],
     *,
     accept_iterators: bool = False,
+    framework: str = "",
+    checks: tuple[_calls.Check, ...] = (),
 ) -> Wrapper:
     """The wrapper (for :func:`patch`) of a ``fit``/``evaluate``/``predict``-like method:
     its data sources are guarded for the duration of the call, and safegen's errors come
@@ -101,11 +120,14 @@ def training_method(
             ``validation_data``, ``generator``). A ``validation_data`` tuple is left alone
             (arrays); a generator or dataset in it is guarded.
         accept_iterators: also guard plain iterators (the framework accepts them).
+        framework: the framework's name, for the call checks (``"keras"``).
+        checks: the call checks run on each call (:mod:`safegen.integrations._calls`).
     """
     signature = inspect.signature(original)
     # wrapt hands the wrapper the method bound to its instance: bind the rest.
     signature = signature.replace(parameters=list(signature.parameters.values())[1:])
     names = tuple(n for n in data_arguments if n in signature.parameters)
+    method_name = original.__name__
 
     def method(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         try:
@@ -124,7 +146,20 @@ def training_method(
             if undo is not None:
                 undos.append(undo)
         try:
-            return wrapped(*bound.args, **bound.kwargs)
+            finishes: list[_calls.Finish] = []
+            if checks and enabled is not None and not _config.disabled():
+                call = _calls.Call(
+                    framework,
+                    method_name,
+                    instance,
+                    bound.arguments,
+                    _calls.handling_for(instance, enabled.options.resolve().on_violation),
+                )
+                finishes = _calls.run_checks(checks, call)
+            result = wrapped(*bound.args, **bound.kwargs)
+            for finish in finishes:
+                finish()
+            return result
         except SafegenError:
             raise
         except Exception as error:

@@ -21,9 +21,12 @@ _METHODS = {
     "predict": ("x",),
 }
 
+# The call checks (safegen.integrations._calls) run on each call, "module:function".
+CHECKS: tuple[str, ...] = ()
+
 
 def install() -> Callable[[], None]:
     """Patch ``keras.Model``'s training methods; returns the function that undoes it."""
     import keras
 
-    return patch_training_methods(keras.Model, _METHODS)
+    return patch_training_methods(keras.Model, _METHODS, framework="keras", checks=CHECKS)

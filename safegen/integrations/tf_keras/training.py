@@ -23,9 +23,14 @@ _METHODS = {
     "predict": ("x",),
 }
 
+# The call checks (safegen.integrations._calls) run on each call, "module:function".
+CHECKS: tuple[str, ...] = ()
+
 
 def install() -> Callable[[], None]:
     """Patch ``tf_keras.Model``'s training methods; returns the function that undoes it."""
     import tf_keras
 
-    return patch_training_methods(tf_keras.Model, _METHODS, accept_iterators=True)
+    return patch_training_methods(
+        tf_keras.Model, _METHODS, accept_iterators=True, framework="tf_keras", checks=CHECKS
+    )
