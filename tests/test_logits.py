@@ -390,7 +390,7 @@ class TestPublicModels:
             keras3.optimizers.Adam(),
             [keras3.losses.SparseCategoricalCrossentropy(from_logits=True)],
         )
-        with pytest.raises(safegen.LogitsError, match=r"activation is sigmoid\): those are prob"):
+        with pytest.raises(safegen.LogitsError, match="activation is sigmoid: those are prob"):
             with safegen.enabled():
                 net.fit(rng.uniform(size=(16, 6, 6, 1)), rng.integers(0, 3, 16), verbose=0)
 
@@ -488,3 +488,22 @@ class TestRun:
         assert result.returncode == 0, result.stderr[-3000:]
         assert "accuracy" in result.stdout
         assert "check model 'sequential': 1 time(s), 0 violation(s)" in result.stderr
+
+
+@pytest.mark.keras
+@pytest.mark.slow
+class TestBenchmark:
+    """benchmarks/logits_check.py, in a smoke run."""
+
+    def test_quick(self, tmp_path):
+        """--quick times the check alone against the bare step, and each fit variant."""
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "logits_check.py"), "--quick",
+             "--out", str(tmp_path)],
+            capture_output=True, text=True, timeout=600, cwd=ROOT,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads((tmp_path / "logits_check_quick.json").read_text())
+        assert set(report["ratio_vs_bare"]) == {"bare again", "judged", "cached"}
+        assert report["check_ms"]["min"] > 0 and report["check_in_bare_steps"]["median"] > 0
+        assert "| check / bare step |" in (tmp_path / "logits_check_quick.md").read_text()

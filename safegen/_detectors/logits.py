@@ -50,6 +50,8 @@ __all__ = [
     "message",
 ]
 
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
 LossKind = Literal["binary", "categorical", "sparse_categorical"]
 
 # The probabilistic losses of Keras (3 and 2) by their function's name: each takes
@@ -275,7 +277,7 @@ def message(
             "does not measure what the model predicts."
         )
     else:
-        made = f" (the output layer's activation is {activation})" if activation else ""
+        made = f", from an output layer whose activation is {activation}" if activation else ""
         first = (
             f"{where} expects logits (from_logits=True), but the model's output holds "
             f"{seen}{made}: those are probabilities already."

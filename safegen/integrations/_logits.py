@@ -54,10 +54,35 @@ __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
 _FRAMEWORK_ROOTS = (*KERASES, "tensorflow", "jax", "jaxlib")
 _DEFAULT_BATCH = 32
-_MAX_ROWS = 256
+_MAX_ROWS = 64
 
 # The compiled loss each model was last judged with (a new compile judges again).
-_JUDGED: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_JUDGED: weakref.WeakKeyDictionary[Any, Callable[[], Any]] = weakref.WeakKeyDictionary()
+
+
+def _judged(model: Any, container: Any) -> bool:
+    try:
+        ref = _JUDGED.get(model)
+    except TypeError:  # not weakly referable
+        return False
+    return ref is not None and ref() is container
+
+
+def _mark_judged(model: Any, container: Any) -> None:
+    try:
+        _JUDGED[model] = weakref.ref(container)
+    except TypeError:
+        pass
+
+
+def _stateful(model: Any) -> bool:
+    """Whether a layer keeps state across calls (a stateful RNN): running the model
+    once more would move it."""
+    try:
+        layers = list(model._flatten_layers())
+    except Exception:  # noqa: BLE001 - not a Keras model after all
+        return True
+    return any(getattr(layer, "stateful", False) is True for layer in layers)
 
 
 # Reading the losses -------------------------------------------------------------------
@@ -431,7 +456,7 @@ class _Probe:
         found, judged = findings(model, outputs, self.call.method)
         if not judged:
             return True
-        _JUDGED[model] = id(self.container)
+        _mark_judged(model, self.container)
         self.call.checked(source(model), "")
         for finding in found:
             self.call.report(finding)
@@ -477,9 +502,9 @@ def check(call: Call) -> Callable[[], None] | None:
         return None
     model = call.model
     container = _compiled_loss(model)
-    if container is None or _JUDGED.get(model) == id(container):
+    if container is None or _judged(model, container):
         return None
-    if not has_probabilistic_loss(model):
+    if not has_probabilistic_loss(model) or _stateful(model):
         return None
     probe = _Probe(call, container)
     if _first_rows(call.arguments.get("x"), 1) is not None and probe.attempt():
