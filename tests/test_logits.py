@@ -19,6 +19,11 @@ import pytest
 import safegen
 from safegen._detectors.logits import LossSpec, judge, message
 
+# Imported before pytester snapshots sys.modules (see test_pytest_plugin.py).
+if importlib.util.find_spec("keras") is not None:
+    import keras  # noqa: F401
+
+pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 
 BCE = LossSpec("'binary_crossentropy'", "binary", False, -1, "binary_crossentropy")
@@ -507,3 +512,44 @@ class TestBenchmark:
         assert set(report["ratio_vs_bare"]) == {"bare again", "judged", "cached"}
         assert report["check_ms"]["min"] > 0 and report["check_in_bare_steps"]["median"] > 0
         assert "| check / bare step |" in (tmp_path / "logits_check_quick.md").read_text()
+
+
+PYTEST_MODULE = """
+import keras
+import numpy as np
+
+
+def fit(activation):
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation=activation)])
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    model.fit(x, (x[:, :1] > 0).astype("float32"), batch_size=16, epochs=1, verbose=0)
+
+
+def test_linear_head():
+    fit(None)
+
+
+def test_sigmoid_head():
+    fit("sigmoid")
+"""
+
+
+@pytest.mark.keras
+class TestPytestPlugin:
+    """`pytest --safegen` fails the test whose model mixes logits and probabilities."""
+
+    def test_fails_the_buggy_test_only(self, pytester, keras3):
+        """The linear head's test fails with the LogitsError; the sigmoid twin passes."""
+        pytester.makepyfile(test_model=PYTEST_MODULE)
+        pytester.makeini(
+            "[pytest]\nfilterwarnings =\n    ignore::UserWarning\n    ignore::DeprecationWarning\n"
+        )
+        pytester.syspathinsert(str(ROOT))
+        result = pytester.runpytest(
+            "-p", "no:safegen", "-p", "safegen.integrations.pytest_plugin", "--safegen"
+        )
+        result.assert_outcomes(failed=1, passed=1)
+        result.stdout.fnmatch_lines(
+            ["E * safegen.LogitsError: model 'sequential*' at fit: loss 'binary_crossentropy'*"]
+        )

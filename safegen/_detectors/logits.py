@@ -319,7 +319,8 @@ def check_logits(model: Any, x: Any, *, batch_size: int = 32) -> list[str]:
     Raises:
         LogitsError: a loss expects probabilities and gets logits, or the reverse.
         TypeError: ``model`` is not a Keras model.
-        ValueError: ``model`` is not compiled, or ``batch_size`` is not positive.
+        ValueError: ``model`` is not compiled, has stateful layers (running it would
+            move their states), fails on ``x``, or ``batch_size`` is not positive.
 
     Example:
         >>> import keras, numpy as np, safegen

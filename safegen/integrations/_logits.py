@@ -531,6 +531,11 @@ def check_model(model: Any, x: Any, *, batch_size: int) -> list[str]:
             f"check_logits(model, x): model {_model_name(model)!r} is not compiled; call "
             "model.compile(loss=...) first."
         )
+    if _stateful(model):
+        raise ValueError(
+            f"check_logits(model, x): model {_model_name(model)!r} has stateful layers "
+            "(stateful=True): running it would move their states; check a stateless copy."
+        )
     rows = _first_rows(x, batch_size)
     if rows is None:
         raise TypeError(
