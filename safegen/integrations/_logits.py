@@ -220,6 +220,8 @@ def _outputs(model: Any, x: Any) -> tuple[list[str], list[np.ndarray]] | None:
 
 
 def _numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor (Keras 3 on PyTorch)
+        value = value.detach().cpu()
     if hasattr(value, "numpy"):
         return np.asarray(value.numpy())
     return np.asarray(value)
