@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import safegen
 from safegen._detectors.logits import LossSpec, judge, message
@@ -96,6 +98,21 @@ class TestJudge:
         assert judge(BCE, np.array([[np.nan], [3.0]])) is None
         assert judge(BCE, np.zeros((0, 1))) is None
         assert judge(BCE, np.array([[2], [3]])) is None
+
+    @given(
+        shape=st.lists(st.integers(1, 6), min_size=1, max_size=3).map(tuple),
+        classes=st.integers(2, 12),
+        scale=st.floats(0.01, 60),
+        dtype=st.sampled_from(["float16", "float32", "float64"]),
+        seed=st.integers(0, 2**16),
+    )
+    def test_no_false_alarm_on_probabilities(self, shape, classes, scale, dtype, seed):
+        """Softmax rows and sigmoid values of any logits, any batch shape, 16 to 64-bit
+        floats: never reported for a loss expecting probabilities."""
+        z = np.random.default_rng(seed).normal(scale=scale, size=(*shape, classes))
+        rows = _softmax(z).astype(dtype)
+        assert judge(CCE, rows) is None and judge(SCCE, rows) is None
+        assert judge(BCE, _sigmoid(z).astype(dtype)) is None
 
     def test_message(self):
         """The message names model, loss, output, values and the fix."""

@@ -151,6 +151,9 @@ def judge(spec: LossSpec, values: Any, activation: str | None = None) -> Verdict
         'probabilities'
     """
     array = np.asarray(values)
+    width = array.dtype.itemsize
+    if array.dtype.name == "bfloat16":  # ml_dtypes' type, not a NumPy floating type
+        array = array.astype(np.float32)
     if array.size == 0 or not np.issubdtype(array.dtype, np.floating):
         return None
     if not np.isfinite(array).all():
@@ -161,7 +164,7 @@ def judge(spec: LossSpec, values: Any, activation: str | None = None) -> Verdict
     rows = int(array.size if sums is None else sums.size)
     sum_range = None if sums is None else (float(sums.min()), float(sums.max()))
     in_range = low >= -_RANGE_TOLERANCE and high <= 1 + _RANGE_TOLERANCE
-    tolerance = _SUM_TOLERANCE.get(array.dtype.itemsize, 1e-3)
+    tolerance = _SUM_TOLERANCE.get(width, 1e-3)
     normalized = sums is not None and bool(np.all(np.abs(sums - 1.0) <= tolerance))
 
     def verdict(problem: Literal["logits", "unnormalized", "probabilities"]) -> Verdict:
