@@ -149,12 +149,10 @@ def _user_loss(model: Any) -> Any:
 
 
 def _compiled_loss(model: Any) -> Any:
-    """The object that holds the model's compiled losses (new at each ``compile``)."""
-    for name in ("_compile_loss", "compiled_loss"):
-        container = getattr(model, name, None)
-        if container is not None:
-            return container
-    return None
+    """The object that holds the model's compiled losses (new at each ``compile``):
+    Keras 3's ``_compile_loss``, tf_keras's ``compiled_loss``; or ``None``."""
+    name = "compiled_loss" if framework_of(model) == "tf_keras" else "_compile_loss"
+    return getattr(model, name, None)
 
 
 def loss_specs(model: Any, names: list[str]) -> list[LossSpec | None]:
@@ -196,7 +194,9 @@ def _first_rows(x: Any, rows: int) -> Any:
         return None if any(value is None for value in out.values()) else out
     if isinstance(x, (list, tuple)):
         items = [_first_rows(value, rows) for value in x]
-        return None if not items or any(i is None for i in items) else type(x)(items)
+        if not items or any(item is None for item in items):
+            return None
+        return tuple(items) if isinstance(x, tuple) else items
     if _is_array(x):
         return x[:rows]
     return None
