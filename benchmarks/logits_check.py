@@ -25,8 +25,8 @@ and min-max.
 
 Usage::
 
-    python benchmarks/logits_check.py            # 30 rounds, about 1 minute
-    python benchmarks/logits_check.py --quick    # smoke run, about 15 seconds
+    python benchmarks/logits_check.py            # 30 rounds: 4 min at load 11 to 16
+    python benchmarks/logits_check.py --quick    # smoke run: 1 min at load 10
 
 Writes ``logits_check.json`` and ``.md`` into ``--out`` (default ``benchmarks/results/``;
 quick runs write ``logits_check_quick.*``).

@@ -504,6 +504,22 @@ class TestRun:
             "expects probabilities (from_logits=False)"
         ) in result.stderr, result.stderr[-3000:]
 
+    def test_tf_keras_script_exits_1(self, tmp_path):
+        """The same bug in a tf_keras script, whose Sequential is built at its first
+        step: exit 1 with the LogitsError."""
+        pytest.importorskip("tf_keras")
+        program = BUGGY.format(activation="").replace(
+            "import keras\n", "import tf_keras as keras\n"
+        )
+        program = program.replace(
+            "[keras.Input((4,)), keras.layers.Dense(8,", "[keras.layers.Dense(8,"
+        )
+        result = self.run(tmp_path, program)
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "safegen.LogitsError: model 'sequential' at fit: loss 'binary_crossentropy'" in (
+            result.stderr
+        ), result.stderr[-3000:]
+
     def test_correct_script_exits_0(self, tmp_path):
         """The sigmoid head: exit 0, the model checked once."""
         result = self.run(tmp_path, BUGGY.format(activation=', activation="sigmoid"'))
