@@ -292,6 +292,33 @@ class TestSources:
         counts, _ = self._fit(keras3, Batches(), "sigmoid")
         assert counts == 0
 
+    def test_nothing_drawn_and_training_unchanged(self, keras3):
+        """With the check (a model with dropout, judged on a generator's batch), fit ends
+        with the same weights as without safegen: no batch taken from training, no random
+        draw. (How many batches tf.data prefetches beyond the last step depends on timing:
+        not compared.)"""
+        from tests import logits_models
+
+        def trained(enabled):
+            keras3.utils.set_random_seed(0)
+            net = logits_models.model(
+                keras3, keras3.layers.Dropout(0.5), keras3.layers.Dense(1, activation="sigmoid")
+            )
+            net.compile(optimizer="sgd", loss="binary_crossentropy")
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "`shuffle=True` was passed")
+                if enabled:
+                    with safegen.enabled() as session:
+                        net.fit(_batches(), steps_per_epoch=4, epochs=2, verbose=0)
+                    assert "check model" in session.summary()
+                else:
+                    net.fit(_batches(), steps_per_epoch=4, epochs=2, verbose=0)
+            return net.get_weights()
+
+        weights, weights_checked = trained(False), trained(True)
+        for a, b in zip(weights, weights_checked, strict=True):
+            np.testing.assert_array_equal(a, b)
+
     def test_plain_dataset(self, keras3):
         """A tf.data pipeline of slices, a stateless map and batch: its first batch."""
         import tensorflow as tf
