@@ -56,6 +56,7 @@ from safegen._session import session
 from safegen._stats import Stats
 
 if TYPE_CHECKING:  # pragma: no cover
+    from safegen._detectors.logits import check_logits
     from safegen._detectors.random_streams import RandomStreamReport
     from safegen._detectors.repeated_batches import RepeatedBatchReport
     from safegen._guard import guard, stats
@@ -92,6 +93,7 @@ __all__ = [
     "SplitWarning",
     "Stats",
     "check_layers",
+    "check_logits",
     "check_losses",
     "configure",
     "disable",
@@ -118,6 +120,7 @@ _LAZY = {
     "stats": "safegen._guard",
     "RandomStreamReport": "safegen._detectors.random_streams",
     "RepeatedBatchReport": "safegen._detectors.repeated_batches",
+    "check_logits": "safegen._detectors.logits",
 }
 
 

@@ -216,6 +216,7 @@ COMMANDS: dict[str, str | Run | NotRun] = {
     "python benchmarks/loss_checks.py": (
         "tests/test_benchmarks.py::TestBenchmarks::test_loss_checks"
     ),
+    "python benchmarks/logits_check.py": "tests/test_logits.py::TestBenchmark::test_quick",
     "python benchmarks/many_leaves.py": (
         "tests/test_benchmarks.py::TestBenchmarks::test_many_leaves"
     ),

@@ -13,7 +13,10 @@ The detectors here read what that check already computed, and what a guarded dat
   :mod:`~safegen._detectors.random_states`);
 * :mod:`~safegen._detectors.repeated_batches`: a dataset that returns, within one epoch,
   the same batch for two different indices; a generator whose copies in two worker
-  processes yield the same batch.
+  processes yield the same batch;
+* :mod:`~safegen._detectors.logits`: a loss expecting probabilities given logits, or the
+  reverse, judged on a model's outputs (its call check is
+  :mod:`safegen.integrations._logits`).
 
 A source's handle (``safegen._handle``) carries its channel: a dataset's handle opens
 one when it is guarded (:func:`open_dataset`) and gets its detectors from
