@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from safegen._detectors.random_streams import RandomStreamReport
     from safegen._detectors.repeated_batches import RepeatedBatchReport
     from safegen._guard import guard, stats
+    from safegen.integrations._input_scale import check_inputs
 
 __version__ = "0.1.0"
 
@@ -91,6 +92,7 @@ __all__ = [
     "SplitError",
     "SplitWarning",
     "Stats",
+    "check_inputs",
     "check_layers",
     "check_losses",
     "configure",
@@ -116,6 +118,7 @@ del register_loaded
 _LAZY = {
     "guard": "safegen._guard",
     "stats": "safegen._guard",
+    "check_inputs": "safegen.integrations._input_scale",
     "RandomStreamReport": "safegen._detectors.random_streams",
     "RepeatedBatchReport": "safegen._detectors.repeated_batches",
 }

@@ -22,7 +22,7 @@ _METHODS = {
 }
 
 # The call checks (safegen.integrations._calls) run on each call, "module:function".
-CHECKS: tuple[str, ...] = ()
+CHECKS: tuple[str, ...] = ("safegen.integrations._input_scale:check",)
 
 
 def install() -> Callable[[], None]:
