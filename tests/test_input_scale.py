@@ -375,6 +375,124 @@ class TestJax:
         _check_found(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+# -- Public code, ported with synthetic data --------------------------------------------------
+
+
+def _digits(count, seed):
+    """MNIST-like uint8 images: about 19% of the pixels of each are strokes, the rest 0."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, 28, 28), dtype=np.uint8)
+    strokes = rng.random((count, 28, 28)) < 0.19
+    images[strokes] = rng.integers(64, 256, strokes.sum())
+    return images, rng.integers(0, 10, count)
+
+
+@pytest.mark.keras
+class TestPorted:
+    def test_keras_io_mnist_convnet(self):
+        """keras-io examples/vision/mnist_convnet.py (fchollet), its data scaled as there:
+        fit with validation_split, evaluate on the test set: silent; the same test set
+        left unscaled: reported."""
+        import keras
+        from keras import layers
+
+        (x_train, y_train), (x_test, y_test) = _digits(512, 0), _digits(128, 1)
+        x_train = x_train.astype("float32") / 255
+        x_test_raw = np.expand_dims(x_test, -1)
+        x_test = x_test.astype("float32") / 255
+        x_train = np.expand_dims(x_train, -1)
+        x_test = np.expand_dims(x_test, -1)
+        y_train = keras.utils.to_categorical(y_train, 10)
+        y_test = keras.utils.to_categorical(y_test, 10)
+        model = keras.Sequential(
+            [
+                keras.Input(shape=(28, 28, 1)),
+                layers.Conv2D(4, kernel_size=(3, 3), activation="relu"),
+                layers.MaxPooling2D(pool_size=(2, 2)),
+                layers.Flatten(),
+                layers.Dropout(0.5),
+                layers.Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+        with safegen.enabled() as session:
+            model.fit(x_train, y_train, batch_size=128, epochs=1, validation_split=0.1, verbose=0)
+            model.evaluate(x_test, y_test, verbose=0)
+            model.predict(x_test[:10], verbose=0)
+            assert session.counts()["input_scales"] == 0
+            with pytest.raises(safegen.InputScaleError, match="divide by 255 as in fit"):
+                model.evaluate(x_test_raw, y_test, verbose=0)
+
+    def test_book_hello_world_predict_on_ten_digits(self):
+        """Deep Learning with Python's first example (flattened digits / 255, predict on
+        10 test digits, evaluate): silent."""
+        import keras
+        from keras import layers
+
+        (train_images, train_labels), (test_images, test_labels) = _digits(512, 2), _digits(64, 3)
+        model = keras.Sequential(
+            [layers.Dense(16, activation="relu"), layers.Dense(10, activation="softmax")]
+        )
+        model.compile(
+            optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+        train_images = train_images.reshape((512, 28 * 28)).astype("float32") / 255
+        test_images = test_images.reshape((64, 28 * 28)).astype("float32") / 255
+        with safegen.enabled() as session:
+            model.fit(train_images, train_labels, epochs=1, batch_size=128, verbose=0)
+            model.predict(test_images[0:10], verbose=0)
+            model.evaluate(test_images, test_labels, verbose=0)
+        assert session.counts()["input_scales"] == 0
+
+    def test_unscaled_on_both_sides_is_consistent(self):
+        """A program that never scales its images (DLContract's motivating example) trains
+        and evaluates on one scale: not this check's finding."""
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = _digits(256, 4), _digits(64, 5)
+        x_train = np.expand_dims(x_train.astype("float32"), -1)
+        x_test = np.expand_dims(x_test.astype("float32"), -1)
+        model = keras.Sequential(
+            [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+        )
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        with safegen.enabled() as session:
+            model.fit(x_train, y_train, epochs=1, verbose=0, validation_split=0.1)
+            model.evaluate(x_test, y_test, verbose=0)
+        assert session.counts()["input_scales"] == 0
+
+    def test_keras_io_weather_forecasting_normalization(self):
+        """keras-io timeseries_weather_forecasting.py's normalize(): the training split's
+        mean and std applied to a later validation split that drifted: silent."""
+        import keras
+
+        rng = np.random.default_rng(6)
+        hours = np.arange(3000)
+        features = np.column_stack(
+            [
+                990 + 8 * np.sin(hours / 200) + rng.normal(0, 2, 3000),  # pressure, mbar
+                10 + 12 * np.sin(hours / 24) + hours / 600 + rng.normal(0, 1, 3000),  # temp
+                60 + 20 * np.cos(hours / 24) + rng.normal(0, 5, 3000),  # humidity
+            ]
+        ).astype("float32")
+        split = 2000
+
+        def normalize(data, train_split):
+            data_mean = data[:train_split].mean(axis=0)
+            data_std = data[:train_split].std(axis=0)
+            return (data - data_mean) / data_std
+
+        features = normalize(features, split)
+        x_train, x_val = features[: split - 1], features[split:-1]
+        y_train, y_val = features[1:split, 1:2], features[split + 1 :, 1:2]
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.001), loss="mse")
+        with safegen.enabled() as session:
+            model.fit(x_train, y_train, epochs=1, validation_data=(x_val, y_val), verbose=0)
+            model.predict(x_val[:5], verbose=0)
+        assert session.counts()["input_scales"] == 0
+
+
 # -- The public function ---------------------------------------------------------------------
 
 
