@@ -56,6 +56,7 @@ from safegen._session import session
 from safegen._stats import Stats
 
 if TYPE_CHECKING:  # pragma: no cover
+    from safegen._detectors.input_scale import InputScaleReport
     from safegen._detectors.random_streams import RandomStreamReport
     from safegen._detectors.repeated_batches import RepeatedBatchReport
     from safegen._guard import guard, stats
@@ -70,6 +71,7 @@ __all__ = [
     "AugmentationError",
     "AugmentationWarning",
     "InputScaleError",
+    "InputScaleReport",
     "InputScaleWarning",
     "LogitsError",
     "LogitsWarning",
@@ -119,6 +121,7 @@ _LAZY = {
     "guard": "safegen._guard",
     "stats": "safegen._guard",
     "check_inputs": "safegen.integrations._input_scale",
+    "InputScaleReport": "safegen._detectors.input_scale",
     "RandomStreamReport": "safegen._detectors.random_streams",
     "RepeatedBatchReport": "safegen._detectors.repeated_batches",
 }

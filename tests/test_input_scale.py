@@ -328,6 +328,19 @@ class TestKerasTensorFlow:
         each correct twin counts no finding."""
         _check_found(tf_found)
 
+    def test_validation_split_is_fits_own_rows(self):
+        """fit's own evaluation of a validation_split (sorted, heavy-tailed rows, whose
+        last fifth alone the rule would call too wide) is not compared."""
+        import keras
+
+        x = np.sort(np.random.default_rng(0).lognormal(0, 2, (1000, 1)), axis=0)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        with safegen.enabled() as session:
+            model.fit(x, np.log(x), validation_split=0.2, epochs=2, verbose=0)
+        assert session.counts()["input_scales"] == 0
+        assert "check inputs of model" not in session.summary()
+
     def test_warn_counts_and_warns_at_the_users_line(self):
         """With on_violation='warn', predict returns, the finding is counted, and the
         warning points at the predict line."""

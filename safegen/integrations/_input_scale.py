@@ -263,6 +263,11 @@ def check(call: Any) -> Callable[[], None] | None:
         return _fit(call, model, x)
     if call.method not in ("predict", "evaluate"):
         return None
+    extra = call.arguments.get("kwargs")
+    if isinstance(extra, dict) and extra.get("_use_cached_eval_dataset"):
+        # fit's own evaluation of its validation data (Keras 3 and tf_keras): its
+        # validation_data was compared at fit; a validation_split is fit's own rows.
+        return None
     trained = trained_ranges(model)
     if not trained:
         return None  # never fit under enable(): nothing to compare with
