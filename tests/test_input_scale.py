@@ -366,6 +366,22 @@ class TestTfKeras:
         """The same bugs and twins on tf_keras."""
         _check_found(tf_keras_found)
 
+    def test_plain_iterator_at_fit_is_sampled(self):
+        """tf_keras takes a plain iterator: its first batches are fit's record."""
+        tf_keras = pytest.importorskip("tf_keras")
+        images = PIXELS[:256] / 255.0
+        batches = [(images[i : i + 32], np.zeros((32, 1))) for i in range(0, 256, 32)]
+        model = tf_keras.Sequential(
+            [tf_keras.Input((8, 8, 1)), tf_keras.layers.Flatten(), tf_keras.layers.Dense(1)]
+        )
+        model.compile("sgd", "mse")
+        with safegen.enabled() as session:
+            model.fit(iter(batches), steps_per_epoch=8, epochs=1, verbose=0)
+            model.predict(images[:8], verbose=0)
+            assert session.counts()["input_scales"] == 0
+            with pytest.raises(safegen.InputScaleError, match="divide by 255"):
+                model.predict(PIXELS[:8], verbose=0)
+
 
 @pytest.mark.jax
 @pytest.mark.slow
