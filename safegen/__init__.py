@@ -57,9 +57,11 @@ from safegen._stats import Stats
 
 if TYPE_CHECKING:  # pragma: no cover
     from safegen._detectors.logits import check_logits
+    from safegen._detectors.input_scale import InputScaleReport
     from safegen._detectors.random_streams import RandomStreamReport
     from safegen._detectors.repeated_batches import RepeatedBatchReport
     from safegen._guard import guard, stats
+    from safegen.integrations._input_scale import check_inputs
 
 __version__ = "0.1.0"
 
@@ -70,6 +72,7 @@ __all__ = [
     "AugmentationError",
     "AugmentationWarning",
     "InputScaleError",
+    "InputScaleReport",
     "InputScaleWarning",
     "LogitsError",
     "LogitsWarning",
@@ -92,6 +95,7 @@ __all__ = [
     "SplitError",
     "SplitWarning",
     "Stats",
+    "check_inputs",
     "check_layers",
     "check_logits",
     "check_losses",
@@ -118,6 +122,8 @@ del register_loaded
 _LAZY = {
     "guard": "safegen._guard",
     "stats": "safegen._guard",
+    "check_inputs": "safegen.integrations._input_scale",
+    "InputScaleReport": "safegen._detectors.input_scale",
     "RandomStreamReport": "safegen._detectors.random_streams",
     "RepeatedBatchReport": "safegen._detectors.repeated_batches",
     "check_logits": "safegen._detectors.logits",

@@ -111,6 +111,9 @@ def enable(
       paths, name or what ``model.save`` writes;
     * with ``shapes=True``, each loss of every compiled model checks the shapes of
       ``y_true`` and ``y_pred`` it receives, as :func:`safegen.check_losses` does;
+    * ``fit`` records the range of each model input, and ``predict``/``evaluate`` (and
+      ``fit``'s ``validation_data``) report inputs on another scale, as
+      :func:`safegen.check_inputs` does;
     * an ``AliasingError`` that TensorFlow wrapped in one of its own errors (raised in a
       data thread) is re-raised as itself, chained from TensorFlow's error.
 

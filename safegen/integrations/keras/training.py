@@ -24,6 +24,7 @@ _METHODS = {
 # The call checks (safegen.integrations._calls) run on each call, "module:function".
 CHECKS: tuple[str, ...] = (
     "safegen.integrations._logits:check",
+    "safegen.integrations._input_scale:check",
 )  # fmt: skip
 
 
