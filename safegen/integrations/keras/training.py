@@ -22,7 +22,9 @@ _METHODS = {
 }
 
 # The call checks (safegen.integrations._calls) run on each call, "module:function".
-CHECKS: tuple[str, ...] = ()
+CHECKS: tuple[str, ...] = (
+    "safegen.integrations._augmentation:check",  # a random map frozen by cache() or a seed
+)
 
 
 def install() -> Callable[[], None]:
