@@ -56,6 +56,7 @@ from safegen._session import session
 from safegen._stats import Stats
 
 if TYPE_CHECKING:  # pragma: no cover
+    from safegen._detectors.augmentation import AugmentationReport
     from safegen._detectors.random_streams import RandomStreamReport
     from safegen._detectors.repeated_batches import RepeatedBatchReport
     from safegen._guard import guard, stats
@@ -67,6 +68,7 @@ __all__ = [
     "AliasingReport",
     "AliasingWarning",
     "AugmentationError",
+    "AugmentationReport",
     "AugmentationWarning",
     "InputScaleError",
     "InputScaleWarning",
@@ -116,6 +118,7 @@ del register_loaded
 _LAZY = {
     "guard": "safegen._guard",
     "stats": "safegen._guard",
+    "AugmentationReport": "safegen._detectors.augmentation",
     "RandomStreamReport": "safegen._detectors.random_streams",
     "RepeatedBatchReport": "safegen._detectors.repeated_batches",
 }

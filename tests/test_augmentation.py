@@ -72,7 +72,7 @@ class TestDecision:
         assert frozen(aug, restarts=False, source="s") == []
         (report,) = frozen(aug, restarts=True, source="s")
         assert (report.cause, report.seeds) == ("seed", ((1, 0),))
-        assert "RandomUniform seed=1, seed2=0" in report.message
+        assert "RandomUniform seed=1 seed2=0" in report.message
 
     def test_element_seeds_from_dataset_random(self):
         """Element seeds from a Dataset.random() that does not rerandomize are reported;
@@ -191,6 +191,16 @@ class TestBeforeCache:
         with pytest.raises(safegen.AugmentationError, match="RandomStandardNormal"):
             _fit(_base().map(maybe).cache().batch(4))
 
+    def test_distributed_dataset(self):
+        """A tf.distribute DistributedDataset given to fit: its original dataset is read."""
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+        with strategy.scope():
+            model = _model()
+        dataset = strategy.experimental_distribute_dataset(_base().map(augment).cache().batch(4))
+        with safegen.enabled():
+            with pytest.raises(safegen.AugmentationError, match=r"^augment\(\) at "):
+                model.fit(dataset, epochs=2, verbose=0)
+
     def test_evaluate_and_validation_data_not_checked(self):
         """validation_data and evaluate are not checked: the same validation data in
         every epoch is what makes its scores comparable."""
@@ -278,7 +288,7 @@ class TestGlobalSeed:
         with pytest.raises(safegen.AugmentationError) as caught:
             _fit(_base().map(augment).batch(4))
         message = str(caught.value)
-        assert "draws from random ops with fixed seeds (RandomUniform seed=1" in message
+        assert "draws from random ops with fixed seeds (RandomUniform seed=1 seed2=" in message
         assert "tf.random.Generator.from_seed(1)" in message
         assert caught.value.report.cause == "seed"
 
@@ -476,10 +486,16 @@ class TestRun:
         assert result.returncode == 0, result.stderr
         assert "trained" in result.stdout
 
-    @pytest.mark.jax
-    def test_jax_backend(self, tmp_path):
-        """Keras 3 on JAX fit on tf.data: the graph is read all the same."""
-        pytest.importorskip("jax")
-        result = _run(tmp_path, "dataset.map(augment).cache()", backend="jax")
+    @pytest.mark.parametrize(
+        "backend",
+        [
+            pytest.param("jax", marks=pytest.mark.jax),
+            pytest.param("torch", marks=pytest.mark.torch),
+        ],
+    )
+    def test_other_backends(self, tmp_path, backend):
+        """Keras 3 on JAX or PyTorch fit on tf.data: the graph is read all the same."""
+        pytest.importorskip(backend)
+        result = _run(tmp_path, "dataset.map(augment).cache()", backend=backend)
         assert result.returncode == 1, result.stderr
         assert "AugmentationError: augment() at train.py:6" in result.stderr

@@ -46,6 +46,8 @@ __all__ = [
     "frozen",
 ]
 
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
 # How a random op gets its randomness.
 STATE = "state"  # a state that lives across iterators: an unseeded stateful op, a variable
 SEEDED = "seeded"  # a stateful op with fixed seed attributes: restarts with each iterator
@@ -171,8 +173,8 @@ class AugmentationReport:
                 f"(ds.cache().map({_identifier(self.function)}))."
             )
         if self.cause == SEED:
-            seeds = ", ".join(
-                f"{op} seed={s}, seed2={s2}"
+            seeds = "; ".join(
+                f"{op} seed={s} seed2={s2}"
                 for op, (s, s2) in zip(self.ops, self.seeds, strict=True)
             )
             return (
@@ -194,6 +196,9 @@ class AugmentationReport:
             f"epoch's draws.{pipeline} Fix: tf.data.Dataset.random(seed=..., "
             "rerandomize_each_iteration=True)."
         )
+
+
+AugmentationReport.__module__ = "safegen"
 
 
 def frozen(pipeline: Stage, *, restarts: bool, source: str) -> list[AugmentationReport]:

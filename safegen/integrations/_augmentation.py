@@ -75,6 +75,17 @@ _STATELESS_HELPERS = frozenset(
 _SEED_INPUTS = frozenset({"seed", "key", "counter"})
 # Ops that call functions: the offset of the callee's first argument among the inputs.
 _CALL_OFFSETS = {"If": 1, "StatelessIf": 1, "Case": 1, "StatelessCase": 1}
+_CALLS = frozenset(
+    {
+        *_CALL_OFFSETS,
+        "PartitionedCall",
+        "StatefulPartitionedCall",
+        "While",
+        "StatelessWhile",
+        "For",
+        "RemoteCall",
+    }
+)
 _MAX_DEPTH = 8
 _MAX_STAGES = 10_000
 
@@ -245,6 +256,8 @@ class _Graphs:
             found = self._random(op, graph)
             if found is not None:
                 out.append(found)
+            if op.type not in _CALLS:
+                continue
             for callee, offset in self._callees(op, graph):
                 self.callers.setdefault(id(callee), (op, offset, graph))
                 out.extend(self.random_ops(callee, depth + 1))
@@ -252,10 +265,6 @@ class _Graphs:
 
     def _random(self, op: Any, graph: Any) -> RandomOp | None:
         kind = op.type
-        attrs = op.node_def.attr
-        if op.op_def.is_stateful and "seed" in attrs and "seed2" in attrs:
-            seed = (int(attrs["seed"].i), int(attrs["seed2"].i))
-            return RandomOp(kind, SEEDED if any(seed) else STATE, seed)
         if kind in _GENERATOR_OPS:
             return RandomOp(kind, STATE)
         if kind in _STATELESS_HELPERS:
@@ -264,6 +273,12 @@ class _Graphs:
             ("If", "Case", "While")
         ):
             return RandomOp(kind, self._seed_source(op, graph))
+        if not op.op_def.is_stateful:
+            return None
+        attrs = op.node_def.attr
+        if "seed" in attrs and "seed2" in attrs:
+            seed = (int(attrs["seed"].i), int(attrs["seed2"].i))
+            return RandomOp(kind, SEEDED if any(seed) else STATE, seed)
         return None
 
     def _callees(self, op: Any, graph: Any) -> list[tuple[Any, int]]:
