@@ -54,6 +54,15 @@ class TestDecision:
             ]
             assert "tensor_slice -> map(augment) -> cache() -> batch" in reports[0].message
 
+    def test_generated_data_set_silent(self):
+        """A map that draws samples from integer scalars alone generates a data set: cached
+        or seeded, it is meant to stay the same, and is not reported."""
+        sample = Stage(
+            "map", "map(sample)", (_fs(),), "sample", "a.py:3",
+            (RandomOp("RandomStandardNormal", SEEDED, (1, 0)),), transforms=False,
+        )  # fmt: skip
+        assert frozen(Stage("cache", "cache()", (sample,)), restarts=True, source="s") == []
+
     def test_constant_seed_before_cache_silent(self):
         """A stateless op with a constant seed is a fixed transformation: not reported."""
         aug = self._map(RandomOp("StatelessRandomUniformV2", CONSTANT))
@@ -190,6 +199,18 @@ class TestBeforeCache:
 
         with pytest.raises(safegen.AugmentationError, match="RandomStandardNormal"):
             _fit(_base().map(maybe).cache().batch(4))
+
+    def test_synthetic_data_set_silent(self, global_seed):
+        """Dataset.range(n).map(sample).cache(), under a global seed: a fixed synthetic
+        data set, made on purpose, silent."""
+
+        def sample(i):
+            x = tf.random.normal((4, 4, 1))
+            return x, tf.reduce_mean(x, keepdims=True)[0, 0]
+
+        dataset = tf.data.Dataset.range(16).map(sample).cache().batch(4)
+        session = _fit(dataset)
+        assert session.counts()["frozen_augmentations"] == 0
 
     def test_distributed_dataset(self):
         """A tf.distribute DistributedDataset given to fit: its original dataset is read."""

@@ -5,6 +5,10 @@ The integration (``safegen.integrations._augmentation``) walks the dataset given
 function, a ``cache()``, a ``Dataset.random()``, anything else), each with its inputs. This
 room decides, without a framework, which maps repeat their draws:
 
+Only maps given data to transform count (an argument that is an array, a float or a
+string): a map that draws samples from integer scalars alone (``Dataset.range(n).map(
+sample)``) generates a data set, which is meant to stay the same across epochs.
+
 * **Before a cache.** A map that draws random numbers, upstream of a ``cache()`` (in
   memory or in a file): the cache keeps the first epoch's elements, and every later pass
   replays them. Any random op counts, whatever feeds its seed; a stateless op with a
@@ -92,6 +96,11 @@ class Stage:
         location: ``"file.py:12"`` where the map's function is defined, or ``""``.
         ops: the random ops of a map's function (nested functions included).
         rerandomize: a ``Dataset.random()``'s ``rerandomize_each_iteration``.
+        transforms: whether a map is given data to transform (an argument that is an
+            array, a float or a string), rather than only integer scalars: a map over
+            ``Dataset.range(n)`` that draws samples from nothing generates a data set,
+            and its repeating every epoch (cached or seeded) is a fixed data set, not a
+            frozen augmentation.
     """
 
     kind: str
@@ -101,6 +110,7 @@ class Stage:
     location: str = ""
     ops: tuple[RandomOp, ...] = ()
     rerandomize: bool = False
+    transforms: bool = True
 
     def upstream(self) -> Iterator[Stage]:
         """Every stage this one reads, directly or not (each once)."""
@@ -231,14 +241,14 @@ def frozen(pipeline: Stage, *, restarts: bool, source: str) -> list[Augmentation
             continue
         for stage in cache.upstream():
             ops = tuple(op for op in stage.ops if op.random)
-            if stage.kind != "map" or not ops or id(stage) in done:
+            if stage.kind != "map" or not ops or not stage.transforms or id(stage) in done:
                 continue
             done.add(id(stage))
             reports.append(_report(stage, source, CACHE, ops, path, cache=cache.name))
     if not restarts:
         return reports
     for stage in pipeline.stages():
-        if stage.kind != "map" or id(stage) in done:
+        if stage.kind != "map" or not stage.transforms or id(stage) in done:
             continue
         seeded = tuple(op for op in stage.ops if op.draws == SEEDED)
         if seeded:

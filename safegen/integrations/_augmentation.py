@@ -182,7 +182,15 @@ def _stage(ds: Any, inputs: tuple[Stage, ...]) -> Stage:
         wrapper = getattr(ds, "_map_func", None)
         function = getattr(wrapper, "_func", None)
         name = _name(function)
-        return Stage("map", f"map({name})", inputs, name, _location(function), _ops(wrapper))
+        return Stage(
+            "map",
+            f"map({name})",
+            inputs,
+            name,
+            _location(function),
+            _ops(wrapper),
+            transforms=_transforms(wrapper),
+        )
     if kind == "CacheDataset":
         filename = _filename(ds)
         return Stage("cache", f"cache({filename!r})" if filename else "cache()", inputs)
@@ -227,6 +235,22 @@ def _location(function: Any) -> str:
     if code is None:
         return ""
     return f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+
+
+def _transforms(wrapper: Any) -> bool:
+    """Whether a map's function is given data (an array, a float, a string), not only
+    integer scalars (the counters of ``Dataset.range``)."""
+    graph = getattr(getattr(wrapper, "function", None), "graph", None)
+    if graph is None:
+        return True
+    captured = {id(t) for t in getattr(graph, "internal_captures", ())}
+    for tensor in graph.inputs:
+        if id(tensor) in captured:
+            continue
+        dtype = tensor.dtype
+        if tensor.shape.rank != 0 or not (dtype.is_integer or dtype.is_bool):
+            return True
+    return False
 
 
 def _ops(wrapper: Any) -> tuple[RandomOp, ...]:
