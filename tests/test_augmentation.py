@@ -300,6 +300,81 @@ class TestTutorial:
         assert session.counts()["frozen_augmentations"] == 0
 
 
+def _keras_io_from_scratch():
+    """keras.io "Image classification from scratch" (fchollet, 2023): Keras preprocessing
+    layers mapped over the batched training set, then prefetch. Synthetic images."""
+    images = np.random.default_rng(2).random((16, 8, 8, 3)).astype(np.float32) * 255
+    train_ds = tf.data.Dataset.from_tensor_slices((images, LABELS)).batch(4)
+    data_augmentation_layers = [
+        keras.layers.RandomFlip("horizontal"),
+        keras.layers.RandomRotation(0.1),
+    ]
+
+    def data_augmentation(images):
+        for layer in data_augmentation_layers:
+            images = layer(images)
+        return images
+
+    train_ds = train_ds.map(
+        lambda img, label: (data_augmentation(img), label), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return train_ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _tf_tutorial_stateless():
+    """The TensorFlow data augmentation tutorial's tf.image option: stateless ops seeded
+    from a tf.random.Generator's make_seeds, mapped after shuffle. Synthetic images."""
+    images = np.random.default_rng(3).integers(0, 256, (16, 12, 12, 3)).astype(np.uint8)
+    train_ds = tf.data.Dataset.from_tensor_slices((images, LABELS))
+    rng = tf.random.Generator.from_seed(123, alg="philox")
+
+    def resize_and_rescale(image, label):
+        image = tf.cast(image, tf.float32)
+        image = tf.image.resize(image, [8, 8])
+        return image / 255.0, label
+
+    def augment(image_label, seed):
+        image, label = image_label
+        image, label = resize_and_rescale(image, label)
+        image = tf.image.resize_with_crop_or_pad(image, 14, 14)
+        new_seed = tf.random.split(seed, num=1)[0, :]
+        image = tf.image.stateless_random_crop(image, size=[8, 8, 3], seed=seed)
+        image = tf.image.stateless_random_brightness(image, max_delta=0.5, seed=new_seed)
+        return tf.clip_by_value(image, 0, 1), label
+
+    def f(x, y):
+        seed = rng.make_seeds(1)[:, 0]
+        image, label = augment((x, y), seed)
+        return image, label
+
+    return train_ds.shuffle(16).map(f, num_parallel_calls=tf.data.AUTOTUNE).batch(4)
+
+
+@pytest.mark.keras
+class TestPublicPipelines:
+    """Augmentation pipelines of the official Keras and TensorFlow examples, which draw
+    anew every epoch: silent, with and without a global seed."""
+
+    @pytest.mark.parametrize("seeded", [False, True], ids=["no seed", "global seed"])
+    @pytest.mark.parametrize("make", [_keras_io_from_scratch, _tf_tutorial_stateless])
+    def test_silent(self, make, seeded):
+        """The pipeline, traced with or without keras.utils.set_random_seed, is silent."""
+        if seeded:
+            keras.utils.set_random_seed(1)
+        try:
+            dataset = make()
+        finally:
+            tf.random.set_seed(None)
+        shape = dataset.element_spec[0].shape[1:]
+        model = keras.Sequential(
+            [keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(1)]
+        )
+        model.compile("sgd", "mse")
+        with safegen.enabled() as session:
+            model.fit(dataset, epochs=2, verbose=0)
+        assert session.counts()["frozen_augmentations"] == 0
+
+
 @pytest.mark.keras
 class TestGlobalSeed:
     """Random ops whose seeded stream restarts with each epoch's iterator."""
