@@ -24,8 +24,8 @@ repeats the first's values. What the check's rules rest on.
 
 Usage::
 
-    python benchmarks/augmentation_check.py            # 200 rounds, about 1 minute
-    python benchmarks/augmentation_check.py --quick    # smoke run, a few seconds
+    python benchmarks/augmentation_check.py            # 200 rounds, 5 to 20 minutes
+    python benchmarks/augmentation_check.py --quick    # smoke run, about a minute
 
 Writes ``augmentation_check.json`` and ``.md`` into ``--out`` (default
 ``benchmarks/results/``; quick runs write ``augmentation_check_quick.*``).

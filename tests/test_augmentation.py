@@ -157,10 +157,14 @@ class TestBeforeCache:
         assert caught.value.report.cause == "cache"
 
     def test_counted_in_the_session(self):
-        """The finding is counted under its kind and listed under the check."""
-        with safegen.enabled(on_violation=lambda report: None) as session:
+        """The finding is counted under its kind, listed under the check, and handed to
+        on_violation as a safegen.AugmentationReport."""
+        reports = []
+        with safegen.enabled(on_violation=reports.append) as session:
             _model().fit(_base().map(augment).cache().batch(4), epochs=1, verbose=0)
         assert session.counts()["frozen_augmentations"] == 1
+        assert [type(r) for r in reports] == [safegen.AugmentationReport]
+        assert reports[0].function == "augment" and reports[0].ops == ("RandomUniform",)
         assert "check tf.data input of model" in session.summary()
 
     def test_cache_first_silent(self):
