@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import safegen
+import safegen._guard  # noqa: F401 - imported before pytester snapshots sys.modules
 from safegen._detectors.augmentation import (
     CONSTANT,
     ELEMENT,
@@ -27,6 +28,7 @@ from safegen._detectors.augmentation import (
 # Keras 3 warns that fit's default shuffle=True does not apply to a tf.data.Dataset.
 pytestmark = pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
 
+pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = np.arange(16 * 4 * 4, dtype=np.float32).reshape(16, 4, 4, 1) / 256.0
 LABELS = (np.arange(16) % 2).astype(np.float32).reshape(16, 1)
@@ -599,3 +601,58 @@ class TestRun:
         result = _run(tmp_path, "dataset.map(augment).cache()", backend=backend)
         assert result.returncode == 1, result.stderr
         assert "AugmentationError: augment() at train.py:6" in result.stderr
+
+
+PLUGIN_TESTS = """
+import numpy as np
+import keras
+import tensorflow as tf
+
+
+def augment(x, y):
+    return tf.image.random_flip_left_right(x), y
+
+
+def _fit(dataset):
+    layers = [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
+    model = keras.Sequential(layers)
+    model.compile("sgd", "mse")
+    model.fit(dataset.batch(4), epochs=2, verbose=0)
+
+
+def _data():
+    images = np.zeros((8, 4, 4, 1), np.float32)
+    return tf.data.Dataset.from_tensor_slices((images, np.zeros((8, 1), np.float32)))
+
+
+def test_augment_then_cache():
+    _fit(_data().map(augment).cache())
+
+
+def test_cache_then_augment():
+    _fit(_data().cache().map(augment))
+"""
+
+
+@pytest.mark.keras
+@pytest.mark.slow
+class TestPytestPlugin:
+    """pytest --safegen fails the test whose pipeline augments before cache()."""
+
+    def test_fails_the_buggy_test_only(self, pytester):
+        """The buggy test fails with AugmentationError, its fixed twin passes."""
+        pytester.makepyfile(test_pipelines=PLUGIN_TESTS)
+        pytester.makeini(
+            "[pytest]\nfilterwarnings =\n    ignore::UserWarning\n    ignore::DeprecationWarning\n"
+        )
+        pytester.syspathinsert(str(ROOT))
+        result = pytester.runpytest(
+            "-p", "no:safegen", "-p", "safegen.integrations.pytest_plugin", "--safegen"
+        )
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(
+            ["*AugmentationError: augment() at test_pipelines.py:*upstream of cache()*"]
+        )
+        assert "test_augment_then_cache" in "\n".join(
+            line for line in result.outlines if line.startswith("FAILED")
+        )
