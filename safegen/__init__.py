@@ -58,6 +58,7 @@ from safegen._stats import Stats
 if TYPE_CHECKING:  # pragma: no cover
     from safegen._detectors.logits import check_logits
     from safegen._detectors.input_scale import InputScaleReport
+    from safegen._detectors.augmentation import AugmentationReport
     from safegen._detectors.random_streams import RandomStreamReport
     from safegen._detectors.repeated_batches import RepeatedBatchReport
     from safegen._guard import guard, stats
@@ -70,6 +71,7 @@ __all__ = [
     "AliasingReport",
     "AliasingWarning",
     "AugmentationError",
+    "AugmentationReport",
     "AugmentationWarning",
     "InputScaleError",
     "InputScaleReport",
@@ -124,6 +126,7 @@ _LAZY = {
     "stats": "safegen._guard",
     "check_inputs": "safegen.integrations._input_scale",
     "InputScaleReport": "safegen._detectors.input_scale",
+    "AugmentationReport": "safegen._detectors.augmentation",
     "RandomStreamReport": "safegen._detectors.random_streams",
     "RepeatedBatchReport": "safegen._detectors.repeated_batches",
     "check_logits": "safegen._detectors.logits",

@@ -179,13 +179,14 @@ class SplitError(_Reported, ValueError):
 
 class AugmentationError(_Reported, RuntimeError):
     """Random augmentation that repeats every epoch: a random ``map`` upstream of
-    ``cache()``, or random ops whose seeded stream restarts with each epoch's iterator.
+    ``cache()``, or random ops whose seeded stream restarts with each epoch's iterator
+    (a global seed), in the ``tf.data`` pipeline given to ``fit``.
 
-    A ``RuntimeError``: valid code, wrong data, found while the program runs.
+    A ``RuntimeError``: valid code, wrong data, found before training runs on it.
 
     Attributes:
-        report: the report of what was found, or ``None`` when the exception was rebuilt
-            from its message alone.
+        report: the :class:`safegen.AugmentationReport` (the map, its random ops, the
+            cause), or ``None`` when the exception was rebuilt from its message alone.
 
     Example:
         >>> import safegen

@@ -120,6 +120,17 @@ class TestBenchmarks:
         assert "A/A control's interval" in (tmp_path / "mean_training_quick.md").read_text()
 
     @pytest.mark.keras
+    def test_augmentation_check(self, tmp_path):
+        """augmentation_check.py --quick times the check against a bare fit, and its
+        repeats table says a seeded map repeats and a tf.random.Generator does not."""
+        pytest.importorskip("keras")
+        _run("augmentation_check.py", tmp_path)
+        report = json.loads((tmp_path / "augmentation_check_quick.json").read_text())
+        assert "small, first fit" in report["ratio_vs_bare_fit"]
+        repeats = report["repeats"]
+        assert repeats["map(...) -> cache()"] == {"no seed": True, "global seed": True}
+        assert repeats["map(tf.random.Generator.from_seed(1).uniform)"]["global seed"] is False
+
     def test_loss_checks(self, tmp_path):
         """loss_checks.py --quick reports each checked variant's ratio to its twin."""
         pytest.importorskip("keras")

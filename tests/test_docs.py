@@ -213,6 +213,9 @@ COMMANDS: dict[str, str | Run | NotRun] = {
     "python benchmarks/shape_checked.py": (
         "tests/test_benchmarks.py::TestBenchmarks::test_shape_checked"
     ),
+    "python benchmarks/augmentation_check.py": (
+        "tests/test_benchmarks.py::TestBenchmarks::test_augmentation_check"
+    ),
     "python benchmarks/loss_checks.py": (
         "tests/test_benchmarks.py::TestBenchmarks::test_loss_checks"
     ),

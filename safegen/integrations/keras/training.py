@@ -25,6 +25,7 @@ _METHODS = {
 CHECKS: tuple[str, ...] = (
     "safegen.integrations._logits:check",
     "safegen.integrations._input_scale:check",
+    "safegen.integrations._augmentation:check",
 )  # fmt: skip
 
 
