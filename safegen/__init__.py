@@ -56,9 +56,9 @@ from safegen._session import session
 from safegen._stats import Stats
 
 if TYPE_CHECKING:  # pragma: no cover
-    from safegen._detectors.logits import check_logits
-    from safegen._detectors.input_scale import InputScaleReport
     from safegen._detectors.augmentation import AugmentationReport
+    from safegen._detectors.input_scale import InputScaleReport
+    from safegen._detectors.logits import check_logits
     from safegen._detectors.random_streams import RandomStreamReport
     from safegen._detectors.repeated_batches import RepeatedBatchReport
     from safegen._guard import guard, stats
