@@ -3,6 +3,7 @@ DataLoader worker processes, explicit (safegen.guard) and zero-code (enable, saf
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +47,28 @@ def rows_of(loader):
 
 
 EXPECTED = [float(i) for i in range(td.N)]
+
+
+class TestImport:
+    """torch is optional: safegen never imports it."""
+
+    def test_import_safegen_does_not_import_torch(self):
+        """`import safegen`, guarding a generator and enable() leave torch unimported."""
+        code = (
+            "import sys, safegen\n"
+            "g = safegen.guard(iter([1]))\n"
+            "safegen.enable(); safegen.disable()\n"
+            "print('torch' in sys.modules)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=120,
+        )
+        assert out.stdout.strip() == "False", out.stderr
 
 
 class TestMapStyleMainProcess:
@@ -341,3 +364,27 @@ class TestRun:
         result = _run(script)
         assert result.returncode == status, result.stderr[-3000:]
         assert said in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+class TestBenchmark:
+    """benchmarks/torch_loader.py runs (a smoke run: no timing is asserted)."""
+
+    def test_quick_run(self, tmp_path):
+        """Its --quick run writes the ratios of every variant, per item and per batch."""
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "torch_loader.py"), "--quick"]
+            + ["--out", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=ROOT,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads((tmp_path / "torch_loader_quick.json").read_text())
+        sections = [
+            n for n, row in report.items() if isinstance(row, dict) and "ratio_to_bare" in row
+        ]
+        assert len(sections) == 4
+        for name in sections:
+            assert set(report[name]["ratio_to_bare"]) == {"hand copy", "check", "copy", "freeze"}
