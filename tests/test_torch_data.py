@@ -366,6 +366,45 @@ class TestRun:
         assert said in result.stdout + result.stderr
 
 
+LOADER_TESTS = """
+from torch.utils.data import DataLoader
+
+from tests import torch_datasets as td
+
+
+def test_reused_buffer():
+    for batch in DataLoader(td.ReusedBuffer(), batch_size=4):
+        pass
+
+
+def test_fresh_arrays():
+    for batch in DataLoader(td.FreshArrays(), batch_size=4):
+        pass
+"""
+
+
+@pytest.mark.slow
+class TestPytestPlugin:
+    """`pytest --safegen` guards every DataLoader of the tests it runs."""
+
+    def test_buggy_loader_fails_its_test_only(self, tmp_path):
+        """The test reading the reused buffer fails with AliasingError; its twin passes."""
+        (tmp_path / "test_loaders.py").write_text(LOADER_TESTS)
+        plugin = ["-p", "no:safegen", "-p", "safegen.integrations.pytest_plugin"]
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin]
+            + ["--safegen", "test_loaders.py"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert result.returncode == 1, result.stdout[-3000:]
+        assert "1 failed, 1 passed" in result.stdout
+        assert "AliasingError: ReusedBuffer.__getitem__()" in result.stdout
+
+
 @pytest.mark.slow
 class TestBenchmark:
     """benchmarks/torch_loader.py runs (a smoke run: no timing is asserted)."""

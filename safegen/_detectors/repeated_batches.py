@@ -115,7 +115,9 @@ class RepeatedBatchReport:
                 "this one does not split its items between them: every item comes "
                 f"{self.workers} times per epoch. Fix: in __iter__, keep only this worker's "
                 "share: info = torch.utils.data.get_worker_info(), then items "
-                "info.id::info.num_workers (or a shard per worker) when info is not None."
+                "info.id::info.num_workers (or a shard per worker) when info is not None. "
+                "(Items drawn at random repeat the same way when every worker draws from "
+                "one copied random state: seed a generator per worker from info.seed.)"
             )
         if self.earlier_process:
             return (
