@@ -49,6 +49,7 @@ def rows_of(loader):
 EXPECTED = [float(i) for i in range(td.N)]
 
 
+@pytest.mark.slow
 class TestImport:
     """torch is optional: safegen never imports it."""
 
@@ -166,6 +167,7 @@ class TestMapStyleMainProcess:
             safegen.guard(DataLoader)
 
 
+@pytest.mark.slow
 class TestWorkerProcesses:
     """num_workers=2: __getitem__ runs in forked worker processes."""
 
@@ -209,6 +211,7 @@ class TestWorkerProcesses:
 class TestIterableDataset:
     """IterableDataset: every iterator __iter__ returns is guarded."""
 
+    @pytest.mark.slow  # worker processes
     def test_split_with_get_worker_info_is_silent(self):
         """Items split between the workers pass, over two epochs."""
         ds = safegen.guard(td.SplitByWorker())
@@ -216,6 +219,7 @@ class TestIterableDataset:
         for _ in range(2):
             assert sorted(rows_of(loader)) == EXPECTED
 
+    @pytest.mark.slow  # worker processes
     def test_unsplit_items_are_reported(self):
         """An IterableDataset not split between workers yields every item in each; the
         finding names the dataset and the fix."""
@@ -310,11 +314,13 @@ class TestPorted:
         with pytest.raises(safegen.AliasingError, match="GansImageDatasetBuffered"):
             list(DataLoader(ds, batch_size=4))
 
+    @pytest.mark.slow  # worker processes
     def test_docs_iterable_dataset_is_silent_with_workers(self):
         """PyTorch's own get_worker_info() example passes with 2 workers."""
         ds = safegen.guard(td.DocsIterableDataset(0, td.N))
         assert sorted(rows_of(DataLoader(ds, batch_size=4, num_workers=2))) == EXPECTED
 
+    @pytest.mark.slow  # worker processes
     def test_unsplit_public_iterable_dataset_is_reported(self):
         """AugTriever's unsplit IterableDataset is reported with 2 workers."""
         ds = safegen.guard(td.AugTrieverIterableDataset(0, td.N))
