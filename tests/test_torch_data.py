@@ -88,7 +88,14 @@ class TestMapStyleMainProcess:
         assert rows[:4] == [3.0, 3.0, 3.0, 3.0]
 
     @pytest.mark.parametrize(
-        "cls", [td.ReusedBuffer, td.ReusedTensor, td.ReusedInDict, td.ReusedInNamedtuple]
+        "cls",
+        [
+            td.ReusedBuffer,
+            td.ReusedTensor,
+            td.ReusedBfloat16,
+            td.ReusedInDict,
+            td.ReusedInNamedtuple,
+        ],
     )
     def test_reused_buffer_is_reported(self, cls):
         """Check mode reports the reused buffer (NumPy or tensor, in any structure) by the
@@ -105,7 +112,14 @@ class TestMapStyleMainProcess:
         assert rows_of(DataLoader(ds, batch_size=4)) == EXPECTED
 
     @pytest.mark.parametrize(
-        "cls", [td.ReusedBuffer, td.ReusedTensor, td.ReusedInDict, td.ReusedInNamedtuple]
+        "cls",
+        [
+            td.ReusedBuffer,
+            td.ReusedTensor,
+            td.ReusedBfloat16,
+            td.ReusedInDict,
+            td.ReusedInNamedtuple,
+        ],
     )
     def test_copy_mode_fixes_the_rows(self, cls):
         """Copy mode hands the loader copies: every row is its own item."""

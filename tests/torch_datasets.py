@@ -60,6 +60,19 @@ class ReusedTensor(ReusedBuffer):
         return self.tensor, index
 
 
+class ReusedBfloat16(ReusedBuffer):
+    """The bug with a bfloat16 tensor (a dtype NumPy lacks) that requires grad."""
+
+    def __init__(self, n: int = N) -> None:
+        super().__init__(n)
+        self.tensor = torch.zeros(ROW, dtype=torch.bfloat16, requires_grad=True)
+
+    def __getitem__(self, index: int):
+        with torch.no_grad():
+            self.tensor.copy_(torch.from_numpy(self.data[index]))
+        return self.tensor, index
+
+
 Pair = namedtuple("Pair", "x y")
 
 
