@@ -158,6 +158,15 @@ def copy_array(array: np.ndarray, pool: BufferPool | None = None) -> np.ndarray:
     return array.copy()
 
 
+def _dlpack_nbytes(obj: Any) -> int:
+    """The size of a DLPack tensor: read through NumPy, or, for one NumPy cannot view (a
+    torch ``bfloat16`` tensor, one that requires grad), its own ``nbytes``."""
+    try:
+        return int(np.from_dlpack(obj).nbytes)
+    except Exception:
+        return int(getattr(obj, "nbytes", 0) or 0)
+
+
 def copy_foreign(obj: Any) -> tuple[Any, int]:
     """Copy mode's copy of a leaf that is not an ndarray, of the same type, and its size.
 
@@ -189,7 +198,7 @@ def copy_foreign(obj: Any) -> tuple[Any, int]:
         else:
             nbytes = int(obj.nbytes)
         return obj.copy(deep=True), nbytes
-    nbytes = int(np.from_dlpack(obj).nbytes)
+    nbytes = _dlpack_nbytes(obj)
     for method in ("clone", "copy"):
         make = getattr(obj, method, None)
         if callable(make):

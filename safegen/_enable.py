@@ -45,6 +45,7 @@ _INTEGRATIONS: dict[str, tuple[str, ...]] = {
     "keras": ("safegen.integrations.keras.training:install",),
     "tf_keras": ("safegen.integrations.tf_keras.training:install",),
     "tensorflow": ("safegen.integrations.tf_data:install",),
+    "torch": ("safegen.integrations.torch.data:install",),
 }
 _SHAPE_INTEGRATIONS: dict[str, tuple[str, ...]] = {
     "keras": (
@@ -105,6 +106,9 @@ def enable(
       (Keras 3 on any backend, and ``tf_keras``, whose ``fit_generator`` and iterators
       too); a source already guarded with :func:`safegen.guard` keeps its own options;
     * every callable given to ``tf.data.Dataset.from_generator`` is guarded;
+    * every PyTorch ``DataLoader`` guards the user's datasets behind it when it is
+      iterated (torch's own, such as ``TensorDataset``, are left alone), and an error
+      safegen raised in one of its worker processes comes out as itself;
     * with ``shapes=True``, every ``keras.layers.Lambda`` checks its real output against
       its declared ``output_shape`` (rank only, as ``ShapeChecked(check="rank")``),
       whether built before or after this call, without changing its weights, variable

@@ -14,7 +14,15 @@ import sys
 from types import ModuleType
 from typing import Any
 
-__all__ = ["FRAMEWORKS", "KERASES", "default_keras", "framework_of", "integration", "loaded"]
+__all__ = [
+    "FRAMEWORKS",
+    "KERASES",
+    "default_keras",
+    "framework_of",
+    "integration",
+    "loaded",
+    "torch_data_kind",
+]
 
 # The Keras packages safegen integrates with, by top-level module name: each has a
 # package of the same name under safegen.integrations.
@@ -41,6 +49,35 @@ def framework_of(obj: Any) -> str | None:
         root = (getattr(klass, "__module__", None) or "").split(".", 1)[0]
         if root in KERASES:
             return root
+    return None
+
+
+# PyTorch's data classes, by (module, class name): what torch_data_kind calls them.
+_TORCH_DATA = {
+    ("torch.utils.data.dataset", "IterableDataset"): "iterable",
+    ("torch.utils.data.dataset", "Dataset"): "map",
+    ("torch.utils.data.dataloader", "DataLoader"): "loader",
+}
+
+
+def torch_data_kind(obj: Any) -> str | None:
+    """``"map"`` for a ``torch.utils.data.Dataset`` (class or instance), ``"iterable"``
+    for an ``IterableDataset``, ``"loader"`` for a ``DataLoader``, else ``None``.
+
+    Told by the names of the classes in its method resolution order: torch is never
+    imported (an object of torch's exists only once the program imported it).
+
+    Example:
+        >>> torch_data_kind([]) is None
+        True
+    """
+    cls = obj if isinstance(obj, type) else type(obj)
+    if "torch" not in sys.modules:
+        return None
+    for klass in getattr(cls, "__mro__", ()):
+        found = _TORCH_DATA.get((getattr(klass, "__module__", ""), klass.__name__))
+        if found is not None:
+            return found
     return None
 
 

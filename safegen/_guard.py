@@ -57,9 +57,13 @@ def guard(
     Use it bare (``@safegen.guard``), with options (``@safegen.guard(mode="copy")``), or
     on an existing object (``safegen.guard(it)``). It accepts generator functions and
     methods (instance, class and static), async generator functions, functions that
-    return an iterator or iterable, generator, iterator and iterable objects, and Keras
+    return an iterator or iterable, generator, iterator and iterable objects, Keras
     ``PyDataset`` (or ``Sequence``) classes and instances, whose ``__getitem__`` results
-    are guarded (an instance is guarded in place and returned).
+    are guarded (an instance is guarded in place and returned), and PyTorch
+    ``torch.utils.data`` ``Dataset`` and ``IterableDataset`` classes and instances (each
+    item ``__getitem__`` returns, or each iterator ``__iter__`` returns, is guarded) and
+    ``DataLoader`` instances (their datasets are guarded in place; the loader is
+    returned).
 
     A guarded generator function returns a generator proxy (``inspect.isgenerator`` and
     ``isinstance(g, types.GeneratorType)`` are true, so Keras and ``tf.data`` accept it)

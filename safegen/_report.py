@@ -19,6 +19,12 @@ DATASET_FIX = (
     "(np.copy(...)), "
     'or use @safegen.guard(mode="copy").'
 )
+ITEM_FIX = (
+    "A DataLoader gathers every item of a batch before default_collate stacks them, so "
+    "with a reused buffer every row of the batch is the last item. Allocate the arrays "
+    "inside __getitem__, return copies of the arrays it fills (np.copy(...), "
+    'tensor.clone()), or use safegen.guard(dataset, mode="copy").'
+)
 EPOCH_FIX = (
     "Build new arrays there instead of writing into the old ones (self.x = self.x[order], "
     "not np.random.shuffle(self.x)), return copies from __getitem__ "
@@ -32,8 +38,11 @@ CONTAINER_FIX = (
 )
 
 
-def _consumers() -> str:
-    """Who may still hold a batch: the frameworks' read-ahead when one is loaded."""
+def _consumers(item: str = "batch") -> str:
+    """Who may still hold a batch (or a PyTorch dataset's item): the frameworks'
+    read-ahead when one is loaded."""
+    if item == "item":
+        return " (the DataLoader, until default_collate stacks the batch)"
     if frameworks.loaded():
         return " (Keras peeks batches ahead, tf.data prefetches, worker threads run ahead)"
     return ""
@@ -59,7 +68,8 @@ class AliasingReport:
         last_seen_unchanged: the number of the latest yield after which it was still
             unchanged (equal to ``changed_yield`` when it was not verified since).
         detected_at: the number of the yield after which the change was found.
-        kind: ``"yield"`` for generators and iterators, ``"batch"`` for datasets, whose
+        kind: ``"yield"`` for generators and iterators, ``"item"`` for PyTorch datasets,
+            ``"batch"`` for Keras datasets, whose
             ``__getitem__`` results are numbered in the order they were returned.
         process: the name of the worker process that found it (each worker numbers its
             own batches), or ``""`` in the main process.
@@ -136,6 +146,8 @@ class AliasingReport:
         leaf = f"leaf {self.path} " if self.path else "array "
         if self.kind == "batch":
             item, produced, writer, fix = "batch", "returned", "dataset", DATASET_FIX
+        elif self.kind == "item":  # a PyTorch dataset's item
+            item, produced, writer, fix = "item", "returned", "dataset", ITEM_FIX
         else:
             item, produced, writer, fix = "yield", "produced", "generator", FIX
         if self.last_seen_unchanged == self.detected_at - 1:
@@ -168,7 +180,7 @@ class AliasingReport:
                     "wrapped without copying (seen under tf.distribute.MirroredStrategy)"
                 )
             who = ", ".join(writers[:-1]) + " or " + writers[-1]
-            handed = "returned" if item == "batch" else "yielded"
+            handed = "yielded" if item == "yield" else "returned"
             return (
                 f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
                 f"{self.shape}) changed after it was {handed}, {when}, but the {writer} "
@@ -190,11 +202,12 @@ class AliasingReport:
             return (
                 f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
                 f"{self.shape}) changed after it was "
-                f"{'returned' if item == 'batch' else 'yielded'}, {cut} from the same "
+                f"{'yielded' if item == 'yield' else 'returned'}, {cut} from the same "
                 f"array: the {writer} writes "
                 "into the array its batches are views of (an in-place shuffle, "
-                "x[:] = x[order], does), and every consumer still holding that batch"
-                f"{_consumers()} now sees other data. Shuffle into a new array "
+                "x[:] = x[order], does), and every consumer still holding that "
+                f"{'item' if item == 'item' else 'batch'}{_consumers(item)} now sees other "
+                "data. Shuffle into a new array "
                 "(x = x[order]), hand out copies (x[i:j].copy()), or use "
                 '@safegen.guard(mode="copy").\nIf your own code modifies the batches it '
                 "receives in place, that is reported too: copy the batch before changing it."
@@ -208,9 +221,10 @@ class AliasingReport:
             caveat = ""  # the generator's own yield handed the memory out again
         return (
             f"{where}: {item} #{self.changed_yield} {leaf}({self.dtype}, shape "
-            f"{self.shape}) changed after it was {'returned' if item == 'batch' else 'yielded'}"
+            f"{self.shape}) changed after it was {'yielded' if item == 'yield' else 'returned'}"
             f", {when}. The {writer} writes into a buffer it already handed out, and every "
-            f"consumer still holding that batch{_consumers()} now sees other data. {fix}"
+            f"consumer still holding that {'item' if item == 'item' else 'batch'}"
+            f"{_consumers(item)} now sees other data. {fix}"
             f"{caveat}"
         )
 

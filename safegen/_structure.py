@@ -16,7 +16,9 @@ hold mutable memory, seen through NumPy views of it: pandas ``DataFrame`` (each 
 of a NumPy dtype) and ``Series`` (pandas is recognised only if the program imported it;
 safegen never imports it), objects exporting the buffer protocol (``bytearray``,
 ``array.array``, ``memoryview``) and CPU DLPack producers (PyTorch tensors) through
-``np.from_dlpack``. Everything else (Python scalars, str, bytes, None, NumPy scalars,
+``np.from_dlpack`` (a torch tensor that requires grad through ``detach()``, one of a
+dtype NumPy lacks, such as ``bfloat16``, as its bytes). Everything else (Python
+scalars, str, bytes, None, NumPy scalars,
 TensorFlow and JAX tensors, which are immutable, sets, which cannot hold arrays because
 arrays are unhashable, iterators, which would be consumed, and other objects, whose
 attributes are not looked into) is left alone.
@@ -180,7 +182,28 @@ def foreign_views(node: Any) -> list[tuple[Path, np.ndarray]]:
         return out
     try:
         return [((), np.from_dlpack(node))]
-    except Exception:  # a tensor that needs grad, on another device, ...: left alone
+    except Exception:  # a tensor that needs grad, of a dtype NumPy lacks, on a GPU, ...
+        return _torch_view(node)
+
+
+def _torch_view(node: Any) -> list[tuple[Path, np.ndarray]]:
+    """A NumPy view of a CPU torch tensor's memory that ``np.from_dlpack`` refused: one
+    that requires grad (through ``detach()``, which shares the memory), or of a dtype
+    NumPy lacks (``bfloat16``, read as its bytes); ``[]`` for anything else. torch is
+    looked up, never imported."""
+    torch: Any = sys.modules.get("torch")
+    tensor_type = getattr(torch, "Tensor", None)
+    if tensor_type is None or not isinstance(node, tensor_type):
+        return []
+    try:
+        tensor = node.detach()
+        try:
+            return [((), np.from_dlpack(tensor))]
+        except Exception:
+            if not tensor.is_contiguous():
+                return []
+            return [((), np.from_dlpack(tensor.reshape(-1).view(torch.uint8)))]
+    except Exception:  # on another device, sparse, ...: left alone
         return []
 
 

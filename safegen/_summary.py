@@ -66,7 +66,7 @@ def render(data: dict[str, Any], off: dict[str, str], outcome: str = "") -> str:
     if not checked and not off:
         lines.append(
             "  nothing was guarded: no generator, PyDataset or from_generator source "
-            "reached Keras or tf.data, and no Lambda layer ran"
+            "reached Keras or tf.data, no DataLoader was iterated, and no Lambda layer ran"
         )
     else:
         if not data["sources"]:

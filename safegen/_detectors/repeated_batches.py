@@ -45,7 +45,15 @@ from safegen._detectors._sink import Channel, read_files, write_file
 from safegen._finding import Finding, Kind
 from safegen._handling import report
 
-__all__ = ["MIN_BYTES", "YIELDS", "ProcessRepeats", "RepeatedBatchReport", "RepeatedBatches"]
+__all__ = [
+    "ITEMS",
+    "MIN_BYTES",
+    "YIELDS",
+    "ProcessRepeats",
+    "RepeatedBatchReport",
+    "RepeatedBatches",
+    "WorkerRepeats",
+]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
@@ -53,6 +61,8 @@ MIN_BYTES = 256
 # The yields of a generator watched in each worker process (its copies replay the same
 # ones from the start).
 YIELDS = 8
+# The first items of a PyTorch IterableDataset compared between DataLoader workers.
+ITEMS = 4
 # Forget the epoch's batches beyond this many (an endless dataset without epochs).
 MAX_BATCHES = 1 << 16
 
@@ -70,6 +80,9 @@ class RepeatedBatchReport:
         process: the worker process's name, or ``""`` in the main process.
         earlier_process: for a generator, the other worker process that yielded the same
             batch first (``index`` and ``earlier`` then number yields), else ``""``.
+        workers: for a PyTorch ``IterableDataset``, the ``DataLoader``'s number of worker
+            processes (``index`` and ``earlier`` then number items, and the items before
+            them repeat too), else 0.
 
     Example:
         >>> r = RepeatedBatchReport("B.__getitem__()", "b.py:9", 3, 0, 1024)
@@ -84,6 +97,7 @@ class RepeatedBatchReport:
     nbytes: int
     process: str = ""
     earlier_process: str = ""
+    workers: int = 0
 
     finding_kind: ClassVar[Kind] = Kind.REPEATED_BATCH  # what safegen._handling.report counts it as
 
@@ -91,6 +105,20 @@ class RepeatedBatchReport:
     def message(self) -> str:
         """The full message (first line: what, where, which batches)."""
         where = f"{self.source} at {self.location}" if self.location else self.source
+        if self.workers:
+            return (
+                f"{where}: item #{self.index} in DataLoader worker process {self.process} is "
+                f"the same, array for array ({self.nbytes} bytes), as item #{self.earlier} "
+                f"in worker process {self.earlier_process}, and so are the "
+                f"{self.index - 1} items before it. The DataLoader iterates the "
+                f"IterableDataset anew in each of its {self.workers} worker processes, and "
+                "this one does not split its items between them: every item comes "
+                f"{self.workers} times per epoch. Fix: in __iter__, keep only this worker's "
+                "share: info = torch.utils.data.get_worker_info(), then items "
+                "info.id::info.num_workers (or a shard per worker) when info is not None. "
+                "(Items drawn at random repeat the same way when every worker draws from "
+                "one copied random state: seed a generator per worker from info.seed.)"
+            )
         if self.earlier_process:
             return (
                 f"{where}: yield #{self.index} in worker process {self.process} is the "
@@ -247,4 +275,78 @@ class ProcessRepeats(Detector):
             earlier_process=f"{other['name']} (pid {other['pid']})",
         )
         handling = self.channel.handling(self.settings.on_violation, definition(generator))
+        report(Finding.of(found), handling)
+
+
+class WorkerRepeats(Detector):
+    """Check mode, the iterator of a PyTorch ``IterableDataset`` in a ``DataLoader``
+    worker process: report a worker whose first :data:`ITEMS` items are, in order, the
+    first items of another worker of the same iteration.
+
+    A ``DataLoader`` calls ``iter(dataset)`` in each worker process; a dataset that does
+    not split its items with ``torch.utils.data.get_worker_info()`` yields the same
+    sequence in every worker. Each worker writes the keys of its first items to the
+    dataset's channel, under ``group`` (the loader iteration: its base seed and number
+    of workers, so that two epochs, or two loaders, are never compared), then reads the
+    other workers' of the group: whichever writes second sees the first's, without
+    relying on timing. Items without arrays are left out, and a sequence of one item
+    repeated is never reported (a dataset that yields one item forever does that in any
+    split). Items split between workers, in any way, make different sequences: nothing
+    to report. Not covered: a dataset that shuffles each worker's copy differently (the
+    items repeat, in another order).
+    """
+
+    def __init__(self, settings: Settings, channel: Channel, group: str, worker: int) -> None:
+        self.settings = settings
+        self.channel = channel
+        self.group = group
+        self.worker = worker
+        self.keys: list[str] = []  # the keys of the first items, in order
+        self.nbytes = 0
+        self.calls = 0
+
+    def after(self, dataset: Any, index: Any, handle: Any) -> bool:
+        self.calls += 1
+        batch = handle.last_batch()
+        if not batch or self.calls > 4 * ITEMS:  # copy or freeze mode; items of no array
+            return False
+        arrays, digests = batch
+        if not arrays:
+            return True
+        key = 0
+        for value in digests:
+            key = (key << 64) | value
+        self.keys.append(str(key))
+        self.nbytes = sum(array.nbytes for array in arrays)
+        if len(self.keys) < ITEMS:
+            return True
+        if len(set(self.keys)) == 1:
+            return False  # one item again and again
+        process = multiprocessing.current_process()
+        record = {"pid": os.getpid(), "name": process.name, "worker": self.worker}
+        record["keys"] = self.keys
+        folder = self.channel.folder
+        write_file(folder, f"items-{self.group}-{self.worker}", record)
+        for other in read_files(folder, f"items-{self.group}-"):
+            if other["worker"] != self.worker and other["keys"] == self.keys:
+                self._report(other, dataset, handle)
+                break
+        return False
+
+    def _report(self, other: Any, dataset: Any, handle: Any) -> None:
+        written = read_files(self.channel.folder, "report-")
+        if any(Kind.named(entry["kind"]) is Kind.REPEATED_BATCH for entry in written):
+            return  # another worker process reported it: one bug, one report
+        workers = int(self.group.rsplit("-", 1)[-1])
+        found = RepeatedBatchReport(
+            source=self.channel.name,
+            location=self.channel.location,
+            index=ITEMS,
+            earlier=ITEMS,
+            nbytes=self.nbytes,
+            process=f"{self.worker} (pid {os.getpid()})",
+            earlier_process=f"{other['worker']} (pid {other['pid']})",
+            workers=workers,
+        )
+        handling = self.channel.handling(self.settings.on_violation, handle.source.code)
         report(Finding.of(found), handling)

@@ -7,6 +7,7 @@ generator is exhausted; ``annotate(exc)`` sees every exception the generator rai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from safegen._config import Settings
@@ -27,6 +28,9 @@ class _State:
     """
 
     inflight: Job | None = None
+    # Where the findings are counted instead of this process's session (a worker
+    # process's channel to its parent, set by the source's handle), or None.
+    record: Callable[[Any], None] | None = None
 
     def __init__(self, settings: Settings, source: Source) -> None:
         self.settings = settings

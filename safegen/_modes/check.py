@@ -226,6 +226,7 @@ class Watch(Fingerprinting, BackgroundHashing, Verification, _State):
             warned=self.warned,
             stats=self.stats,
             note=WARNED_ONCE,
+            record=self.record,
         )
         report_all([_finding(report) for report in reports], handling)
 

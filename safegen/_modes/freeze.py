@@ -21,7 +21,7 @@ from safegen._handling import Handling, report
 from safegen._modes._base import _State
 from safegen._modes._flat import flat_arrays
 from safegen._modes.source import Source, _write_line
-from safegen._report import DATASET_FIX, EPOCH_FIX, FIX, epoch_method_name
+from safegen._report import DATASET_FIX, EPOCH_FIX, FIX, ITEM_FIX, epoch_method_name
 from safegen._structure import Path, format_path, leaves
 
 __all__ = ["Freeze"]
@@ -169,11 +169,12 @@ class Freeze(_State):
             return  # a guard inside this one (the source's own) already said what it froze
         self.stats.violations += 1  # a write freeze mode stopped
         report(
-            Finding(Kind.STOPPED_WRITE, self.source.name, self.source.location, str(exc)), _COUNT
+            Finding(Kind.STOPPED_WRITE, self.source.name, self.source.location, str(exc)),
+            _COUNT if self.record is None else Handling(None, record=self.record),
         )
         hide_safegen_frames()
-        batch = self.source.kind == "batch"
-        item = "batch" if batch else "yield"
+        batch = self.source.kind != "yield"  # a dataset's batch (or a PyTorch item)
+        item = self.source.kind
         culprit = self._culprit(exc.__traceback__)
         line = _write_line(exc.__traceback__)
         at = f" at {line}" if line else ""
@@ -200,7 +201,7 @@ class Freeze(_State):
             f"safegen: {self.source.where()} wrote into {what}. safegen made it "
             'read-only (mode="freeze") because consumers may still hold it: without '
             f"the freeze, that batch would have changed under them. "
-            f"{DATASET_FIX if batch else FIX}"
+            f"{ITEM_FIX if item == 'item' else DATASET_FIX if batch else FIX}"
         )
 
     def _culprit(

@@ -8,6 +8,8 @@ Every way of guarding a source goes through :func:`guard_source`: ``safegen.guar
 first kind (a :class:`~safegen._sources._base.SourceKind`, as Keras's data adapters) that
 accepts it:
 
+* :mod:`~safegen._sources.torch_data`: PyTorch ``Dataset`` and ``IterableDataset``
+  classes and instances, and ``DataLoader`` instances (their datasets);
 * :mod:`~safegen._sources.datasets`: Keras ``PyDataset``/``Sequence`` classes and
   instances;
 * :mod:`~safegen._sources.iterables`: iterable classes, and iterable objects;
@@ -30,6 +32,7 @@ from safegen._sources.datasets import Datasets, is_dataset, unguard
 from safegen._sources.functions import Functions
 from safegen._sources.generators import Iterators
 from safegen._sources.iterables import IterableClasses, Iterables
+from safegen._sources.torch_data import TorchData
 
 __all__ = ["KINDS", "for_framework", "guard_source", "is_guarded", "refuse"]
 
@@ -38,6 +41,7 @@ __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 # In the order they are asked: datasets before other classes and iterables, iterators
 # (which are callable sometimes) before functions, iterables last.
 KINDS: tuple[type[SourceKind], ...] = (
+    TorchData,
     Datasets,
     IterableClasses,
     Iterators,

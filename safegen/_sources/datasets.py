@@ -47,6 +47,7 @@ from safegen._stats import Stats
 __all__ = [
     "DatasetHandle",
     "Datasets",
+    "Flavor",
     "is_dataset",
     "is_dataset_class",
     "lent",
@@ -102,7 +103,7 @@ class DatasetHandle(Handle):
 
     def __init__(self, settings: Settings, cls: Any) -> None:
         self.settings = settings
-        self.source = _source(cls)
+        self.source = self.name_source(cls)
         self.producer = None
         self.channel = open_dataset(self.source.name, self.source.location, settings.mode)
         self.detectors = self.early = ()
@@ -130,11 +131,11 @@ class DatasetHandle(Handle):
         with _lock:
             if self.generation != fork_generation():
                 cls = type(dataset)
-                self.source = _source(cls)
+                self.source = self.name_source(cls)
                 self.mode = make_state(self.settings, self.source)
                 self.lock = threading.RLock()
                 self.serialize = isinstance(self.mode, Copy)
-                detectors = dataset_detectors(self, dataset)
+                detectors = self.make_detectors(dataset)
                 self.detectors = detectors
                 self.early = tuple(d for d in detectors if _runs_before(d))
                 record = _class_record(cls)
@@ -142,6 +143,15 @@ class DatasetHandle(Handle):
                     record.totals.track(self.mode, self.mode.stats)
                 self.generation = fork_generation()  # last: the part is complete
         return self
+
+    @staticmethod
+    def name_source(cls: Any) -> Source:
+        """The name and location of what ``cls`` guards, for messages."""
+        return _source(cls)
+
+    def make_detectors(self, dataset: Any) -> tuple[Any, ...]:
+        """The detectors of ``dataset`` in this process (made on its first use here)."""
+        return dataset_detectors(self, dataset)
 
     @property
     def stats(self) -> Stats:
@@ -312,6 +322,33 @@ def _epoch_methods(cls: Any) -> dict[str, Any]:
     return out
 
 
+class Flavor:
+    """What differs between the kinds of dataset classes guarded here: the handle their
+    instances get, and the methods of theirs that the guarded subclass wraps (Keras:
+    ``__getitem__`` and the epoch methods; PyTorch: ``safegen._sources.torch_data``)."""
+
+    handle: type[DatasetHandle] = DatasetHandle
+
+    @staticmethod
+    def methods(cls: Any) -> dict[str, Any]:
+        """The guarded methods of the subclass of ``cls``, by name."""
+        return {
+            "__getitem__": _guarded_getitem(_unguarded(cls.__getitem__)),
+            **_epoch_methods(cls),
+        }
+
+
+def _flavor(cls: Any) -> type[Flavor]:
+    """The flavor of the dataset class ``cls``: PyTorch's, or Keras's."""
+    from safegen._frameworks import torch_data_kind
+
+    if torch_data_kind(cls) is not None:
+        from safegen._sources.torch_data import torch_flavor
+
+        return torch_flavor(cls)
+    return Flavor
+
+
 def _guarded_class(cls: Any, record: Guarded | None) -> Any:
     """The one way guarded dataset classes are built: a subclass of ``cls`` whose
     ``__getitem__`` and epoch methods go through the instance's handle.
@@ -323,17 +360,16 @@ def _guarded_class(cls: Any, record: Guarded | None) -> Any:
     (``guard(instance)``), the instance already has its handle, and pickles back into
     this subclass (its name stays bound to ``cls``).
     """
-    namespace = {
-        "__getitem__": _guarded_getitem(_unguarded(cls.__getitem__)),
-        **_epoch_methods(cls),
-    }
+    flavor = _flavor(cls)
+    namespace = flavor.methods(cls)
+    handle_type = flavor.handle
     if record is not None:
         original_init = cls.__init__
         options = record.options
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             if ATTRIBUTE not in self.__dict__:  # else an outer guard's, kept
-                self.__dict__[ATTRIBUTE] = DatasetHandle(options.resolve(), type(self))
+                self.__dict__[ATTRIBUTE] = handle_type(options.resolve(), type(self))
             original_init(self, *args, **kwargs)
 
         namespace["__init__"] = __init__
@@ -378,7 +414,7 @@ def guard_instance(dataset: Any, options: Options) -> Any:
     cls = type(dataset)
     if not isinstance(cls.__dict__.get(ATTRIBUTE), Guarded) and not _is_instance_class(cls):
         dataset.__class__ = _instance_class(cls)
-    dataset.__dict__[ATTRIBUTE] = DatasetHandle(options.resolve(), type(dataset))
+    dataset.__dict__[ATTRIBUTE] = _flavor(cls).handle(options.resolve(), type(dataset))
     return dataset
 
 
