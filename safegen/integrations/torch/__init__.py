@@ -1,0 +1,1 @@
+"""safegen's PyTorch integration: ``torch.utils.data`` datasets, loaders, workers and samplers."""
