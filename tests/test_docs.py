@@ -12,7 +12,8 @@ The convention, for README.md and every page under docs/:
   Execution goes on with the next block.
 * Blocks that are not meant to run use another fence language: ``text`` for output,
   ``console`` or ``bash`` for the shell.
-* A page whose Python blocks import keras or tensorflow is marked ``slow`` and ``keras``.
+* A page whose Python blocks import keras or tensorflow is marked ``slow`` and ``keras``;
+  one that imports torch, ``slow`` and ``torch``.
 
 Shell commands in ``console``, ``bash`` or unlabelled blocks that name a file of the
 repository (``python -m safegen run examples/...``, ``python benchmarks/per_yield.py``)
@@ -43,6 +44,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)(?P<info>[^\n`]*)$")
 RAISES = re.compile(r"^# raises: (?P<name>[\w.]+)$")
 FRAMEWORK = re.compile(r"^\s*(?:import|from)\s+(?:keras|tensorflow|tf_keras)\b", re.MULTILINE)
+TORCH = re.compile(r"^\s*(?:import|from)\s+torch\b", re.MULTILINE)
 
 
 @dataclass
@@ -132,6 +134,8 @@ def _page_params():
         if not code:
             continue
         marks = [pytest.mark.slow, pytest.mark.keras] if FRAMEWORK.search(code) else []
+        if TORCH.search(code):
+            marks = [*(marks or [pytest.mark.slow]), pytest.mark.torch]
         params.append(pytest.param(path, id=str(path.relative_to(ROOT)), marks=marks))
     return params
 

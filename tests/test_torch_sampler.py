@@ -123,6 +123,31 @@ class TestRepeatedOrder:
         assert after == before
 
 
+class TestExplicit:
+    """sampler.watch(): what safegen.guard on a DataLoader calls, without enable()."""
+
+    def test_watched_without_enable(self):
+        """A sampler given to watch() is checked with its own settings; disable() of a
+        later enable() leaves it watched."""
+        from safegen._config import Settings
+        from safegen.integrations.torch import sampler as watching
+
+        sampler = DistributedSampler(DATA, num_replicas=2, rank=0)
+        watching.watch(sampler, Settings(on_violation="raise"))
+        try:
+            with safegen.enabled():
+                pass
+            list(sampler)
+            with pytest.raises(safegen.OrderError):
+                list(sampler)
+            other = DistributedSampler(DATA, num_replicas=2, rank=0)
+            list(other)
+            list(other)  # not watched, not enabled: silent
+        finally:  # the patches watch() installed for good, taken off for the next tests
+            watching._uninstall()
+            watching._permanent[0] = False
+
+
 class Reversed(DistributedSampler):
     """A subclass with its own __iter__ that does not call DistributedSampler's."""
 
