@@ -16,12 +16,8 @@ import pytest
 
 import safegen
 from safegen._detectors._sink import Channel
-from safegen._detectors.random_streams import (
-    GLOBAL,
-    RandomStreamReport,
-    RandomStreams,
-    shared_streams,
-)
+from safegen._detectors.random_streams import GLOBAL, RandomStreamReport, shared_streams
+from safegen._detectors.random_workers import RandomStreams
 
 pytestmark = [pytest.mark.keras]
 keras = pytest.importorskip("keras")

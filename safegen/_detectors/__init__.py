@@ -7,7 +7,10 @@ The detectors here read what that check already computed, and what a guarded dat
 
 * :mod:`~safegen._detectors.random_streams`: worker processes (or the worker pools of
   successive epochs) that start from one copied random state and draw the same
-  "random" numbers; in copy mode, the reseeding of each worker's global states;
+  "random" numbers (the report and the comparison; the detectors in each worker, and
+  copy mode's reseeding of its global states, in
+  :mod:`~safegen._detectors.random_workers`; the random states a source can reach, in
+  :mod:`~safegen._detectors.random_states`);
 * :mod:`~safegen._detectors.repeated_batches`: a dataset that returns, within one epoch,
   the same batch for two different indices; a generator whose copies in two worker
   processes yield the same batch.
@@ -39,7 +42,7 @@ from safegen._detectors.findings import record as record_findings
 # Imported here, not on first use: a worker process forked while another thread of the
 # parent was importing them would wait forever for the import lock it inherited.
 from safegen._detectors.generators import Watcher
-from safegen._detectors.random_streams import stream_detectors
+from safegen._detectors.random_workers import stream_detectors
 from safegen._detectors.repeated_batches import RepeatedBatches
 
 __all__ = ["Detector", "Watcher", "dataset_detectors", "epoch_passed", "open_dataset"]

@@ -54,7 +54,7 @@ RESEEDED = (
 
 def note_reseeded(channel: Channel, mode: str) -> None:
     """In a worker process in copy mode, say in the summary that the worker's global
-    random states are reseeded (by ``random_streams.Reseed``, before the first call)."""
+    random states are reseeded (by ``random_workers.Reseed``, before the first call)."""
     if mode == "copy" and channel.in_worker:
         channel.note("copy_mode", RESEEDED)
 

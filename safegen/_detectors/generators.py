@@ -12,8 +12,8 @@ and in the child the handle calls a :class:`Watcher` in place of its own step
 (:meth:`safegen._handle.Handle.intercept`), which runs the detectors around the child's
 first calls and then gives the step back:
 
-* :mod:`~safegen._detectors.random_streams`, with the random states reachable from the
-  generator's frame (:func:`~safegen._detectors.random_streams.frame_candidates`); in copy
+* :mod:`~safegen._detectors.random_workers`, with the random states reachable from the
+  generator's frame (:func:`~safegen._detectors.random_states.frame_candidates`); in copy
   mode, the reseeding of the child's global states;
 * :class:`~safegen._detectors.repeated_batches.ProcessRepeats` (check mode): a batch that
   two worker processes of the generator both yielded.
@@ -30,7 +30,8 @@ from safegen._detectors._base import Detector
 from safegen._detectors._sink import Channel
 from safegen._detectors.findings import note_reseeded
 from safegen._detectors.findings import record as record_findings
-from safegen._detectors.random_streams import frame_candidates, stream_detectors
+from safegen._detectors.random_states import frame_candidates
+from safegen._detectors.random_workers import stream_detectors
 from safegen._detectors.repeated_batches import ProcessRepeats
 
 __all__ = ["GeneratorChannel", "Watcher", "open_channel"]
