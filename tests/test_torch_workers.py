@@ -226,3 +226,51 @@ class TestRun:
             assert "safegen.RandomStreamError: Jitter.__getitem__() at train.py:14" in result.stderr
         else:
             assert "trained" in result.stdout
+
+
+PORTED = """
+import sys
+sys.path.insert(0, {root!r})
+from torch.utils.data import DataLoader
+from tests import torch_datasets as data
+
+if __name__ == "__main__":
+    for epoch in range(2):
+        for batch in DataLoader(data.{dataset}(), batch_size=4, num_workers=2{extra}):
+            pass
+    print("trained")
+"""
+
+
+class TestPortedRun:
+    """The ported public datasets under `python -m safegen run`."""
+
+    @pytest.mark.parametrize(
+        ("dataset", "extra", "code"),
+        [
+            ("AugmentedImages", "", 1),
+            ("SignalDataset", "", 1),
+            ("RandomCrop", ", worker_init_fn=data.pytorch_docs_seed_worker", 0),
+        ],
+        ids=["albumentations-2559", "torchsig-343", "pytorch-tutorial-crop"],
+    )
+    def test_run(self, tmp_path, dataset, extra, code):
+        """albumentations' seeded Compose and torchsig's Seedable exit 1 with
+        RandomStreamError; the tutorial's RandomCrop with seed_worker exits 0."""
+        script = tmp_path / "train.py"
+        script.write_text(
+            textwrap.dedent(PORTED).format(root=str(ROOT), dataset=dataset, extra=extra)
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "safegen", "run", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert result.returncode == code, result.stderr
+        if code:
+            assert f"safegen.RandomStreamError: {dataset}.__getitem__()" in result.stderr
+        else:
+            assert "trained" in result.stdout

@@ -314,7 +314,7 @@ def _watch_fetches(fetcher: Any, dataset: Any, detectors: list[Any]) -> None:
 def worker_detectors(dataset: Any, settings: Settings, channel: Channel, seed: int) -> list[Any]:
     """The random-stream detectors of one ``DataLoader`` worker (copy mode: after
     reseeding the dataset's random states from ``seed``, PyTorch's seed for the worker)."""
-    from safegen._detectors.random_streams import RandomStreams
+    from safegen._detectors.random_workers import RandomStreams
 
     if settings.mode == "copy":
         reseeded = reseed_states(dataset, seed)
@@ -420,7 +420,7 @@ def _walk(dataset: Any) -> Iterator[tuple[str, Callable[[Any], Any], Any]]:
     (``self.transforms[0].rng``), NumPy's, ``random``'s and torch's generators alike."""
     import torch
 
-    from safegen._detectors.random_streams import _is_rng, _kind
+    from safegen._detectors.random_states import is_state, state_kind
 
     seen = {id(dataset)}
     level: list[tuple[tuple[Step, ...], Any]] = [((), dataset)]
@@ -436,8 +436,8 @@ def _walk(dataset: Any) -> Iterator[tuple[str, Callable[[Any], Any], Any]]:
                 if isinstance(child, TorchState):
                     label = f"`{_label(path)}` (torch.Generator)"
                     yield label, functools.partial(_follow, steps=path), child
-                elif _is_rng(child):
-                    label = f"`{_label(path)}` ({_kind(child)})"
+                elif is_state(child):
+                    label = f"`{_label(path)}` ({state_kind(child)})"
                     yield label, functools.partial(_follow, steps=path), child
                 elif not isinstance(child, (*_SKIPPED, torch.Tensor)):
                     below.append((path, child))
@@ -447,10 +447,10 @@ def _walk(dataset: Any) -> Iterator[tuple[str, Callable[[Any], Any], Any]]:
 def _candidates(dataset: Any) -> Iterator[tuple[str, Callable[[Any], Any], Any]]:
     """The random states a torch dataset can reach: below it (:func:`_walk`), and the
     module globals of its class's code."""
-    from safegen._detectors.random_streams import _candidates as keras_candidates
+    from safegen._detectors.random_states import dataset_candidates
 
     yield from _walk(dataset)
-    for label, resolve, value in keras_candidates(dataset):
+    for label, resolve, value in dataset_candidates(dataset):
         if label.startswith("`self."):
             continue  # found by the walk
         yield label, resolve, value
@@ -460,7 +460,7 @@ def reseed_states(dataset: Any, seed: int) -> list[str]:
     """Give each random state ``dataset`` can reach a stream of its own for this worker:
     reseeded in place from a ``SeedSequence`` of the state it inherited and ``seed``;
     returns the labels of those reseeded."""
-    from safegen._detectors.random_streams import state_digest
+    from safegen._detectors.random_states import state_digest
 
     done: list[str] = []
     seen: set[int] = set()
