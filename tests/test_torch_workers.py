@@ -57,6 +57,12 @@ class TestReported:
         assert "Caught RandomStreamError" not in message
         assert "raised in DataLoader worker process" in info.value.__notes__[0]
 
+    def test_spawned_workers(self):
+        """Workers started with "spawn" (Python 3.14's default on Linux is forkserver):
+        the watch travels pickled with the worker_init_fn, and finds the copied state."""
+        with pytest.raises(safegen.RandomStreamError, match="`self.rng`"):
+            _load(data.GeneratorNoise(), multiprocessing_context="spawn")
+
     def test_global_state_seeded_to_one_value(self):
         """A worker_init_fn that seeds NumPy's global state to a constant is reported."""
         with pytest.raises(safegen.RandomStreamError, match="NumPy's global state started"):
