@@ -61,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from safegen._detectors.logits import check_logits
     from safegen._detectors.random_streams import RandomStreamReport
     from safegen._detectors.repeated_batches import RepeatedBatchReport
+    from safegen._detectors.repeated_orders import RepeatedOrderReport
     from safegen._guard import guard, stats
     from safegen.integrations._input_scale import check_inputs
 
@@ -88,6 +89,7 @@ __all__ = [
     "RepeatedBatchError",
     "RepeatedBatchReport",
     "RepeatedBatchWarning",
+    "RepeatedOrderReport",
     "SafegenError",
     "SafegenWarning",
     "Settings",
@@ -127,6 +129,7 @@ _LAZY = {
     "check_inputs": "safegen.integrations._input_scale",
     "InputScaleReport": "safegen._detectors.input_scale",
     "AugmentationReport": "safegen._detectors.augmentation",
+    "RepeatedOrderReport": "safegen._detectors.repeated_orders",
     "RandomStreamReport": "safegen._detectors.random_streams",
     "RepeatedBatchReport": "safegen._detectors.repeated_batches",
     "check_logits": "safegen._detectors.logits",

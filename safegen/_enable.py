@@ -45,7 +45,11 @@ _INTEGRATIONS: dict[str, tuple[str, ...]] = {
     "keras": ("safegen.integrations.keras.training:install",),
     "tf_keras": ("safegen.integrations.tf_keras.training:install",),
     "tensorflow": ("safegen.integrations.tf_data:install",),
-    "torch": ("safegen.integrations.torch.data:install",),
+    "torch": (
+        "safegen.integrations.torch.data:install",
+        "safegen.integrations.torch.sampler:install",
+        "safegen.integrations.torch.workers:install",
+    ),
 }
 _SHAPE_INTEGRATIONS: dict[str, tuple[str, ...]] = {
     "keras": (

@@ -179,8 +179,9 @@ def warn_at_user(message: str, category: type[Warning], code: CodeType | None = 
     """Warn ``message`` at the user's line, the first frame outside safegen; when that
     caller is an installed package's (Keras's data adapter, in a worker process), at the
     definition of ``code`` instead, which is the user's (a generator, a dataset's
-    ``__getitem__``)."""
-    level, frame = user_frame(1)
+    ``__getitem__``). Without ``code``, past installed packages' frames to the user's
+    line that called them (a ``for`` over a PyTorch ``DataLoader``), if there is one."""
+    level, frame = user_frame(1, libraries=code is None)
     if code is not None and (frame is None or in_library(frame.f_code.co_filename)):
         warnings.warn_explicit(message, category, code.co_filename, def_line(code))
     else:

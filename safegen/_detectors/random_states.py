@@ -27,7 +27,9 @@ __all__ = [
     "Resolver",
     "dataset_candidates",
     "frame_candidates",
+    "is_state",
     "state_digest",
+    "state_kind",
 ]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
@@ -76,6 +78,17 @@ def _kind(rng: Any) -> str:
     if module in ("numpy.random._generator", "numpy.random.mtrand"):
         module = "numpy.random"  # where the user finds it
     return f"{module}.{cls.__name__}"
+
+
+def is_state(value: Any) -> bool:
+    """Whether ``value`` is a random state a worker process copies with its dataset (a
+    ``Generator``, ``RandomState`` or ``random.Random``; not the global ones)."""
+    return _is_rng(value)
+
+
+def state_kind(rng: Any) -> str:
+    """``"numpy.random.Generator"``: the type of ``rng`` as messages name it."""
+    return _kind(rng)
 
 
 def _is_rng(value: Any) -> bool:

@@ -64,6 +64,9 @@ class RandomStreamReport:
         hint: what to do about it where the source is (a generator's), or ``""``.
         reseeded: the calls reseeded the state themselves, to one state in every worker
             (a seed computed from a counter each worker has a copy of).
+        cause: why the workers share the state, where the source's framework says
+            otherwise than Keras (PyTorch reseeds the global states), or ``""``.
+        fix: the fix, likewise, or ``""``.
 
     Example:
         >>> r = RandomStreamReport("D.__getitem__()", "d.py:3", "NumPy's global state",
@@ -81,6 +84,8 @@ class RandomStreamReport:
     unit: str = "batches"
     hint: str = ""
     reseeded: bool = False
+    cause: str = ""
+    fix: str = ""
 
     finding_kind: ClassVar[Kind] = Kind.RANDOM_STREAM  # what safegen._handling.report counts it as
 
@@ -110,14 +115,12 @@ class RandomStreamReport:
                 'reseeds each worker. safegen.guard(mode="copy") cannot undo a reseed made '
                 "inside the call." + (f" {self.hint}" if self.hint else "")
             )
-        return (
-            f"{where}: {self.state} started from the same state in {len(self.processes)} "
-            f"{across} ({', '.join(self.processes)}), and each drew from it: {unit} "
-            f'{batches} got the same "random" numbers. Each worker process starts with '
-            "a copy of its parent's random state (Keras does not reseed its workers, and "
-            "starts a new pool every epoch from the same parent state, so every epoch "
-            "replays the first epoch's draws too): augmentation and noise repeat across "
-            "batches and epochs, and the network sees a fraction of the variety you meant. "
+        cause = self.cause or (
+            "Each worker process starts with a copy of its parent's random state (Keras "
+            "does not reseed its workers, and starts a new pool every epoch from the same "
+            "parent state, so every epoch replays the first epoch's draws too)"
+        )
+        fix = self.fix or (
             "Fix: seed each worker from a SeedSequence spawned per worker and epoch, or "
             "draw from a generator made per call from the index and epoch "
             "(np.random.default_rng([epoch, index])); "
@@ -127,7 +130,13 @@ class RandomStreamReport:
                 if self.state == GLOBAL
                 else 'safegen.guard(mode="copy") reseeds only the global states, not this object.'
             )
-            + (f" {self.hint}" if self.hint else "")
+        )
+        return (
+            f"{where}: {self.state} started from the same state in {len(self.processes)} "
+            f"{across} ({', '.join(self.processes)}), and each drew from it: {unit} "
+            f'{batches} got the same "random" numbers. {cause}: augmentation and noise '
+            "repeat across batches and epochs, and the network sees a fraction of the "
+            f"variety you meant. {fix}" + (f" {self.hint}" if self.hint else "")
         )
 
     def __str__(self) -> str:
@@ -233,5 +242,7 @@ def _shared(
         unit=channel.unit,
         hint=channel.hint,
         reseeded=reseeded,
+        cause=getattr(channel, "cause", ""),
+        fix=getattr(channel, "fix", ""),
     )
     return report, set(involved)

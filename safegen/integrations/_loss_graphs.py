@@ -15,6 +15,11 @@ operations of the result:
   size-1 axes itself; nested ``jit``, ``custom_jvp_call`` and ``custom_vjp_call``
   jaxprs are read inside. Control flow (``cond``, ``while``, ``scan``) passes what it is
   given through, unread.
+* PyTorch (Keras 3 on torch): an FX graph of ATen operations
+  (``torch.fx.experimental.proxy_tensor.make_fx`` on fake tensors, with the stack trace
+  of each node). ATen's elementwise operations broadcast their operands themselves;
+  ``expand`` repeats one operand; ``getitem`` picks one output of a multi-output
+  operation (an alias).
 
 Which line made an operation: the innermost frame of its traceback that is the user's
 code, not an installed package's, the standard library's or safegen's.
@@ -31,7 +36,7 @@ from safegen._frames import in_library
 from safegen._losses import Step, StepKind, relative
 from safegen._shapes import Shape
 
-__all__ = ["Traced", "jax_trace", "tf_trace"]
+__all__ = ["Traced", "jax_trace", "tf_trace", "torch_trace"]
 
 _SAFEGEN = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _STDLIB = tuple(
@@ -243,3 +248,102 @@ def jax_trace(call: Callable[[Any, Any], Any], st: Shape, sp: Shape, dt: str, dp
     jaxpr = closed.jaxpr
     y_true, y_pred = jaxpr.invars[:2]
     return Traced(list(_jax_steps(jaxpr)), y_true, y_pred, _jax_where)
+
+
+# PyTorch ---------------------------------------------------------------------------------
+
+# ATen's elementwise operations that broadcast their operands against each other (by
+# their overload packet's name: aten.sub.Tensor is "sub").
+TORCH_MEET = frozenset(
+    {
+        "add", "atan2", "bitwise_and", "bitwise_or", "bitwise_xor", "clamp", "copysign",
+        "div", "eq", "floor_divide", "fmax", "fmin", "fmod", "ge", "gt", "hypot", "le",
+        "logaddexp", "logical_and", "logical_or", "logical_xor", "lt", "maximum",
+        "minimum", "mul", "ne", "nextafter", "pow", "remainder", "rsub", "sub", "where",
+        "xlogy",
+    }
+)  # fmt: skip
+TORCH_SHAPE = frozenset({"sym_size", "sym_numel", "sym_stride"})
+TORCH_BROADCAST = frozenset({"expand"})
+_TORCH_FRAME = __import__("re").compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def _torch_shape(value: Any) -> Shape | None:
+    meta = getattr(value, "meta", None)
+    if meta is None:  # a constant
+        return () if isinstance(value, (int, float, bool)) else None
+    shape = getattr(meta.get("val"), "shape", None)
+    try:
+        return None if shape is None else tuple(int(d) for d in shape)
+    except TypeError:  # a symbolic dimension
+        return None
+
+
+def _torch_where(node: Any) -> str:
+    trace = node.meta.get("stack_trace") or ""
+    frames = [(m["file"], int(m["line"])) for m in _TORCH_FRAME.finditer(trace)]
+    return _first_user_frame(reversed(frames))  # innermost first
+
+
+def _all_frames(self: Any, summary: Any) -> Any:
+    return summary
+
+
+def torch_trace(
+    call: Callable[[Any, Any], Any], st: Shape, sp: Shape, dt: str, dp: str
+) -> Traced | None:
+    """``call(y_true, y_pred)`` traced by ``make_fx`` on fake tensors with these static
+    shapes and dtypes (all known), or ``None`` inside ``torch.compile``'s own trace."""
+    import operator
+
+    import torch
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    if torch.compiler.is_compiling():
+        return None
+    shapes: Any = (st, sp)  # all known (the caller asks with static shapes only)
+    t = torch.empty(shapes[0], dtype=getattr(torch, dt))
+    p = torch.empty(shapes[1], dtype=getattr(torch, dp))
+    # make_fx keeps only the frames of modules' forward(); a loss's lines are elsewhere:
+    # its tracer keeps every frame for the duration of this trace.
+    from torch.fx.experimental.proxy_tensor import PythonKeyTracer
+
+    saved = PythonKeyTracer.__dict__.get("_filter_traceback_frames")
+    PythonKeyTracer._filter_traceback_frames = _all_frames  # type: ignore[method-assign,assignment]
+    try:
+        graph = make_fx(
+            call, tracing_mode="fake", _allow_non_fake_inputs=True, record_stack_traces=True
+        )(t, p).graph
+    finally:
+        if saved is None:
+            del PythonKeyTracer._filter_traceback_frames
+        else:
+            PythonKeyTracer._filter_traceback_frames = saved  # type: ignore[method-assign]
+    placeholders = [node for node in graph.nodes if node.op == "placeholder"]
+    steps = []
+    for node in graph.nodes:
+        if node.op != "call_function":
+            continue
+        args = [a for arg in node.args for a in (arg if isinstance(arg, (list, tuple)) else [arg])]
+        ids = tuple(a if isinstance(a, torch.fx.Node) else None for a in args)
+        shapes = tuple(_torch_shape(a) for a in args)
+        if node.target is operator.getitem:
+            steps.append(Step("alias", "getitem", ids[:1], shapes[:1], (node,), origin=node))
+            continue
+        packet = getattr(node.target, "overloadpacket", None)
+        name = str(getattr(packet, "__name__", None) or getattr(node.target, "__name__", "?"))
+        kind: StepKind = (
+            "meet"
+            if name in TORCH_MEET
+            else "shape"
+            if name in TORCH_SHAPE
+            else "broadcast"
+            if name in TORCH_BROADCAST
+            else "other"
+        )
+        if kind == "broadcast":
+            ids, shapes = ids[:1], shapes[:1]  # the rest is the target shape
+        steps.append(
+            Step(kind, name, ids, shapes, (node,), out_shape=_torch_shape(node), origin=node)
+        )
+    return Traced(steps, placeholders[0], placeholders[1], _torch_where)

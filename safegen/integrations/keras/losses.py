@@ -33,7 +33,7 @@ from safegen.integrations._checked_losses import (
     checking_build,
     retrace,
 )
-from safegen.integrations._loss_graphs import Traced, jax_trace, tf_trace
+from safegen.integrations._loss_graphs import Traced, jax_trace, tf_trace, torch_trace
 from safegen.integrations._patching import patch
 
 __all__ = ["check_losses", "install_loss_checks"]
@@ -79,6 +79,8 @@ class _Keras3Losses(LossChecks):
         if backend == "jax" and None not in st and None not in sp:
             # (Unknown dimensions only in the symbolic build; the train step has them.)
             return jax_trace(call, st, sp, dt, dp)
+        if backend == "torch" and None not in st and None not in sp:
+            return torch_trace(call, st, sp, dt, dp)
         return None
 
 

@@ -1,2 +1,4 @@
 """PyTorch integration: ``torch.utils.data`` (``data``). Imported only once the program
 imported torch."""
+
+"""safegen's PyTorch integration: ``torch.utils.data`` datasets, loaders, workers and samplers."""
