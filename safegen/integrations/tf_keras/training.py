@@ -24,7 +24,9 @@ _METHODS = {
 }
 
 # The call checks (safegen.integrations._calls) run on each call, "module:function".
-CHECKS: tuple[str, ...] = ()
+CHECKS: tuple[str, ...] = (
+    "safegen.integrations._splits:check",
+)
 
 
 def install() -> Callable[[], None]:
