@@ -19,6 +19,8 @@ from safegen._detectors.pairing import IDLE_WINDOWS, Pairing
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["pytester"]
+
 
 def _rows(count=200, classes=10, seed=0):
     rng = np.random.default_rng(seed)
@@ -326,3 +328,56 @@ class TestRun:
             assert "PairingError" in result.stderr and "batches() at train.py:" in result.stderr
         else:
             assert "trained" in result.stdout
+
+
+PLUGIN_TESTS = """
+import numpy as np
+import keras
+
+
+def batches(x, y, apart):
+    while True:
+        if apart:
+            np.random.shuffle(x)
+            np.random.shuffle(y)
+        else:
+            p = np.random.permutation(len(x))
+            x, y = x[p], y[p]
+        for start in range(0, len(x), 20):
+            yield x[start:start + 20].copy(), y[start:start + 20].copy()
+
+
+def _fit(apart):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6)).astype("float32")
+    y = rng.integers(0, 10, size=200)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(batches(x, y, apart), steps_per_epoch=10, epochs=3, verbose=0)
+
+
+def test_shuffled_apart():
+    _fit(True)
+
+
+def test_shuffled_together():
+    _fit(False)
+"""
+
+
+@pytest.mark.keras
+class TestPytestPlugin:
+    def test_pytest_safegen_fails_the_buggy_test_only(self, pytester):
+        """`pytest --safegen` fails the test whose generator shuffles apart, with its
+        PairingError, and passes its twin."""
+        pytester.makepyfile(test_pairs=PLUGIN_TESTS)
+        pytester.makeini(
+            "[pytest]\nfilterwarnings =\n    ignore::UserWarning\n    ignore::DeprecationWarning\n"
+        )
+        pytester.syspathinsert(str(ROOT))
+        result = pytester.runpytest(
+            "-p", "no:safegen", "-p", "safegen.integrations.pytest_plugin", "--safegen"
+        )
+        result.assert_outcomes(failed=1, passed=1)
+        result.stdout.fnmatch_lines(["*safegen.PairingError: batches() at test_pairs.py:*"])
+        assert "test_shuffled_apart" in result.stdout.str()

@@ -160,6 +160,31 @@ class TestOverlapRule:
         )
         assert found.shared == 5 and not found.found
 
+    def test_random_split_of_categorical_rows(self):
+        """Rows of a few categorical features repeat everywhere: a random split puts
+        copies on both sides, which is not a finding."""
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 3, size=(2000, 4)).astype(np.float32)  # 81 distinct rows
+        train, val = x[:1600], x[1600:]
+        found = overlap(
+            _keys(train), _keys(val), validation_rows=400, training_rows=1600, sampled=False
+        )
+        assert found.share > 0.9 and found.duplicated > 0.9 and not found.found
+
+    def test_cut_from_partly_duplicated_rows(self):
+        """Validation rows cut from training rows of which 20% have twins: found."""
+        rng = np.random.default_rng(0)
+        train = rng.normal(size=(1000, 4))
+        train[800:] = train[:200]
+        found = overlap(
+            _keys(train),
+            _keys(train[500:700]),
+            validation_rows=200,
+            training_rows=1000,
+            sampled=False,
+        )
+        assert round(found.duplicated, 2) == 0.4 and found.share == 1.0 and found.found
+
     def test_many_duplicates(self):
         """Half of the validation rows in training is a finding, counted exactly."""
         rng = np.random.default_rng(0)

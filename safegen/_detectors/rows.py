@@ -109,30 +109,57 @@ def row_digests(arrays: list[np.ndarray], positions: np.ndarray | None = None) -
 
 
 def sample_every(row_bytes: int) -> int:
-    """About one row in how many is hashed, for rows of ``row_bytes`` bytes."""
-    return max(1, min(MAX_EVERY, row_bytes // FULL_ROW_BYTES))
+    """About one row in how many is hashed, for rows of ``row_bytes`` bytes (a power of
+    two: the rows taken one in 8 are among those taken one in 4)."""
+    every = max(1, min(MAX_EVERY, row_bytes // FULL_ROW_BYTES))
+    return 1 << (every.bit_length() - 1)
+
+
+# Odd 64-bit multipliers of the probe's words (fixed: the same rows are sampled in every
+# process and run).
+_WEIGHTS = (np.arange(1, 17, dtype=np.uint64) * _MIX) | np.uint64(1)
+_SHIFT = np.uint64(29)
+
+
+def _probe_keys(array: np.ndarray) -> np.ndarray:
+    """A cheap key per row, from up to 16 words of evenly spaced elements of it (a
+    product with fixed odd weights, folded and multiplied once more: multiplicative
+    hashing, whose top bits are taken). It only decides which rows are sampled; their
+    identity is the full row's XXH3."""
+    rows = array.shape[0]
+    flat = array.reshape(rows, -1)
+    step = max(1, flat.shape[1] // _PROBE_ELEMENTS)
+    probe = np.ascontiguousarray(flat[:, ::step]).view(np.uint8).reshape(rows, -1)
+    pad = -probe.shape[1] % 8
+    if pad:
+        probe = np.concatenate([probe, np.zeros((rows, pad), np.uint8)], axis=1)
+    words = probe.view(np.uint64)
+    words = words[:, :: max(1, -(-words.shape[1] // len(_WEIGHTS)))]
+    keys: np.ndarray = words @ _WEIGHTS[: words.shape[1]]
+    keys ^= keys >> _SHIFT
+    keys *= _MIX  # the top bits now depend on every bit of the words
+    return keys
 
 
 def row_keys(arrays: list[np.ndarray]) -> tuple[np.ndarray | None, np.ndarray] | None:
     """The sampled rows of ``arrays`` and their keys: ``(positions, keys)``, positions
     ``None`` when every row was taken; ``None`` when a dtype cannot be hashed.
 
-    A row is sampled when the XXH3 of a few of its elements (evenly spaced, of the first
-    array) is a multiple of :func:`sample_every` of its size: the same rows are sampled
-    wherever they are met.
+    Rows over :data:`FULL_ROW_BYTES` are sampled: a row is taken when the top bits of a
+    cheap key of a few of its elements (of the first array) are zero, one row in
+    :func:`sample_every`, so that the same rows are taken wherever they are met.
     """
     rows = arrays[0].shape[0]
     row_bytes = sum(a.nbytes // rows for a in arrays) if rows else 0
     every = sample_every(row_bytes)
     positions: np.ndarray | None = None
     if every > 1:
-        flat = arrays[0].reshape(rows, -1)
-        step = max(1, flat.shape[1] // _PROBE_ELEMENTS)
         try:
-            probes = _hash_rows(np.ascontiguousarray(flat[:, ::step]))
-        except (ValueError, TypeError, BufferError):
+            probes = _probe_keys(arrays[0])
+        except (ValueError, TypeError):
             return None
-        positions = np.flatnonzero(probes % np.uint64(every) == 0)
+        # The top bits (the best mixed) are all zero: one row in `every`.
+        positions = np.flatnonzero(probes < np.uint64(1 << (64 - every.bit_length() + 1)))
     keys = row_digests(arrays, positions)
     if keys is None:
         return None

@@ -8,7 +8,12 @@ Both are decided here from NumPy arrays alone; the call check that runs them at
 :mod:`~safegen._detectors.rows`) validation input rows that are also among the
 training rows' keys. Real data holds a few duplicate rows (the same image uploaded
 twice, a default record): a finding needs more than :data:`OVERLAP_SHARE` of the
-validation rows *and* more than :data:`OVERLAP_ROWS` of them.
+validation rows *and* more than :data:`OVERLAP_ROWS` of them. Data whose rows are
+themselves often duplicates (a few categorical features: the same row many times) puts
+copies on both sides of any random split: the share of training rows that have a twin
+among the training rows (``d``) says how much, and a finding then needs a share above
+``OVERLAP_SHARE + 2 * d``, so that a random split of such data is silent while a
+validation set cut from the training rows is not.
 
 **One-class split** (:func:`one_class_split`): Keras's ``validation_split`` takes the
 *last* rows, before any shuffling. When the labels are classes (:func:`class_labels`:
@@ -58,6 +63,8 @@ class Overlap:
         validation_rows: validation rows in all.
         training_rows: training rows read (their keys compared against).
         sampled: whether rows were sampled (large rows).
+        duplicated: the share of the training rows (compared) that have a twin among
+            them.
     """
 
     shared: int
@@ -65,6 +72,7 @@ class Overlap:
     validation_rows: int
     training_rows: int
     sampled: bool
+    duplicated: float = 0.0
 
     @property
     def share(self) -> float:
@@ -73,7 +81,7 @@ class Overlap:
     @property
     def found(self) -> bool:
         """Whether it is more than the few duplicates real data has."""
-        return self.share > OVERLAP_SHARE and self.shared > OVERLAP_ROWS
+        return self.share > OVERLAP_SHARE + 2 * self.duplicated and self.shared > OVERLAP_ROWS
 
     def message(self, where: str, training: str, validation: str) -> str:
         """The finding's message: ``where`` is the call, ``training`` and
@@ -84,10 +92,15 @@ class Overlap:
             if self.sampled
             else f"{self.shared} of the {self.validation_rows} validation rows"
         )
+        twins = (
+            f", of which {self.duplicated:.0%} have a twin among themselves"
+            if self.duplicated >= 0.01
+            else ""
+        )
         return (
             f"{where}: {counted} ({self.share:.0%}) are also training rows: their inputs "
             f"are identical, byte for byte, to inputs among the {self.training_rows} "
-            f"training rows read (training data: {training}; validation data: "
+            f"training rows read{twins} (training data: {training}; validation data: "
             f"{validation}). "
             "The validation score then measures how well the network remembers rows it "
             "trained on, not how it generalizes. Likely causes: the data was augmented, "
@@ -109,7 +122,11 @@ def overlap(
     """Count the ``validation`` keys found among the ``training`` keys (both from
     :func:`safegen._detectors.rows.row_keys`)."""
     shared = int(np.isin(validation, training).sum()) if len(training) else 0
-    return Overlap(shared, len(validation), validation_rows, training_rows, sampled)
+    duplicated = 0.0
+    if len(training):
+        _, inverse, counts = np.unique(training, return_inverse=True, return_counts=True)
+        duplicated = float((counts[inverse] > 1).mean())
+    return Overlap(shared, len(validation), validation_rows, training_rows, sampled, duplicated)
 
 
 def class_labels(y: object) -> np.ndarray | None:

@@ -12,9 +12,10 @@ shuffled apart from its targets (Keras 3 and tf_keras alike).
   :class:`~safegen._detectors.rows.Tap` on a generator) and compared when ``fit``
   returns. A ``tf.data.Dataset`` on either side is not read: that would take a second
   pass over the user's pipeline.
-* ``fit(generator, steps_per_epoch=n)``: the generator's yields feed a
-  :class:`~safegen._detectors.pairing.Pairing` detector, epochs of ``n`` yields (a
-  ``PyDataset`` gets one from its handle, ``safegen._detectors.dataset_detectors``).
+* ``fit(generator, steps_per_epoch=n, epochs=e)``, ``e >= 2``: the generator's yields
+  feed a :class:`~safegen._detectors.pairing.Pairing` detector, epochs of ``n`` yields (a
+  ``PyDataset`` gets one from its handle, ``safegen._detectors.dataset_detectors``). One
+  epoch has nothing to compare: the generator is then not tapped.
 
 Rows of worker processes (``use_multiprocessing=True``) are not collected: each worker
 has its own copy of the source, and the overlap is then left out.
@@ -62,7 +63,10 @@ def check(call: Call) -> Finish | None:
         compare = _overlap(call, x, validation, arguments, where, feeds)
     handle = handle_of(x)
     steps = arguments.get("steps_per_epoch")
-    if _is_generator(handle) and isinstance(steps, int) and steps > 0:
+    epochs = arguments.get("epochs", 1)
+    initial = arguments.get("initial_epoch", 0)
+    several = isinstance(epochs, int) and isinstance(initial, int) and epochs - initial >= 2
+    if _is_generator(handle) and isinstance(steps, int) and steps > 0 and several:
         name, location = handle.source.name, handle.source.location
 
         def emit(finding: Finding) -> None:
