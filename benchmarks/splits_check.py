@@ -19,6 +19,13 @@ rows of 12 KiB are sampled one in one), interleaved in random order within each 
 Each figure is the median [min, max] over rounds of the paired ratio against ``step`` (or
 against ``batch hash``) of the same round.
 
+Per ``fit``, end to end: the seed model (``Input((2,))`` -> ``Dense(1)``) trained for 2
+epochs on the seed's generator (fresh rows every step) bare, guarded in check mode,
+and under ``safegen.enabled()`` (the generator guarded, the call check run, the generator
+tapped for the pairing detector); and on a ``PyDataset`` of 3,200 such rows shuffled
+each epoch (one permutation), guarded, with the pairing detector on and off. Time per
+step of the epochs (``on_epoch_begin`` to ``on_epoch_end``), ratios paired per round.
+
 Per ``fit`` with arrays: the one-class split and the validation overlap on an MNIST-sized
 x (60000, 784) float32 (training) and (10000, 784) (validation), timed as the call check
 runs them, against ``np.copy`` of the same training bytes.
@@ -35,6 +42,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -193,6 +201,119 @@ def fit_arrays(rounds, rows=60000, validation=10000):
     }
 
 
+def _seed_batches(seed):
+    """The seed's generator (fresh arrays, rows of two numbers 0..99 and their mean)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        x = rng.integers(0, 100, (64, 2)).astype(np.float64)
+        yield x, np.expand_dims(x.mean(axis=1), -1)
+
+
+class _SeedRows(keras.utils.PyDataset):
+    """The seed's rows as a PyDataset of 50 batches, shuffled (one permutation) each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.x = rng.integers(0, 100, (3200, 2)).astype(np.float64)
+        self.y = np.expand_dims(self.x.mean(axis=1), -1)
+
+    def __len__(self):
+        return 50
+
+    def __getitem__(self, index):
+        return self.x[index * 64 : (index + 1) * 64], self.y[index * 64 : (index + 1) * 64]
+
+    def on_epoch_end(self):
+        p = np.random.permutation(len(self.x))
+        self.x, self.y = self.x[p], self.y[p]
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.total = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.total += time.perf_counter() - self.start
+
+
+def _seed_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.RMSprop(), "mse")
+    return model
+
+
+def fit_section(rounds, steps, epochs=2):
+    """The seed model's fit, 2 epochs, per variant: the time of its epochs per step."""
+    import safegen
+    from safegen._detectors import pairing
+
+    def run(model, data, **kwargs):
+        timer = _Epochs()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(data, epochs=epochs, verbose=0, callbacks=[timer], **kwargs)
+        return timer.total / (epochs * kwargs.get("steps_per_epoch", 50))
+
+    def generator(guard=False, enable=False):
+        def variant(model, seed):
+            data = _seed_batches(seed)
+            if guard:
+                data = safegen.guard(data, mode="check")
+            if enable:
+                with safegen.enabled():
+                    return run(model, data, steps_per_epoch=steps)
+            return run(model, data, steps_per_epoch=steps)
+
+        return variant
+
+    def dataset(pairing_on):
+        def variant(model, seed):
+            saved = pairing.Pairing.seen
+            if not pairing_on:
+                pairing.Pairing.seen = lambda self, batch, index: False  # retires at once
+            try:
+                return run(model, safegen.guard(_SeedRows(), mode="check"))
+            finally:
+                pairing.Pairing.seen = saved
+
+        return variant
+
+    variants = {
+        "generator, bare": generator(),
+        "generator, bare again": generator(),
+        "generator, guard (check mode)": generator(guard=True),
+        "generator, enable() (checks on)": generator(enable=True),
+        "PyDataset, guard, pairing off": dataset(False),
+        "PyDataset, guard (pairing on)": dataset(True),
+    }
+    models = {name: _seed_model() for name in variants}
+    for name, variant in variants.items():
+        variant(models[name], 1000)  # traced: not timed
+    times = {name: [] for name in variants}
+    for r in range(rounds):
+        order = list(variants)
+        random.shuffle(order)
+        for name in order:
+            times[name].append(variants[name](models[name], r))
+    out = {name: {"step_us": spread([t * 1e6 for t in ts])} for name, ts in times.items()}
+    for name, base in (
+        ("generator, bare again", "generator, bare"),
+        ("generator, guard (check mode)", "generator, bare"),
+        ("generator, enable() (checks on)", "generator, bare"),
+        ("generator, enable() (checks on)", "generator, guard (check mode)"),
+        ("PyDataset, guard (pairing on)", "PyDataset, guard, pairing off"),
+    ):
+        ratios = [t / b for t, b in zip(times[name], times[base], strict=True)]
+        out[name][f"vs {base}"] = spread(ratios)
+    return out
+
+
 def _fmt(s, digits=2, unit=""):
     return f"{s['median']:.{digits}f}{unit} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
 
@@ -211,6 +332,7 @@ def main():
         "CIFAR-like (32, 32, 32, 3) float32",
     )
     result = {kind: section(kind, rounds) for kind in kinds}
+    result["fit"] = fit_section(3 if args.quick else 20, 20 if args.quick else 100)
     result["fit arrays"] = fit_arrays(
         rounds, rows=6000 if args.quick else 60000, validation=1000 if args.quick else 10000
     )
@@ -245,6 +367,16 @@ def main():
         ]
         parts.append(f"batch hash {_fmt(row['batch hash_us'], 1)}")
         lines.append(f"- {kind}: " + ", ".join(parts))
+    lines += [
+        "",
+        "The seed model's fit, 2 epochs (time per step of the epochs; ratios paired per round):",
+        "",
+        "| variant | step (µs) | ratio |",
+        "|---|---|---|",
+    ]
+    for name, row in result["fit"].items():
+        ratios = "; ".join(f"{_fmt(v, 3)} {k}" for k, v in row.items() if k.startswith("vs "))
+        lines.append(f"| {name} | {_fmt(row['step_us'], 0)} | {ratios or '-'} |")
     fit = result["fit arrays"]
     lines += [
         "",
