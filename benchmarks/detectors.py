@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 from _common import RESULTS, environment, load_average, spread, write_results  # noqa: E402
 
 import safegen  # noqa: E402
+from safegen._detectors.repeated_batches import RepeatedBatches  # noqa: E402
 from safegen._handle import handle_of  # noqa: E402
 from safegen._sources import datasets as _datasets  # noqa: E402
 
@@ -112,7 +113,7 @@ def detector_alone(batches, calls=20000, rounds=15):
     dataset = safegen.guard(Pool(batches), mode="check")
     dataset[0]
     guard = handle_of(dataset)
-    [repeats] = guard.detectors
+    [repeats] = [d for d in guard.detectors if isinstance(d, RepeatedBatches)]
     seen = repeats.seen
     after = guard.after
     out = []

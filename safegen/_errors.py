@@ -162,7 +162,8 @@ class InputScaleError(_Reported, ValueError):
 
 class SplitError(_Reported, ValueError):
     """The validation data does not measure what it should: its rows are training rows (a
-    leak), or a ``validation_split`` slice holds one class only.
+    leak), or a ``validation_split`` slice misses classes that a shuffled split would
+    hold (rows sorted by class: one class, or a few, in the slice).
 
     A ``ValueError``: the data given to ``fit`` is split wrongly.
 
@@ -197,7 +198,8 @@ class AugmentationError(_Reported, RuntimeError):
 
 class PairingError(_Reported, RuntimeError):
     """Inputs and targets were shuffled apart: an input met again in a later epoch comes
-    with another target, for most inputs seen again.
+    with another target, for at least a quarter of the inputs met again (two
+    permutations, or ``np.random.shuffle`` on ``x`` and on ``y``).
 
     A ``RuntimeError``: valid code, wrong data, found while the program runs.
 

@@ -240,3 +240,18 @@ class TestBenchmarks:
         assert set(report["wrapt added to import safegen, ms"]) == {"median", "min", "max"}
         assert report["safegen"].startswith(str(ROOT / "safegen"))  # this checkout's
         assert report["safegen / numpy"]["median"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.keras
+class TestSplitsCheck:
+    def test_splits_check(self, tmp_path):
+        """splits_check.py --quick times the pairing detector, the row collector and the
+        fit variants, each as a ratio against its baseline."""
+        _run("splits_check.py", tmp_path)
+        report = json.loads((tmp_path / "splits_check_quick.json").read_text())
+        seed = report["seed (64, 2) float64"]
+        assert set(seed["pairing, epoch 1"]) == {"us", "vs_step"}
+        assert "vs_batch_hash" in seed["row keys"]
+        assert "vs generator, bare" in report["fit"]["generator, enable() (checks on)"]
+        assert (tmp_path / "splits_check_quick.md").read_text().startswith("# The split")

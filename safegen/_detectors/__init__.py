@@ -17,6 +17,12 @@ The detectors here read what that check already computed, and what a guarded dat
 * :mod:`~safegen._detectors.logits`: a loss expecting probabilities given logits, or the
   reverse, judged on a model's outputs (its call check is
   :mod:`safegen.integrations._logits`).
+* :mod:`~safegen._detectors.pairing`: inputs shuffled apart from their targets (an input
+  row met again in a later epoch with another target row); on a generator, the fit
+  call check taps it (:class:`~safegen._detectors.rows.Tap`).
+
+:mod:`~safegen._detectors.rows` keys the rows of a batch (and collects them for the
+validation overlap check, :mod:`~safegen._detectors.splits`).
 
 A source's handle (``safegen._handle``) carries its channel: a dataset's handle opens
 one when it is guarded (:func:`open_dataset`) and gets its detectors from
@@ -37,7 +43,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from safegen._detectors._base import Detector
+from safegen._detectors._base import Detector, definition
 from safegen._detectors._sink import Channel
 from safegen._detectors.findings import note_reseeded
 from safegen._detectors.findings import record as record_findings
@@ -45,8 +51,11 @@ from safegen._detectors.findings import record as record_findings
 # Imported here, not on first use: a worker process forked while another thread of the
 # parent was importing them would wait forever for the import lock it inherited.
 from safegen._detectors.generators import Watcher
+from safegen._detectors.pairing import Pairing
 from safegen._detectors.random_workers import stream_detectors
 from safegen._detectors.repeated_batches import RepeatedBatches
+from safegen._finding import Finding
+from safegen._handling import report
 
 __all__ = ["Detector", "Watcher", "dataset_detectors", "epoch_passed", "open_dataset"]
 
@@ -71,7 +80,18 @@ def dataset_detectors(handle: Any, dataset: Any) -> tuple[Detector, ...]:
     note_reseeded(channel, settings.mode)
     if settings.mode == "check":
         found.append(RepeatedBatches(settings, channel))
+    if not channel.in_worker:  # a worker process sees one epoch (a new pool each epoch)
+        found.append(_pairing(channel, settings, dataset))
     return tuple(found)
+
+
+def _pairing(channel: Channel, settings: Any, dataset: Any) -> Pairing:
+    handling = channel.handling(settings.on_violation, definition(dataset))
+
+    def emit(finding: Finding) -> None:
+        report(finding, handling)
+
+    return Pairing(channel.name, channel.location, emit, epoch=lambda: channel.epoch + 1)
 
 
 def epoch_passed(handle: Any, method: str) -> None:

@@ -96,10 +96,11 @@ class DatasetHandle(Handle):
     Its settings and channel travel with the dataset to worker processes (by fork and by
     pickling alike); the rest (the mode's state, the lock, the detectors) is made on first
     use in each process (:meth:`live`), so that each worker checks what it makes.
-    ``serialize``: copy mode runs ``__getitem__`` under the lock too.
+    ``serialize``: copy mode runs ``__getitem__`` under the lock too. ``batch``: the
+    batch the detectors are being run on (``None`` between batches).
     """
 
-    __slots__ = ("serialize",)
+    __slots__ = ("batch", "serialize")
 
     def __init__(self, settings: Settings, cls: Any) -> None:
         self.settings = settings
@@ -111,6 +112,7 @@ class DatasetHandle(Handle):
         self.mode: Any = None
         self.serialize = False
         self.watcher = None
+        self.batch = None
         self.generation = -1  # not live in any process yet
 
     def __getstate__(self) -> tuple[Any, ...]:
@@ -124,6 +126,7 @@ class DatasetHandle(Handle):
         self.lock = self.mode = None
         self.serialize = False
         self.watcher = None
+        self.batch = None
         self.generation = -1
 
     def live(self, dataset: Any) -> DatasetHandle:
@@ -162,15 +165,36 @@ class DatasetHandle(Handle):
         stats: Stats = self.mode.stats
         return stats
 
-    def after(self, dataset: Any, index: Any) -> None:
+    def after(self, dataset: Any, index: Any, batch: Any = None) -> None:
         """Run the detectors on the batch just processed (under the lock); retire those
         that are done."""
         # No objects made on the way (the garbage collector's full passes over a
         # framework's heap are what a per-batch allocation costs).
-        for detector in self.detectors:
-            if not detector.after(dataset, index, self):
-                self.detectors = tuple(d for d in self.detectors if d is not detector)
-                self.early = tuple(d for d in self.early if d is not detector)
+        self.batch = batch
+        try:
+            for detector in self.detectors:
+                if not detector.after(dataset, index, self):
+                    self.detectors = tuple(d for d in self.detectors if d is not detector)
+                    self.early = tuple(d for d in self.early if d is not detector)
+        finally:
+            self.batch = None
+
+    def attach(self, dataset: Any, detector: Any) -> None:
+        """Run ``detector`` too on this process's next batches (a call check's)."""
+        if self.generation != fork_generation():
+            self.live(dataset)
+        with self.lock:
+            self.detectors = (*self.detectors, detector)
+            if _runs_before(detector):
+                self.early = (*self.early, detector)
+
+    def detach(self, detector: Any) -> None:
+        """Stop running ``detector``."""
+        if self.lock is None:
+            return
+        with self.lock:
+            self.detectors = tuple(d for d in self.detectors if d is not detector)
+            self.early = tuple(d for d in self.early if d is not detector)
 
 
 def _runs_before(detector: Any) -> bool:
@@ -217,7 +241,7 @@ def _guarded_getitem(original: Any) -> Any:
                     raise
                 batch = mode.process(batch)
                 if handle.detectors:
-                    handle.after(self, index)
+                    handle.after(self, index, batch)
                 return batch
         try:
             batch = original(self, index)
@@ -228,7 +252,7 @@ def _guarded_getitem(original: Any) -> Any:
         with handle.lock:
             batch = mode.process(batch)
             if handle.detectors:
-                handle.after(self, index)
+                handle.after(self, index, batch)
             return batch
 
     return _wrapper(__getitem__, original)

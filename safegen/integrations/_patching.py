@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 from safegen import _config, _enable, _session
 from safegen._errors import (
     AliasingError,
+    PairingError,
     RandomStreamError,
     RepeatedBatchError,
     SafegenError,
@@ -177,7 +178,8 @@ def training_method(
 # starts again.
 _IN_TEXT = re.compile(
     r"(?<![\w.])(?:safegen\.)?"
-    r"(?P<kind>AliasingError|ShapeError|RandomStreamError|RepeatedBatchError): (?P<message>.*?)"
+    r"(?P<kind>AliasingError|ShapeError|RandomStreamError|RepeatedBatchError|PairingError)"
+    r": (?P<message>.*?)"
     r"(?=\n\s*\[\[|\n\nTraceback|\n\s*Traceback \(most recent call last\)"
     r"|\nmultiprocessing\.pool\.RemoteTraceback|\Z)",
     re.DOTALL,
@@ -187,6 +189,7 @@ _KINDS: dict[str, type[SafegenError]] = {
     "ShapeError": ShapeError,
     "RandomStreamError": RandomStreamError,
     "RepeatedBatchError": RepeatedBatchError,
+    "PairingError": PairingError,
 }
 # What only safegen's own messages say, so that a user's exception of the same name is
 # never taken for safegen's.
@@ -195,6 +198,7 @@ _SIGNATURES = {
     "ShapeError": ("; declared ", "declared by: "),
     "RandomStreamError": (" started from the same state in ",),
     "RepeatedBatchError": (" is the same, array for array ",),
+    "PairingError": (" came with a different target row than the first time",),
 }
 
 

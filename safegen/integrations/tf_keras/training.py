@@ -28,6 +28,7 @@ CHECKS: tuple[str, ...] = (
     "safegen.integrations._logits:check",
     "safegen.integrations._input_scale:check",
     "safegen.integrations._augmentation:check",
+    "safegen.integrations._splits:check",
 )  # fmt: skip
 
 
