@@ -43,6 +43,7 @@ from safegen._errors import (
     SplitError,
     SplitWarning,
 )
+from safegen._finding import Finding, Kind
 from safegen._layers import (
     ShapeChecked,
     ShapeCheckedLambda,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from safegen._detectors.augmentation import AugmentationReport
     from safegen._detectors.input_scale import InputScaleReport
     from safegen._detectors.logits import check_logits
+    from safegen._detectors.pairing import PairingReport
     from safegen._detectors.random_streams import RandomStreamReport
     from safegen._detectors.repeated_batches import RepeatedBatchReport
     from safegen._detectors.repeated_orders import RepeatedOrderReport
@@ -74,14 +76,17 @@ __all__ = [
     "AugmentationError",
     "AugmentationReport",
     "AugmentationWarning",
+    "Finding",
     "InputScaleError",
     "InputScaleReport",
     "InputScaleWarning",
+    "Kind",
     "LogitsError",
     "LogitsWarning",
     "OrderError",
     "OrderWarning",
     "PairingError",
+    "PairingReport",
     "PairingWarning",
     "RandomStreamError",
     "RandomStreamReport",
@@ -130,6 +135,7 @@ _LAZY = {
     "InputScaleReport": "safegen._detectors.input_scale",
     "AugmentationReport": "safegen._detectors.augmentation",
     "RepeatedOrderReport": "safegen._detectors.repeated_orders",
+    "PairingReport": "safegen._detectors.pairing",
     "RandomStreamReport": "safegen._detectors.random_streams",
     "RepeatedBatchReport": "safegen._detectors.repeated_batches",
     "check_logits": "safegen._detectors.logits",

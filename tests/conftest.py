@@ -21,10 +21,21 @@ settings.load_profile("safegen")
 
 @pytest.fixture(autouse=True)
 def _reset_configuration():
-    """Undo safegen.configure() and SAFEGEN_MODE changes made by a test."""
+    """Undo safegen.configure() and SAFEGEN_MODE changes made by a test, and fail a test
+    that leaves safegen.enable() on, or a session open (it would take in the next tests'
+    sources)."""
+    from safegen import _enable, _session
+
+    was_enabled, had_session = _enable.is_enabled(), _session.current() is not None
     _config.reset()
     yield
     _config.reset()
+    if _enable.is_enabled() and not was_enabled:
+        _enable.disable()
+        pytest.fail("the test left safegen.enable() on; use `with safegen.enabled():`")
+    if _session.current() is not None and not had_session:
+        _session.stop()
+        pytest.fail("the test left a safegen session open")
 
 
 @pytest.fixture(params=["check", "copy", "freeze"])
