@@ -18,13 +18,15 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from safegen._config import Settings
+from safegen._errors import SafegenError
 from safegen._modes import Source, make_state
 from safegen._stats import Stats, Totals
 
-__all__ = ["ATTRIBUTE", "Guarded", "Handle", "fork_generation", "handle_of", "register"]
+__all__ = ["ATTRIBUTE", "Guarded", "Handle", "Tap", "fork_generation", "handle_of", "register"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
@@ -211,3 +213,73 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
+class Tap:
+    """A guarded generator's steps in this process, each yield handed to ``feeds`` (objects
+    with ``seen(batch, index) -> bool``: whether they want more) until none wants more
+    (then the generator steps on its own again, at no cost).
+
+    Installed with :meth:`Handle.intercept`; it runs under the generator's lock,
+    releases itself around the step and intercepts again while some feed goes on. A
+    feed that fails on something safegen did not foresee is dropped, without stopping
+    the user's training; a feed's finding raised (``on_violation="raise"``) goes through.
+    """
+
+    __slots__ = ("count", "feeds", "handle")
+
+    def __init__(self, handle: Any, feeds: Iterable[Any]) -> None:
+        self.handle = handle
+        self.feeds = tuple(feeds)
+        self.count = 0
+
+    @classmethod
+    def install(cls, handle: Any, feeds: Iterable[Any]) -> Callable[[], None] | None:
+        """Hand ``handle``'s generator's yields to ``feeds`` too: a generator has one tap,
+        shared by every check that reads its batches (the input-scale and the split checks
+        of one ``fit``). Returns the function that stops these feeds, or ``None`` when
+        something else watches the generator (a detector in a worker process)."""
+        feeds = tuple(feeds)
+        if not feeds:
+            return None
+        with handle.lock:
+            current = handle.watcher
+            if isinstance(current, cls):
+                tap = current
+                tap.feeds = tap.feeds + feeds
+            elif current is not None:
+                return None
+            else:
+                tap = cls(handle, feeds)
+                handle.intercept(tap)
+
+        def stop() -> None:
+            with handle.lock:
+                tap.feeds = tuple(feed for feed in tap.feeds if feed not in feeds)
+                if not tap.feeds and handle.watcher is tap:
+                    handle.release()
+
+        return stop
+
+    def __call__(self, proxy: Any, sent: Any, thrown: Any) -> Any:
+        handle = self.handle
+        handle.release()
+        out = type(proxy).__next__(proxy, sent, thrown)
+        index = self.count
+        self.count += 1
+        kept = []
+        found: BaseException | None = None
+        for feed in self.feeds:
+            try:
+                if feed.seen(out, index):
+                    kept.append(feed)
+            except SafegenError as error:  # a finding, raised: the others go on
+                found = found or error
+            except Exception:  # noqa: BLE001, S112 - safegen's fault: drop the feed
+                continue
+        self.feeds = tuple(kept)
+        if kept and handle.watcher is None:
+            handle.intercept(self)
+        if found is not None:
+            raise found
+        return out

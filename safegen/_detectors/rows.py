@@ -21,14 +21,13 @@ its handle (``handle.batch``). Framework-free: NumPy arrays only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
 from safegen._detectors._base import Detector
-from safegen._errors import SafegenError
 from safegen._fingerprint import hash_buffer
+from safegen._handle import Tap
 
 __all__ = [
     "FULL_ROW_BYTES",
@@ -235,64 +234,3 @@ class RowCollector(BatchFeed):
         if not self.keys:
             return np.zeros(0, np.uint64)
         return np.concatenate(self.keys)
-
-
-class Tap:
-    """A guarded generator's steps in this process, each yield handed to ``feeds`` until
-    none wants more (then the generator steps on its own again, at no cost).
-
-    Installed with the handle's :meth:`~safegen._handle.Handle.intercept`; it runs under
-    the generator's lock, releases itself around the step and intercepts again while
-    some feed goes on. A feed that fails on something safegen did not foresee is
-    dropped, without stopping the user's training; a feed's finding raised
-    (``on_violation="raise"``) goes through.
-    """
-
-    __slots__ = ("count", "feeds", "handle")
-
-    def __init__(self, handle: Any, feeds: Iterable[BatchFeed]) -> None:
-        self.handle = handle
-        self.feeds = tuple(feeds)
-        self.count = 0
-
-    @classmethod
-    def install(cls, handle: Any, feeds: Iterable[BatchFeed]) -> Callable[[], None] | None:
-        """Tap ``handle``'s generator (unless something else watches it); returns the
-        function that stops it, or ``None``."""
-        feeds = tuple(feeds)
-        if not feeds or handle.watcher is not None:
-            return None
-        tap = cls(handle, feeds)
-        with handle.lock:
-            handle.intercept(tap)
-
-        def stop() -> None:
-            with handle.lock:
-                tap.feeds = ()
-                if handle.watcher is tap:
-                    handle.release()
-
-        return stop
-
-    def __call__(self, proxy: Any, sent: Any, thrown: Any) -> Any:
-        handle = self.handle
-        handle.release()
-        out = type(proxy).__next__(proxy, sent, thrown)
-        index = self.count
-        self.count += 1
-        kept = []
-        found: BaseException | None = None
-        for feed in self.feeds:
-            try:
-                if feed.seen(out, index):
-                    kept.append(feed)
-            except SafegenError as error:  # a finding, raised: the others go on
-                found = found or error
-            except Exception:  # noqa: BLE001, S112 - safegen's fault: drop the feed
-                continue
-        self.feeds = tuple(kept)
-        if kept and handle.watcher is None:
-            handle.intercept(self)
-        if found is not None:
-            raise found
-        return out

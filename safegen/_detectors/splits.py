@@ -43,6 +43,8 @@ __all__ = [
     "overlap",
 ]
 
+__tracebackhide__ = True  # pytest: safegen's frames are not the user's
+
 # A validation set that shares more than this share of its rows, and more than
 # OVERLAP_ROWS rows, with the training set is a finding.
 OVERLAP_SHARE = 0.05

@@ -34,7 +34,7 @@ from typing import Any
 from safegen._detectors.input_scale import MAX_VALUES, InputScaleReport, Range, Sample, compare
 from safegen._finding import Finding
 from safegen._frames import user_line
-from safegen._handle import handle_of
+from safegen._handle import Tap, handle_of
 from safegen._handling import Handling, report_all
 
 __all__ = ["BATCHES", "check", "check_inputs", "trained_ranges"]
@@ -190,42 +190,39 @@ def _source(model: Any) -> str:
 
 
 class _Watch:
-    """Samples the first :data:`BATCHES` batches of a guarded generator, called by its
-    proxy in place of its own step (under its lock), then gives the step back."""
+    """Samples the first :data:`BATCHES` batches of a guarded generator: a feed of its
+    handle's :class:`~safegen._handle.Tap`, shared with the other checks that read them."""
 
-    __slots__ = ("done", "handle", "left", "samples")
+    __slots__ = ("done", "left", "samples", "stop")
 
-    def __init__(self, handle: Any, done: Callable[[dict[Key, Range]], None] | None) -> None:
-        self.handle = handle
+    def __init__(self, done: Callable[[dict[Key, Range]], None] | None) -> None:
         self.left = BATCHES
         self.samples: dict[Key, Sample] = {}
         self.done = done  # called with the ranges once the batches are in (fit)
+        self.stop: Callable[[], None] | None = None
 
-    def __call__(self, proxy: Any, sent: Any, thrown: Any) -> Any:
-        handle = self.handle
-        handle.release()  # the step itself runs unwatched
-        out = type(proxy).__next__(proxy, sent, thrown)
+    def seen(self, batch: Any, index: Any) -> bool:
+        """Sample ``batch``; whether to go on (called by the tap, under the lock)."""
         try:
-            leaves = _leaves(_unpack(out))
+            leaves = _leaves(_unpack(batch))
             for key, array in (leaves or {}).items():
                 self.samples.setdefault(key, Sample()).add(array, MAX_VALUES // BATCHES)
         except Exception:  # noqa: BLE001 - never break the user's training
             self.left = 0
         self.left -= 1
         if self.left > 0:
-            handle.intercept(self)
-        elif self.done is not None:
+            return True
+        if self.done is not None:
             self.finish()
-        return out
+        return False
 
     def finish(self) -> dict[Key, Range]:
         """Stop watching; the ranges sampled (handed to ``done`` once)."""
-        handle = self.handle
-        with handle.lock:
-            if handle.watcher is self:
-                handle.release()
-            samples, self.samples = self.samples, {}
-            done, self.done = self.done, None
+        stop, self.stop = self.stop, None
+        if stop is not None:
+            stop()
+        samples, self.samples = self.samples, {}
+        done, self.done = self.done, None
         ranges = {}
         for key, sample in samples.items():
             found = sample.range()
@@ -238,16 +235,13 @@ class _Watch:
 
 def _watch(source: Any, done: Callable[[dict[Key, Range]], None] | None) -> _Watch | None:
     """Watch a guarded generator's first batches, or ``None`` when ``source`` is not one
-    (or is watched already)."""
+    (or a detector in a worker process watches it)."""
     handle = handle_of(source)
     if handle is None or not hasattr(handle, "intercept") or handle.producer is None:
         return None
-    with handle.lock:
-        if handle.watcher is not None:
-            return None
-        watch = _Watch(handle, done)
-        handle.intercept(watch)
-    return watch
+    watch = _Watch(done)
+    watch.stop = Tap.install(handle, (watch,))
+    return watch if watch.stop is not None else None
 
 
 # -- The call check ------------------------------------------------------------------------
