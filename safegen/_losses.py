@@ -24,10 +24,10 @@ to the integration of its Keras (``safegen.integrations.keras.losses`` or
 from __future__ import annotations
 
 import linecache
-import os
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
+from safegen._frames import relative_filename
 from safegen._frameworks import integration
 from safegen._shapes import Dim, Shape, fmt
 
@@ -263,12 +263,9 @@ def source_line(where: str) -> str:
 
 
 def relative(filename: str) -> str:
-    """``filename`` relative to the working directory when below it."""
-    try:
-        rel = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    return filename if rel.startswith("..") else rel
+    """``filename`` relative to the working directory when below it, with symbolic links
+    resolved (:func:`safegen._frames.relative_filename`: every message names a file so)."""
+    return relative_filename(filename)
 
 
 def where_defined(code: Any) -> str:

@@ -478,6 +478,29 @@ class TestCopyMode:
         assert out_masked.mask.tolist() == [False, True]
         assert type(out_mapped) is np.ndarray
 
+    @pytest.mark.parametrize("container", [tuple, list])
+    @pytest.mark.parametrize("size", [1, 2, 3])
+    def test_flat_batches_keep_their_container_and_layout(self, container, size):
+        """A flat tuple or list of small plain arrays (copied on the fast path, pairs
+        without a loop) comes back as a new container of its type, each array a copy
+        in its own memory layout, counted in stats(); with a large array among them,
+        every array still comes back copied, the large one aligned."""
+        small = [np.asfortranarray(np.arange(6.0).reshape(2, 3) + i) for i in range(size)]
+        big = np.zeros((600, 100))
+        for batch in (container(small), container([*small[:-1], big])):
+            guarded = safegen.guard(iter([batch]), mode="copy")
+            out = next(guarded)
+            assert type(out) is container and out is not batch and len(out) == size
+            for copy, array in zip(out, batch, strict=True):
+                assert type(copy) is np.ndarray and np.array_equal(copy, array)
+                assert not np.shares_memory(copy, array)
+                assert copy.flags.f_contiguous == array.flags.f_contiguous
+            if batch[-1] is big:
+                assert out[-1].ctypes.data % 64 == 0
+            stats = safegen.stats(guarded)
+            assert (stats.yields, stats.arrays) == (1, size)
+            assert stats.bytes_copied == sum(array.nbytes for array in batch)
+
     def test_stats_count_copied_bytes(self):
         """stats() counts the bytes copied."""
         it = safegen.guard(seed.reused_buffer, mode="copy")(batch_size=4)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import safegen
-from safegen._losses import Step, broadcast, enlarges_both, first_meeting
+from safegen._losses import Step, broadcast, enlarges_both, first_meeting, where_defined
 
 # Imported before pytester snapshots sys.modules (see test_pytest_plugin.py).
 if importlib.util.find_spec("keras") is not None:
@@ -259,6 +259,22 @@ def found(request):
     if request.param == "tensorflow":
         return request.getfixturevalue("tf_found")
     return request.getfixturevalue("jax_found")["scenarios"]
+
+
+class TestWhereDefined:
+    """Where a loss is defined, as its messages name it."""
+
+    def test_a_symbolic_link_names_the_file_it_points_to(self, tmp_path, monkeypatch):
+        """A loss loaded through a symbolic link (an editable install's link tree) is
+        named by the source file, relative to the working directory."""
+        (tmp_path / "src").mkdir()
+        real = tmp_path / "src" / "losses.py"
+        real.write_text("def loss(y_true, y_pred):\n    return y_true - y_pred\n")
+        (tmp_path / "linked.py").symlink_to(real)
+        namespace: dict = {}
+        exec(compile(real.read_text(), str(tmp_path / "linked.py"), "exec"), namespace)
+        monkeypatch.chdir(tmp_path)
+        assert where_defined(namespace["loss"].__code__) == os.path.join("src", "losses.py") + ":1"
 
 
 @pytest.mark.keras

@@ -37,6 +37,9 @@ class _State:
         self.source = source
         self.stats = Stats()
         self.count = 0
+        # An instance attribute, not only the class's: read on every step, and a miss in
+        # the instance's dict costs a look-up in the class too.
+        self.inflight = None
         # The guarded generator itself, to tell the line of its current yield.
         self.producer: Any = None
 

@@ -2,7 +2,9 @@
 
 Check, copy and freeze mode take such a batch as it is (no walk of the structure, no
 paths made): :func:`flat_arrays` says whether a value is one, and :data:`INDEX_PATHS`
-holds its leaves' paths, made once.
+holds its leaves' paths, made once. Copy mode makes the same test leaf by leaf in the
+loop that copies them (one pass, and no call: about 1,000 instructions less per yield,
+measured with callgrind; see benchmarks/per_yield.py).
 """
 
 from __future__ import annotations

@@ -189,7 +189,12 @@ class GuardedGenerator(ByIdentity, wrapt.ObjectProxy):  # type: ignore[type-arg]
         # The generator's step, written here rather than called: a Python call costs as
         # much as the bookkeeping it would hold (see benchmarks/per_yield.py).
         handle = _handle_of_proxy(self)
-        handle.acquire()
+        # The lock's methods and the mode's process are read into locals, then called:
+        # a call written `handle.acquire()` looks the name up on the class first, as for
+        # a method, which costs more than the slot's own read.
+        unlock = handle.unlock
+        acquire = handle.acquire
+        acquire()
         try:
             if handle.watcher is not None:  # a detector watches the first calls
                 return handle.watcher(self, sent, thrown)
@@ -207,13 +212,14 @@ class GuardedGenerator(ByIdentity, wrapt.ObjectProxy):  # type: ignore[type-arg]
             except BaseException as exc:
                 mode.annotate(exc)
                 raise
+            process = handle.process
             try:
-                return handle.process(value)
+                return process(value)
             except BaseException:
                 handle.end()
                 raise
         finally:
-            handle.unlock()
+            unlock()
 
     def send(self, value: Any) -> Any:
         return type(self).__next__(self, value)

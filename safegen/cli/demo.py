@@ -215,7 +215,7 @@ def zero_code() -> None:
         _say()
         return
     for script, story in (
-        ("mean_generator.py", "pitfall 1, as the article wrote it"),
+        ("mean_generator.py", "pitfall 1, the article's program on inputs scaled to [0, 1)"),
         ("mean_lambda.py", "pitfall 3, as the article wrote it"),
         ("mean_fixed.py", "both fixed"),
     ):
