@@ -14,6 +14,9 @@ one ``fit`` (tracing), then reused in every round:
 
 * ``bare``: the article's fixed generator, ``x`` allocated afresh each step.
 * ``check``, ``copy``, ``freeze``: that generator under ``safegen.guard(..., mode=...)``.
+* ``enabled``: the bare generator, fitted under ``safegen.enabled()`` (what ``safegen
+  run`` does): guarded in check mode, and every call check of ``fit`` (logits, input
+  scale, splits and pairing, frozen augmentation) and the loss check on.
 * ``bare again``: the same bare generator on a model of its own, an A/A control whose
   ratio to ``bare`` shows how far from 1.0 this machine's noise alone moves a ratio.
 * ``hand copy``: the buggy generator (one reused ``x``) fixed by hand:
@@ -69,7 +72,7 @@ from tqdm import tqdm  # noqa: E402
 import safegen  # noqa: E402
 
 BATCH = 64
-VARIANTS = ("bare", "bare again", "check", "copy", "freeze", "hand copy")
+VARIANTS = ("bare", "bare again", "check", "copy", "freeze", "hand copy", "enabled")
 GUARDED = ("check", "copy", "freeze")
 
 
@@ -103,6 +106,7 @@ def generator_functions() -> dict[str, Any]:
         "bare": fresh_batches,
         "bare again": fresh_batches,  # an A/A control: the noise floor of the ratios
         "hand copy": hand_copied_batches,
+        "enabled": fresh_batches,  # guarded by safegen.enabled() around its fit
     }
     for mode in GUARDED:
         functions[mode] = safegen.guard(fresh_batches, mode=mode)
@@ -118,7 +122,12 @@ def build() -> Any:
     return model
 
 
-def fit(model: Any, function: Any, steps: int, seed: int, callbacks: list[Any]) -> Any:
+def fit(
+    model: Any, function: Any, steps: int, seed: int, callbacks: list[Any], enabled: bool = False
+) -> Any:
+    if enabled:
+        with safegen.enabled():
+            return fit(model, function, steps, seed, callbacks)
     return model.fit(
         function(BATCH, seed),
         steps_per_epoch=steps,
@@ -147,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     models = {v: build() for v in VARIANTS}
     timers = {v: epoch_timer() for v in VARIANTS}
     for v in VARIANTS:  # warm-up: trace the train function, start tf.data
-        fit(models[v], functions[v], steps, seed=1000, callbacks=[])
+        fit(models[v], functions[v], steps, seed=1000, callbacks=[], enabled=v == "enabled")
     before = {v: safegen.stats(functions[v]) for v in GUARDED}
 
     order = list(VARIANTS)
@@ -156,7 +165,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for r in range(rounds):
             random.shuffle(order)
             for v in order:
-                history = fit(models[v], functions[v], steps, seed=r, callbacks=[timers[v]])
+                history = fit(
+                    models[v],
+                    functions[v],
+                    steps,
+                    seed=r,
+                    callbacks=[timers[v]],
+                    enabled=v == "enabled",
+                )
                 losses[v].append(float(history.history["loss"][-1]))
                 bar.update(1)
 
@@ -189,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "met": ratios[v]["ci_low"] <= control["ci_high"]
             and control["ci_low"] <= ratios[v]["ci_high"],
         }
-        for v in ("check", "copy")
+        for v in ("check", "copy", "enabled")
     }
     result: dict[str, Any] = {
         "benchmark": "mean_training",
