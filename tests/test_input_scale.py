@@ -63,6 +63,18 @@ class TestRule:
         assert compare(trained, _range(TABULAR_RAW[:16])) == "wide"
         assert compare(trained, _range(TABULAR_RAW[:1])) == "wide"  # one row too
 
+    def test_quiet_stretch_and_near_black_images_are_silent(self):
+        """Found by the sweep over official examples: a quiet stretch of a standardized
+        series (within +-0.01 of its mean) and near-black images (below 2/255) are data
+        from the training distribution, not another scale: silent."""
+        rng = np.random.default_rng(2)
+        series = rng.normal(0, 0.75, (2000, 1))
+        quiet = rng.uniform(-0.01, 0.01, (256, 1))
+        assert compare(_range(series), _range(quiet)) is None
+        images = PIXELS / 255.0
+        dark = rng.uniform(0, 2 / 255, (4, *PIXELS.shape[1:]))
+        assert compare(_range(images), _range(dark)) is None
+
     def test_same_scale_new_rows_are_silent(self):
         """New data scaled as in fit is not reported, from 1 row to many."""
         trained = _range(PIXELS[:256] / 255.0)

@@ -52,8 +52,10 @@ __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 # Reported when more than 5% of the inputs' values lie more than WIDE training widths
 # beyond the training bulk.
 WIDE = 5.0
-# Reported when the inputs' bulk is NARROW times smaller than the training width.
-NARROW = 100.0
+# Reported when the inputs' bulk is NARROW times smaller than the training width: a
+# factor of 255 (pixels divided twice) is caught; a quiet stretch of standardized data
+# (+-0.01 against +-1.5: 150 times) or near-black images (below 2/255: 127 times) are not.
+NARROW = 200.0
 # The fewest values (of an input, at one call) the "too narrow" side needs.
 MIN_NARROW = 64
 # The values sampled per input and call (rows evenly spaced, no random draws).
