@@ -656,3 +656,63 @@ class TestPytestPlugin:
         assert "test_augment_then_cache" in "\n".join(
             line for line in result.outlines if line.startswith("FAILED")
         )
+
+
+@pytest.mark.keras
+class TestReshuffledUpstream:
+    """A global seed with a shuffle that reshuffles each epoch upstream of the map: each
+    element meets other draws every epoch (keras-io's CutMix example): not reported."""
+
+    def _map(self, *inputs):
+        op = RandomOp("RandomUniform", SEEDED, (42, 0))
+        return Stage("map", "map(augment)", inputs, "augment", "a.py:3", (op,))
+
+    def test_decision(self):
+        """Seeded ops after a reshuffling shuffle are silent; after a shuffle that does not
+        reshuffle, or with a cache between the shuffle and the map, they are reported."""
+        source = _fs()
+        for shuffle, expected in (
+            (Stage("shuffle", "shuffle", (source,), rerandomize=True), []),
+            (Stage("shuffle", "shuffle", (source,), rerandomize=False), ["seed"]),
+            (
+                Stage(
+                    "cache", "cache()", (Stage("shuffle", "shuffle", (source,), rerandomize=True),)
+                ),
+                ["seed"],
+            ),
+        ):
+            reports = frozen(self._map(shuffle), restarts=True, source="s")
+            assert [r.cause for r in reports] == expected
+
+    def test_draws_move_between_elements(self, global_seed):
+        """Measured: shuffle().map(noise) with a global seed gives row 0 other noise in
+        the second epoch; map(noise).shuffle() gives it the same."""
+
+        def noise(x, y):
+            return x + tf.random.uniform(tf.shape(x), maxval=0.1), y
+
+        def row_noise(dataset):
+            out = {}
+            for x, y in dataset:
+                for image, label in zip(x.numpy(), y.numpy(), strict=True):
+                    out.setdefault(float(label[0]), []).append(image.ravel() - IMAGES[0].ravel())
+            return out
+
+        labels = np.arange(16, dtype=np.float32).reshape(16, 1)
+        base = tf.data.Dataset.from_tensor_slices((np.repeat(IMAGES[:1], 16, axis=0), labels))
+        after = base.shuffle(16).map(noise).batch(4)
+        before = base.map(noise).shuffle(16).batch(4)
+        first, second = row_noise(after), row_noise(after)
+        assert not np.array_equal(first[0.0][0], second[0.0][0])
+        first, second = row_noise(before), row_noise(before)
+        assert np.array_equal(first[0.0][0], second[0.0][0])
+
+    def test_fit_after_reshuffling_shuffle_silent(self, global_seed):
+        """fit on shuffle().map(augment) with a global seed, 2 epochs: no finding."""
+        session = _fit(_base().shuffle(16).map(augment).batch(4))
+        assert session.counts()["frozen_augmentations"] == 0
+
+    def test_fit_shuffle_after_map_reported(self, global_seed):
+        """map(augment).shuffle(): the draws stay with their elements: reported."""
+        with pytest.raises(safegen.AugmentationError, match="fixed seeds"):
+            _fit(_base().map(augment).shuffle(16).batch(4))

@@ -19,7 +19,12 @@ sample)``) generates a data set, which is meant to stay the same across epochs.
   seed). Each epoch's new iterator restarts the op's stream: measured on TensorFlow 2.21,
   every epoch repeats the first epoch's draws. Reported only when the call restarts the
   iterator (more than one epoch without ``steps_per_epoch``, or the same dataset fit
-  again). Ops whose state lives outside the iterator are not reported: a
+  again). Not reported either when a ``shuffle()`` that reshuffles each iteration lies
+  upstream of the map with no cache between them: the draws repeat position by position,
+  but each element comes to another position, and so meets another draw, every epoch
+  (measured on TensorFlow 2.21 with a global seed: a row's noise differs between epochs;
+  keras-io's CutMix example is built this way). Ops whose state lives outside the iterator
+  are not reported: a
   ``tf.random.Generator``, Keras preprocessing layers, ``keras.random`` with a
   ``SeedGenerator`` (measured: their draws change every epoch, global seed or not).
 * **Seeds from Dataset.random() that restart.** A map whose stateless random ops are
@@ -59,6 +64,7 @@ ELEMENT = "element"  # a stateless op seeded from the dataset's element
 CONSTANT = "constant"  # a stateless op seeded from constants: a fixed transformation
 
 CACHE = "cache"
+SHUFFLE = "shuffle"
 SEED = "seed"
 DATASET_RANDOM = "dataset_random"
 
@@ -89,13 +95,15 @@ class Stage:
     """One dataset of a pipeline, with the datasets it reads.
 
     Attributes:
-        kind: ``"map"``, ``"cache"``, ``"random"`` (``Dataset.random()``) or ``"other"``.
+        kind: ``"map"``, ``"cache"``, ``"random"`` (``Dataset.random()``), ``"shuffle"``
+            or ``"other"``.
         name: how messages name it (``"map(augment)"``, ``"cache()"``, ``"batch"``).
         inputs: the stages it reads.
         function: a map's function name (``"augment"``, ``"<lambda>"``).
         location: ``"file.py:12"`` where the map's function is defined, or ``""``.
         ops: the random ops of a map's function (nested functions included).
-        rerandomize: a ``Dataset.random()``'s ``rerandomize_each_iteration``.
+        rerandomize: a ``Dataset.random()``'s ``rerandomize_each_iteration``, a
+            ``shuffle()``'s ``reshuffle_each_iteration``.
         transforms: whether a map is given data to transform (an argument that is an
             array, a float or a string), rather than only integer scalars: a map over
             ``Dataset.range(n)`` that draws samples from nothing generates a data set,
@@ -251,7 +259,7 @@ def frozen(pipeline: Stage, *, restarts: bool, source: str) -> list[Augmentation
         if stage.kind != "map" or not stage.transforms or id(stage) in done:
             continue
         seeded = tuple(op for op in stage.ops if op.draws == SEEDED)
-        if seeded:
+        if seeded and not _reshuffled(stage):
             done.add(id(stage))
             reports.append(_report(stage, source, SEED, seeded, path))
             continue
@@ -261,6 +269,22 @@ def frozen(pipeline: Stage, *, restarts: bool, source: str) -> list[Augmentation
             done.add(id(stage))
             reports.append(_report(stage, source, DATASET_RANDOM, from_element, path))
     return reports
+
+
+def _reshuffled(stage: Stage) -> bool:
+    """Whether a ``shuffle()`` that reshuffles each iteration lies upstream of ``stage``
+    with no cache between them (a cache replays its first pass's order)."""
+    seen: set[int] = set()
+    todo = list(stage.inputs)
+    while todo:
+        found = todo.pop()
+        if id(found) in seen or found.kind == CACHE:
+            continue
+        seen.add(id(found))
+        if found.kind == SHUFFLE and found.rerandomize:
+            return True
+        todo.extend(found.inputs)
+    return False
 
 
 def findings(pipeline: Stage, *, restarts: bool, source: str) -> list[Finding]:

@@ -194,6 +194,9 @@ def _stage(ds: Any, inputs: tuple[Stage, ...]) -> Stage:
     if kind == "CacheDataset":
         filename = _filename(ds)
         return Stage("cache", f"cache({filename!r})" if filename else "cache()", inputs)
+    if kind in ("_ShuffleDataset", "ShuffleDataset"):
+        reshuffle = bool(getattr(ds, "_reshuffle_each_iteration", False))
+        return Stage("shuffle", "shuffle", inputs, rerandomize=reshuffle)
     if kind in ("_RandomDataset", "RandomDataset"):
         rerandomize = bool(getattr(ds, "_rerandomize", False))
         label = "rerandomize_each_iteration=True" if rerandomize else ""
