@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,28 @@ def _run(script: Path, report: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory):
+    """Run the examples the session selected, as many at once as there are cores (each
+    is a separate `safegen run`); ``{script: (result, report path)}``."""
+    pytest.importorskip("keras")
+    selected = [
+        item.callspec.params["script"]
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module
+        and "script" in getattr(getattr(item, "callspec", None), "params", {})
+    ]
+    folder = tmp_path_factory.mktemp("keras_io")
+    scripts = list(dict.fromkeys(selected)) or EXAMPLES
+
+    def run(script):
+        report = folder / f"{script.stem}.json"
+        return script, (_run(script, report), report)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(scripts), os.cpu_count() or 1))) as pool:
+        return dict(pool.map(run, scripts))
+
+
 class TestOfficialExamples:
     """The ported keras-io examples exit 0 under `safegen run` with no finding."""
 
@@ -65,12 +88,10 @@ class TestOfficialExamples:
             assert "keras-team/keras-io" in script.read_text().split('"""')[1], script.name
 
     @pytest.mark.parametrize("script", EXAMPLES, ids=lambda path: path.stem)
-    def test_no_finding(self, script, tmp_path):
+    def test_no_finding(self, script, runs):
         """The example runs to the end under `safegen run`: exit 0, every finding count of
         its report 0, the new checks ran, and no check was skipped for failing."""
-        pytest.importorskip("keras")
-        report = tmp_path / "report.json"
-        result = _run(script, report)
+        result, report = runs[script]
         assert result.returncode == 0, result.stderr[-4000:]
         data = json.loads(report.read_text())
         assert data["exit_status"] == 0

@@ -24,10 +24,10 @@ from tensorflow import keras
 np.random.seed(42)
 tf.random.set_seed(42)
 
-x_train = np.random.randint(0, 256, size=(192, 32, 32, 3)).astype("uint8")
-y_train = np.random.randint(0, 10, size=(192, 1))
-x_test = np.random.randint(0, 256, size=(64, 32, 32, 3)).astype("uint8")
-y_test = np.random.randint(0, 10, size=(64, 1))
+x_train = np.random.randint(0, 256, size=(96, 32, 32, 3)).astype("uint8")
+y_train = np.random.randint(0, 10, size=(96, 1))
+x_test = np.random.randint(0, 256, size=(32, 32, 32, 3)).astype("uint8")
+y_test = np.random.randint(0, 10, size=(32, 1))
 # Keras 3's to_categorical returns float64 (tf.keras 2's returned float32, which the
 # example's cutmix relies on).
 y_train = tf.keras.utils.to_categorical(y_train, num_classes=10).astype("float32")

@@ -23,12 +23,12 @@ x = layers.Dense(64, activation="relu")(x)
 outputs = layers.Dense(10)(x)
 model = keras.Model(inputs=inputs, outputs=outputs, name="mnist_model")
 
-x_train = rng.integers(0, 256, size=(640, 28, 28)).astype("uint8")
-y_train = rng.integers(0, 10, size=640).astype("uint8")
+x_train = rng.integers(0, 256, size=(320, 28, 28)).astype("uint8")
+y_train = rng.integers(0, 10, size=320).astype("uint8")
 x_test = rng.integers(0, 256, size=(100, 28, 28)).astype("uint8")
 y_test = rng.integers(0, 10, size=100).astype("uint8")
 
-x_train = x_train.reshape(640, 784).astype("float32") / 255
+x_train = x_train.reshape(320, 784).astype("float32") / 255
 x_test = x_test.reshape(100, 784).astype("float32") / 255
 
 model.compile(
@@ -102,8 +102,8 @@ x = layers.Dropout(0.5)(x)
 outputs = layers.Dense(10)(x)
 model = keras.Model(inputs, outputs, name="toy_resnet")
 
-x_train = rng.integers(0, 256, size=(160, 32, 32, 3)).astype("uint8")
-y_train = rng.integers(0, 10, size=(160, 1))
+x_train = rng.integers(0, 256, size=(96, 32, 32, 3)).astype("uint8")
+y_train = rng.integers(0, 10, size=(96, 1))
 x_train = x_train.astype("float32") / 255.0
 y_train = keras.utils.to_categorical(y_train, 10)
 
@@ -113,4 +113,4 @@ model.compile(
     metrics=["acc"],
 )
 # The guide restricts the data to its first samples (1000 there).
-model.fit(x_train[:160], y_train[:160], batch_size=64, epochs=2, validation_split=0.2, verbose=0)
+model.fit(x_train[:96], y_train[:96], batch_size=64, epochs=2, validation_split=0.2, verbose=0)

@@ -19,8 +19,8 @@ import tensorflow as tf
 from tensorflow.keras import layers
 
 rng = np.random.default_rng(6)
-x_train = rng.integers(0, 256, size=(448, 28, 28)).astype("uint8")
-y_train = rng.integers(0, 10, size=448)
+x_train = rng.integers(0, 256, size=(256, 28, 28)).astype("uint8")
+y_train = rng.integers(0, 10, size=256)
 x_test = rng.integers(0, 256, size=(64, 28, 28)).astype("uint8")
 y_test = rng.integers(0, 10, size=64)
 
