@@ -59,13 +59,13 @@ from safegen._stats import Stats
 if TYPE_CHECKING:  # pragma: no cover
     from safegen._detectors.augmentation import AugmentationReport
     from safegen._detectors.input_scale import InputScaleReport
-    from safegen._detectors.logits import check_logits
     from safegen._detectors.pairing import PairingReport
     from safegen._detectors.random_streams import RandomStreamReport
     from safegen._detectors.repeated_batches import RepeatedBatchReport
     from safegen._detectors.repeated_orders import RepeatedOrderReport
     from safegen._guard import guard, stats
     from safegen.integrations._input_scale import check_inputs
+    from safegen.integrations._logits import check_logits
 
 __version__ = "0.1.0"
 
@@ -138,7 +138,7 @@ _LAZY = {
     "PairingReport": "safegen._detectors.pairing",
     "RandomStreamReport": "safegen._detectors.random_streams",
     "RepeatedBatchReport": "safegen._detectors.repeated_batches",
-    "check_logits": "safegen._detectors.logits",
+    "check_logits": "safegen.integrations._logits",
 }
 
 

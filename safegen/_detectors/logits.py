@@ -37,15 +37,12 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from safegen._frameworks import framework_of
-
 __all__ = [
     "ACTIVATIONS",
     "FUNCTIONS",
     "LossKind",
     "LossSpec",
     "Verdict",
-    "check_logits",
     "judge",
     "message",
 ]
@@ -292,59 +289,3 @@ def message(
             "the model trains badly without an error."
         )
     return "\n".join([first, f"  {why}", f"  hint: {_fix(spec, verdict, activation)}"])
-
-
-def check_logits(model: Any, x: Any, *, batch_size: int = 32) -> list[str]:
-    """Checks that each probabilistic loss of a compiled ``model`` gets what its
-    ``from_logits`` says: probabilities or logits.
-
-    Runs the model on the first ``batch_size`` rows of ``x`` (inference, nothing
-    trained, no random draw) and, for each output whose loss is a binary, categorical
-    or sparse categorical cross-entropy (built-in functions, names or classes, focal
-    variants included), compares the values with the loss's ``from_logits``: values
-    outside ``[0, 1]`` (or categorical rows not summing to 1) for a loss expecting
-    probabilities; probabilities (rows summing to 1, or values in ``[0, 1]`` from a
-    sigmoid/softmax output layer) for a loss expecting logits. On a mix-up it raises
-    :class:`safegen.LogitsError` naming the loss, the output, the values seen and the
-    fix.
-
-    ``safegen.enable()`` (``python -m safegen run``, ``pytest --safegen``) checks every
-    ``fit`` and ``evaluate`` the same way, on the call's first batch.
-
-    Args:
-        model: a compiled Keras 3 (``keras``) or Keras 2 (``tf_keras``) model.
-        x: inputs the model takes (an array, or a list or dict of arrays).
-        batch_size: how many rows of ``x`` to run the model on.
-
-    Returns:
-        The names of the outputs whose loss was checked: an empty list when no loss is
-            probabilistic.
-
-    Raises:
-        LogitsError: a loss expects probabilities and gets logits, or the reverse.
-        TypeError: ``model`` is not a Keras model.
-        ValueError: ``model`` is not compiled, has stateful layers (running it would
-            move their states), fails on ``x``, or ``batch_size`` is not positive.
-
-    Example:
-        >>> import keras, numpy as np, safegen
-        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, name="d")])
-        >>> model.compile(loss=keras.losses.BinaryCrossentropy(from_logits=True))
-        >>> safegen.check_logits(model, np.ones((8, 3)))
-        ['d']
-    """
-    if framework_of(model) is None:
-        raise TypeError(
-            "check_logits(model, x): model must be a Keras 3 (keras) or Keras 2 (tf_keras) "
-            f"model; got {model!r} of type {type(model).__name__}."
-        )
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(
-            f"check_logits(model, x): batch_size must be a positive int; got {batch_size!r}."
-        )
-    from safegen.integrations import _logits
-
-    return _logits.check_model(model, x, batch_size=batch_size)
-
-
-check_logits.__module__ = "safegen"

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from safegen._config import Options, Settings
@@ -362,14 +362,18 @@ class Flavor:
         }
 
 
+# The flavors of dataset classes beside Keras's: functions of a class that return its
+# flavor, or None when it is not theirs. safegen._sources.torch_data adds PyTorch's when
+# it is imported (safegen._sources imports it).
+FLAVORS: list[Callable[[Any], type[Flavor] | None]] = []
+
+
 def _flavor(cls: Any) -> type[Flavor]:
-    """The flavor of the dataset class ``cls``: PyTorch's, or Keras's."""
-    from safegen._frameworks import torch_data_kind
-
-    if torch_data_kind(cls) is not None:
-        from safegen._sources.torch_data import torch_flavor
-
-        return torch_flavor(cls)
+    """The flavor of the dataset class ``cls``: one of :data:`FLAVORS`', or Keras's."""
+    for flavor_of in FLAVORS:
+        found = flavor_of(cls)
+        if found is not None:
+            return found
     return Flavor
 
 

@@ -44,6 +44,7 @@ from safegen._modes import Source
 from safegen._modes.source import getitem_code
 from safegen._sources._base import SourceKind
 from safegen._sources.datasets import (
+    FLAVORS,
     DatasetHandle,
     Flavor,
     _guarded_class,
@@ -220,9 +221,15 @@ class IterableFlavor(Flavor):
         return {"__iter__": _guarded_iter(_unguarded(cls.__iter__))}
 
 
-def torch_flavor(cls: Any) -> type[Flavor]:
-    """The flavor of a PyTorch dataset class."""
-    return IterableFlavor if torch_data_kind(cls) == "iterable" else MapFlavor
+def torch_flavor(cls: Any) -> type[Flavor] | None:
+    """The flavor of a PyTorch dataset class, or ``None`` for another class."""
+    kind = torch_data_kind(cls)
+    if kind is None:
+        return None
+    return IterableFlavor if kind == "iterable" else MapFlavor
+
+
+FLAVORS.append(torch_flavor)
 
 
 def _defined_in_torch(obj: Any) -> bool:

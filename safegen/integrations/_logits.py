@@ -48,7 +48,7 @@ from safegen._handling import Handling, report
 from safegen.integrations._calls import Call
 from safegen.integrations._checked_losses import CheckedLoss
 
-__all__ = ["check", "check_model", "findings", "loss_specs"]
+__all__ = ["check", "check_logits", "check_model", "findings", "loss_specs"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
@@ -557,3 +557,57 @@ def check_model(model: Any, x: Any, *, batch_size: int) -> list[str]:
     for finding in found:
         report(finding, Handling("raise"))
     return judged
+
+
+def check_logits(model: Any, x: Any, *, batch_size: int = 32) -> list[str]:
+    """Checks that each probabilistic loss of a compiled ``model`` gets what its
+    ``from_logits`` says: probabilities or logits.
+
+    Runs the model on the first ``batch_size`` rows of ``x`` (inference, nothing
+    trained, no random draw) and, for each output whose loss is a binary, categorical
+    or sparse categorical cross-entropy (built-in functions, names or classes, focal
+    variants included), compares the values with the loss's ``from_logits``: values
+    outside ``[0, 1]`` (or categorical rows not summing to 1) for a loss expecting
+    probabilities; probabilities (rows summing to 1, or values in ``[0, 1]`` from a
+    sigmoid/softmax output layer) for a loss expecting logits. On a mix-up it raises
+    :class:`safegen.LogitsError` naming the loss, the output, the values seen and the
+    fix.
+
+    ``safegen.enable()`` (``python -m safegen run``, ``pytest --safegen``) checks every
+    ``fit`` and ``evaluate`` the same way, on the call's first batch.
+
+    Args:
+        model: a compiled Keras 3 (``keras``) or Keras 2 (``tf_keras``) model.
+        x: inputs the model takes (an array, or a list or dict of arrays).
+        batch_size: how many rows of ``x`` to run the model on.
+
+    Returns:
+        The names of the outputs whose loss was checked: an empty list when no loss is
+            probabilistic.
+
+    Raises:
+        LogitsError: a loss expects probabilities and gets logits, or the reverse.
+        TypeError: ``model`` is not a Keras model.
+        ValueError: ``model`` is not compiled, has stateful layers (running it would
+            move their states), fails on ``x``, or ``batch_size`` is not positive.
+
+    Example:
+        >>> import keras, numpy as np, safegen
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, name="d")])
+        >>> model.compile(loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        >>> safegen.check_logits(model, np.ones((8, 3)))
+        ['d']
+    """
+    if framework_of(model) is None:
+        raise TypeError(
+            "check_logits(model, x): model must be a Keras 3 (keras) or Keras 2 (tf_keras) "
+            f"model; got {model!r} of type {type(model).__name__}."
+        )
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(
+            f"check_logits(model, x): batch_size must be a positive int; got {batch_size!r}."
+        )
+    return check_model(model, x, batch_size=batch_size)
+
+
+check_logits.__module__ = "safegen"
