@@ -539,6 +539,31 @@ class TestKeras3Details:
             model.fit(x, y[:, 0], batch_size=BATCH, verbose=0)
 
 
+class TestLossFindings:
+    """A loss's ShapeError is a finding of kind LOSS_BROADCAST, counted on the one path."""
+
+    def test_loss_broadcast_counted_by_kind_and_failing(self):
+        """A broadcasting loss in a real fit is one loss_broadcasts finding in counts() and
+        failures(), counted as raised (not in failures(raised=False)); a correct one is none."""
+        pytest.importorskip("keras")
+        from tests.loss_models import ExpandTrue, MeanSquares, data, fit, regression
+
+        x, y = data(1)
+        with safegen.enabled() as session:
+            assert fit(regression(), ExpandTrue(), x, y, check=False) == "ok"
+            assert session.failures() == {}
+            assert re.match(MISMATCH, fit(regression(), MeanSquares(), x, y, check=False))
+            counts = session.counts()
+            assert (counts["loss_broadcasts"], counts["layer_shapes"]) == (1, 0)
+            assert session.failures() == {"loss_broadcasts": 1}
+            assert session.failures(raised=False) == {}
+            data_ = session.as_dict()
+        totals = data_["totals"]
+        assert (totals["losses_checked"], totals["shape_errors"], totals["violations"]) == (2, 1, 1)
+        assert sorted(loss["shape_errors"] for loss in data_["losses"]) == [0, 1]
+        assert re.match(MISMATCH, data_["shape_errors"][0])
+
+
 @pytest.mark.tf_keras
 class TestTfKeras:
     """check_losses and enable() on tf_keras (Keras 2), with real fit."""
