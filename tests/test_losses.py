@@ -833,6 +833,22 @@ def test_fit():
     model.fit(x, x.mean(axis=1), batch_size=16, epochs=1, verbose=0)
 """
 
+EXPECTED_MODULE = (
+    PYTEST_MODULE.replace("def test_fit():", "def fit():")
+    + """
+
+def test_expected():
+    import pytest
+    import safegen
+
+    with pytest.raises(safegen.ShapeError, match="broadcast to"):
+        fit()
+    mean = keras.layers.Lambda(lambda x: ops.mean(x, axis=1), output_shape=(1,))
+    with pytest.raises(safegen.ShapeError, match="returned rank 1"):
+        mean(np.ones((4, 2), "float32"))
+"""
+)
+
 
 @pytest.mark.keras
 class TestPytestPlugin:
@@ -867,6 +883,23 @@ class TestPytestPlugin:
         """--safegen-no-shapes leaves losses alone, as it leaves Lambdas."""
         result = inner.runpytest(*self.PLUGIN, "--safegen", "--safegen-no-shapes")
         result.assert_outcomes(passed=1)
+
+    def test_expected_shape_errors_pass(self, pytester):
+        """--safegen: a test that expects the loss's and a Lambda's ShapeError with
+        pytest.raises passes (their findings count as raised), and the summary counts them."""
+        pytest.importorskip("keras")
+        pytester.makepyfile(test_expected=EXPECTED_MODULE)
+        pytester.makeini(
+            "[pytest]\nfilterwarnings =\n    ignore::UserWarning\n    ignore::DeprecationWarning\n"
+        )
+        result = pytester.runpytest(*self.PLUGIN, "--safegen")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "safegen: * 2 violation(s) (1 layer shape error(s), 1 loss broadcast(s)); "
+                "1 layer(s) checked, 2 shape error(s)*",
+            ]
+        )
 
 
 @pytest.mark.keras
