@@ -36,15 +36,17 @@ from safegen._errors import (
     RepeatedBatchWarning,
     SafegenError,
     SafegenWarning,
+    ShapeError,
     SplitError,
     SplitWarning,
 )
 
-__all__ = ["KINDS", "Finding", "Kind", "failing", "kind_of", "named_counts"]
+__all__ = ["KINDS", "SHAPE_KINDS", "Finding", "Kind", "failing", "kind_of", "named_counts"]
 
 
 class Kind(enum.Enum):
-    """A kind of finding on a data source; each is counted under its ``key``.
+    """A kind of finding (on a data source, a training call, a layer or a loss); each is
+    counted under its ``key``.
 
     Attributes:
         key: its key in the session's counts and ``--report``'s JSON (``"changed_arrays"``).
@@ -108,6 +110,16 @@ class Kind(enum.Enum):
         "repeated_orders", "sampler order(s) repeated", "repeated_order", OrderError,
         OrderWarning, "OrderWarning", True,
     )  # fmt: skip
+    # The shape checks of layers and losses: always raised (never only warned about),
+    # by the integration that found them, with the finding counted first.
+    LAYER_SHAPE = (
+        "layer_shapes", "layer shape error(s)", "layer_shape", ShapeError, SafegenWarning,
+        "ShapeError", True,
+    )  # fmt: skip
+    LOSS_BROADCAST = (
+        "loss_broadcasts", "loss broadcast(s)", "loss_broadcast", ShapeError, SafegenWarning,
+        "ShapeError", True,
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -142,6 +154,10 @@ class Kind(enum.Enum):
 # Every kind, in the order summaries name them. A source's (and the totals') "violations"
 # is the sum of their counts.
 KINDS: tuple[Kind, ...] = tuple(Kind)
+
+# The kinds found by checking shapes (a layer's output, a loss's inputs): counted under the
+# session's layers and losses, not under a data source, and always raised.
+SHAPE_KINDS: frozenset[Kind] = frozenset({Kind.LAYER_SHAPE, Kind.LOSS_BROADCAST})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,18 +199,28 @@ class Finding:
         return {"kind": self.kind.entry, "message": self.message}
 
     def error(self) -> SafegenError:
-        """The safegen error raised for it (carrying ``details`` as its report)."""
+        """The safegen error raised for it (carrying ``details`` as its report); built
+        from the message alone when there are no details (a ``ShapeError``: autograph
+        rebuilds an error with one argument)."""
+        if self.details is None:
+            return self.kind.error(self.message)
         return self.kind.error(self.message, self.details)
 
 
 def kind_of(error: BaseException) -> Kind | None:
     """The kind of finding that safegen raised ``error`` for, or ``None`` (a
     ``ShapeError``, or not safegen's). An error rebuilt from its message alone (Keras
-    does that) has no report: an ``AliasingError`` then counts as a changed array."""
+    does that) has no report: an ``AliasingError`` then counts as a changed array.
+
+    A ``ShapeError`` is ``None`` here: its finding (``LAYER_SHAPE`` or ``LOSS_BROADCAST``)
+    is counted, and counted as raised, where it is found (a shape finding is always
+    raised), so the error itself counts for nothing more."""
     report = getattr(error, "report", None)
     if isinstance(error, AliasingError):
         return Kind.REUSED_CONTAINER if getattr(report, "container", "") else Kind.CHANGED_ARRAY
     for kind in KINDS:
+        if kind in SHAPE_KINDS:
+            continue
         if kind.error is not AliasingError and isinstance(error, kind.error):
             # Kinds that share an error class (SplitError) are told apart by the report.
             reported = getattr(report, "finding_kind", None)
@@ -205,8 +231,9 @@ def kind_of(error: BaseException) -> Kind | None:
 def failing(counts: dict[str, int], errors: int = 0) -> dict[str, int]:
     """The one rule that decides whether ``safegen run``, ``pytest --safegen``, ``safegen
     check`` and :func:`safegen.testing.assert_no_aliasing` fail: every finding of every
-    kind (``counts``, by kind key) fails, and so does every safegen error that escaped
-    into the code checked (``errors``: a ``ShapeError`` too, counted under ``"errors"``).
+    kind (``counts``, by kind key: a layer's or a loss's ``ShapeError`` too) fails, and so
+    does a safegen error that a probed source raised itself (``errors``, counted under
+    ``"errors"``).
 
     Returns what fails, by kind key: empty when nothing does.
 

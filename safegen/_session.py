@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from safegen._errors import ShapeError
-from safegen._finding import KINDS, Finding, Kind, failing, kind_of
+from safegen._finding import KINDS, SHAPE_KINDS, Finding, Kind, failing, kind_of
 from safegen._stats import Stats
 from safegen._summary import render
 
@@ -32,6 +32,7 @@ __all__ = [
     "SourceRecord",
     "current",
     "kind_of",
+    "layer_source",
     "record_check",
     "record_error",
     "record_finding",
@@ -39,7 +40,6 @@ __all__ = [
     "record_layer",
     "record_loss",
     "record_remote",
-    "record_shape_error",
     "record_source",
     "session",
 ]
@@ -125,7 +125,8 @@ class LayerRecord:
         name: the layer's name (``"mean"``).
         kind: the layer's class name (``"Lambda"``).
         checks: how many times its output was checked (in graph mode, once per trace).
-        shape_errors: how many of those checks raised ``ShapeError``.
+        shape_errors: how many of those checks raised ``ShapeError`` (its findings of
+            kind ``LAYER_SHAPE``).
     """
 
     name: str
@@ -143,7 +144,8 @@ class LossRecord:
         location: ``"file.py:12"`` where that code is defined, or ``""``.
         output: the model output it belongs to (``""`` for a model with one loss).
         checks: how many times its shapes were checked (in graph mode, once per trace).
-        shape_errors: how many of those checks raised ``ShapeError``.
+        shape_errors: how many of those checks raised ``ShapeError`` (its findings of
+            kind ``LOSS_BROADCAST``).
     """
 
     name: str
@@ -163,7 +165,10 @@ class Session:
         self.losses: dict[int, LossRecord] = {}
         # The model-level checks (no data source's), by (name, location).
         self.checks: dict[tuple[str, str], CheckRecord] = {}
-        self.shape_errors: list[str] = []
+        # The findings of the shape checks (LAYER_SHAPE, LOSS_BROADCAST), in order, and the
+        # latest layer or loss record of each (source, location): where they are counted.
+        self.shape_findings: list[Finding] = []
+        self.shape_places: dict[tuple[str, str], LayerRecord | LossRecord] = {}
         self.errors: list[BaseException] = []
         # What enable() left off, and why: {"sources": ..., "layers": ...}.
         self.off: dict[str, str] = {}
@@ -198,9 +203,18 @@ class Session:
     def record_finding(self, finding: Finding) -> None:
         """Count ``finding`` under its source (one this session guarded: a source guarded
         before the session began is not part of it), or under the model-level check
-        that :meth:`record_check` noted under the same name and location."""
+        that :meth:`record_check` noted under the same name and location; a shape
+        check's under the layer or loss last checked under that name and location (a
+        shape finding is always raised: it counts as raised too)."""
         with self.lock:
             key = (finding.source, finding.location)
+            if finding.kind in SHAPE_KINDS:
+                self.shape_findings.append(finding)
+                self.raised[finding.kind] = self.raised.get(finding.kind, 0) + 1
+                place = self.shape_places.get(key)
+                if place is not None:
+                    place.shape_errors += 1
+                return
             record = self.places.get(key)
             if record is not None:
                 record.reported.append(finding)
@@ -218,7 +232,9 @@ class Session:
                 record = self.checks[name, location] = CheckRecord(name, location)
             record.checks += 1
 
-    def record_layer(self, layer: Any, error: str | None = None) -> None:
+    def record_layer(self, layer: Any) -> None:
+        """Note that ``layer``'s output was checked once; its findings' ``source`` is
+        :func:`layer_source` and their location ``""``."""
         key = id(layer)
         with self.lock:
             record = self.layers.get(key)
@@ -227,21 +243,17 @@ class Session:
                     str(getattr(layer, "name", "?")), type(layer).__name__
                 )
             record.checks += 1
-            if error is not None:
-                record.shape_errors += 1
-                self.shape_errors.append(error)
+            self.shape_places[layer_source(layer), ""] = record
 
-    def record_loss(
-        self, key: int, name: str, location: str, output: str, error: str | None = None
-    ) -> None:
+    def record_loss(self, key: int, name: str, location: str, output: str) -> None:
+        """Note that a loss's input shapes were checked once; its findings' ``source``
+        and ``location`` are ``name`` and ``location``."""
         with self.lock:
             record = self.losses.get(key)
             if record is None:
                 record = self.losses[key] = LossRecord(name, location, output)
             record.checks += 1
-            if error is not None:
-                record.shape_errors += 1
-                self.shape_errors.append(error)
+            self.shape_places[name, location] = record
 
     def record_error(self, error: BaseException) -> None:
         with self.lock:
@@ -276,7 +288,7 @@ class Session:
             checks = [
                 (c.name, c.location, c.checks, list(c.reported)) for c in self.checks.values()
             ]
-            shape_errors = list(self.shape_errors)
+            shape_findings = list(self.shape_findings)
             remote = dict(self.remote)
             remote_kinds = dict(self.remote_kinds)
             remote_shape_errors = self.remote_shape_errors
@@ -322,6 +334,9 @@ class Session:
         for kind, count in remote_kinds.items():
             if not kind.listed:
                 totals[kind.key] += count
+        # The shape checks' findings, counted under their layers and losses.
+        for kind in SHAPE_KINDS:
+            totals[kind.key] = sum(f.kind is kind for f in shape_findings)
         return {
             "sources": rows,
             "layers": [dataclasses.asdict(layer) for layer in layers],
@@ -339,10 +354,10 @@ class Session:
                 "unwarned": total.unwarned,
                 "layers_checked": len(layers),
                 "losses_checked": len(losses),
-                "shape_errors": len(shape_errors) + remote_shape_errors,
+                "shape_errors": len(shape_findings) + remote_shape_errors,
                 "seconds": total.seconds,
             },
-            "shape_errors": shape_errors,
+            "shape_errors": [f.message for f in shape_findings],
             "in_worker_processes": remote,
         }
 
@@ -440,18 +455,16 @@ def record_source(name: str, location: str, mode: str, stats: Stats) -> None:
         session.record_source(name, location, mode, stats)
 
 
+def layer_source(layer: Any) -> str:
+    """``"layer 'mean' (Lambda)"``: ``layer`` as the ``source`` of its findings."""
+    return f"layer {str(getattr(layer, 'name', '?'))!r} ({type(layer).__name__})"
+
+
 def record_layer(layer: Any) -> None:
     """Note that ``layer``'s output was checked (a no-op outside a session)."""
     session = _current
     if session is not None:
         session.record_layer(layer)
-
-
-def record_shape_error(layer: Any, message: str) -> None:
-    """Note that ``layer``'s output check raised ``ShapeError`` (no-op outside a session)."""
-    session = _current
-    if session is not None:
-        session.record_layer(layer, error=message)
 
 
 def record_remote(error: BaseException) -> None:
@@ -461,12 +474,12 @@ def record_remote(error: BaseException) -> None:
         session.record_remote(error)
 
 
-def record_loss(key: int, name: str, location: str, output: str, error: str | None = None) -> None:
-    """Note that a loss's input shapes were checked, and the ``ShapeError`` text if the
-    check raised one (a no-op outside a session)."""
+def record_loss(key: int, name: str, location: str, output: str) -> None:
+    """Note that a loss's input shapes were checked (a no-op outside a session); a
+    ``ShapeError`` it raises is a finding, counted by :func:`safegen._handling.report`."""
     session = _current
     if session is not None:
-        session.record_loss(key, name, location, output, error)
+        session.record_loss(key, name, location, output)
 
 
 def record_check(name: str, location: str) -> None:

@@ -539,6 +539,31 @@ class TestKeras3Details:
             model.fit(x, y[:, 0], batch_size=BATCH, verbose=0)
 
 
+class TestLossFindings:
+    """A loss's ShapeError is a finding of kind LOSS_BROADCAST, counted on the one path."""
+
+    def test_loss_broadcast_counted_by_kind_and_failing(self):
+        """A broadcasting loss in a real fit is one loss_broadcasts finding in counts() and
+        failures(), counted as raised (not in failures(raised=False)); a correct one is none."""
+        pytest.importorskip("keras")
+        from tests.loss_models import ExpandTrue, MeanSquares, data, fit, regression
+
+        x, y = data(1)
+        with safegen.enabled() as session:
+            assert fit(regression(), ExpandTrue(), x, y, check=False) == "ok"
+            assert session.failures() == {}
+            assert re.match(MISMATCH, fit(regression(), MeanSquares(), x, y, check=False))
+            counts = session.counts()
+            assert (counts["loss_broadcasts"], counts["layer_shapes"]) == (1, 0)
+            assert session.failures() == {"loss_broadcasts": 1}
+            assert session.failures(raised=False) == {}
+            data_ = session.as_dict()
+        totals = data_["totals"]
+        assert (totals["losses_checked"], totals["shape_errors"], totals["violations"]) == (2, 1, 1)
+        assert sorted(loss["shape_errors"] for loss in data_["losses"]) == [0, 1]
+        assert re.match(MISMATCH, data_["shape_errors"][0])
+
+
 @pytest.mark.tf_keras
 class TestTfKeras:
     """check_losses and enable() on tf_keras (Keras 2), with real fit."""
@@ -808,6 +833,22 @@ def test_fit():
     model.fit(x, x.mean(axis=1), batch_size=16, epochs=1, verbose=0)
 """
 
+EXPECTED_MODULE = (
+    PYTEST_MODULE.replace("def test_fit():", "def fit():")
+    + """
+
+def test_expected():
+    import pytest
+    import safegen
+
+    with pytest.raises(safegen.ShapeError, match="broadcast to"):
+        fit()
+    mean = keras.layers.Lambda(lambda x: ops.mean(x, axis=1), output_shape=(1,))
+    with pytest.raises(safegen.ShapeError, match="returned rank 1"):
+        mean(np.ones((4, 2), "float32"))
+"""
+)
+
 
 @pytest.mark.keras
 class TestPytestPlugin:
@@ -842,6 +883,23 @@ class TestPytestPlugin:
         """--safegen-no-shapes leaves losses alone, as it leaves Lambdas."""
         result = inner.runpytest(*self.PLUGIN, "--safegen", "--safegen-no-shapes")
         result.assert_outcomes(passed=1)
+
+    def test_expected_shape_errors_pass(self, pytester):
+        """--safegen: a test that expects the loss's and a Lambda's ShapeError with
+        pytest.raises passes (their findings count as raised), and the summary counts them."""
+        pytest.importorskip("keras")
+        pytester.makepyfile(test_expected=EXPECTED_MODULE)
+        pytester.makeini(
+            "[pytest]\nfilterwarnings =\n    ignore::UserWarning\n    ignore::DeprecationWarning\n"
+        )
+        result = pytester.runpytest(*self.PLUGIN, "--safegen")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "safegen: * 2 violation(s) (1 layer shape error(s), 1 loss broadcast(s)); "
+                "1 layer(s) checked, 2 shape error(s)*",
+            ]
+        )
 
 
 @pytest.mark.keras

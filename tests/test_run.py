@@ -337,6 +337,30 @@ class TestViolationsFailTheRun:
         )
         assert "generator_data_adapter.py" not in result.stderr.split("AliasingError: ")[-1]
 
+    def test_caught_shape_error_exits_1(self, tmp_path):
+        """A ShapeError the program catches still fails the run (its finding counts, as
+        every finding raised and caught does); --warn keeps the program's status."""
+        pytest.importorskip("keras")
+        script = _write(tmp_path / "prog.py", CAUGHT_SHAPE_PROGRAM)
+        result = _run(str(script), cwd=tmp_path)
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert result.stdout.startswith("caught: layer 'lambda' (Lambda) returned rank 1")
+        assert "1 violation(s) (1 layer shape error(s)); 1 layer(s) checked" in result.stderr
+        assert _run("--warn", str(script), cwd=tmp_path).returncode == 0
+
+
+CAUGHT_SHAPE_PROGRAM = """
+import numpy as np
+import keras
+from keras import ops
+
+mean = keras.layers.Lambda(lambda x: ops.mean(x, axis=1), output_shape=(1,))
+try:
+    mean(np.ones((4, 2), "float32"))
+except ValueError as error:
+    print("caught:", str(error).splitlines()[0])
+"""
+
 
 WORKER_PROGRAM = """
 import multiprocessing

@@ -930,6 +930,33 @@ class TestInstallLambdaChecks:
         assert records == {"m": (1, 0), "bad": (1, 1)}
 
 
+class TestShapeFindings:
+    """A layer's ShapeError is a finding of kind LAYER_SHAPE, counted on the one path."""
+
+    def test_layer_shape_error_counted_by_kind_and_failing(self) -> None:
+        """A ShapeError a Lambda raised is one layer_shapes finding in counts() and
+        failures(), counted as raised (not in failures(raised=False)), in the summary."""
+        with safegen.enabled() as session:
+            good = layers.Lambda(mean_good, output_shape=(1,), name="good")
+            good(ops.ones((3, 2)))
+            assert session.failures() == {}
+            bad = layers.Lambda(mean_bad, output_shape=(1,), name="bad")
+            with pytest.raises(ShapeError, match=r"^layer 'bad' \(Lambda\) returned rank 1"):
+                bad(ops.ones((3, 2)))
+            counts = session.counts()
+            assert (counts["layer_shapes"], counts["loss_broadcasts"]) == (1, 0)
+            assert session.failures() == {"layer_shapes": 1}
+            assert session.failures(raised=False) == {}  # the error decides where it went
+            data = session.as_dict()
+        totals = data["totals"]
+        assert (totals["shape_errors"], totals["layers_checked"], totals["violations"]) == (1, 2, 1)
+        records = {r["name"]: (r["checks"], r["shape_errors"]) for r in data["layers"]}
+        assert records == {"good": (1, 0), "bad": (1, 1)}
+        assert data["shape_errors"][0].startswith("layer 'bad' (Lambda) returned rank 1")
+        summary = session.summary()
+        assert "1 violation(s) (1 layer shape error(s)); 2 layer(s) checked" in summary
+
+
 TF_KERAS_SCRIPT = textwrap.dedent(
     """
     import numpy as np, safegen, tf_keras as keras

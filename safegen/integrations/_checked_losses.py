@@ -28,7 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 from safegen import _config, _session
-from safegen._errors import ShapeError
+from safegen._finding import Finding, Kind
+from safegen._handling import Handling, report
 from safegen._losses import first_meeting, loss_message, where_defined
 from safegen._shapes import Shape
 from safegen.integrations._loss_graphs import Traced
@@ -177,9 +178,13 @@ class LossChecks(abc.ABC):
                 state.cache.clear()
             state.cache[key] = verdict
         assert verdict is None or isinstance(verdict, str)
-        _session.record_loss(id(state), state.user.label, state.location, state.output, verdict)
+        _session.record_loss(id(state), state.user.label, state.location, state.output)
         if verdict is not None:
-            error = ShapeError(verdict)
+            # The one path, counting only; raised here, and noted so that it is re-raised
+            # as it is from wherever Keras wraps it.
+            finding = Finding(Kind.LOSS_BROADCAST, state.user.label, state.location, verdict)
+            report(finding, Handling(None))
+            error = finding.error()
             _session.record_error(error)
             raise error
 

@@ -18,8 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from safegen import _session
-from safegen._errors import ShapeError
+from safegen._errors import SafegenError
+from safegen._finding import Finding, Kind
 from safegen._frames import hide_safegen_frames, relative_filename
+from safegen._handling import Handling, report
 from safegen._shapes import (
     CheckMode,
     Shape,
@@ -78,11 +80,14 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def _shape_error(layer: Any, text: str) -> ShapeError:
-    """A ShapeError that Keras passes through as is (no re-raise with its own context)."""
-    _session.record_shape_error(layer, text)
+def _shape_error(layer: Any, text: str) -> SafegenError:
+    """A ShapeError that Keras passes through as is (no re-raise with its own context),
+    its finding counted first (the one path, counting only: the caller raises it)."""
+    _session.record_layer(layer)
+    finding = Finding(Kind.LAYER_SHAPE, _session.layer_source(layer), "", text)
+    report(finding, Handling(None))
     hide_safegen_frames()
-    error: ShapeError = ShapeError(text)
+    error = finding.error()  # a ShapeError, built from the text alone
     # Keras's call wrapper re-raises a layer's exception as type(e)(message + the call's
     # arguments, in ANSI bold) unless this attribute is set: keep the message clean.
     vars(error)["_keras_call_info_injected"] = True
