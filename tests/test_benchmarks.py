@@ -108,13 +108,13 @@ class TestBenchmarks:
         pytest.importorskip("tqdm")
         _run("mean_training.py", tmp_path)
         report = json.loads((tmp_path / "mean_training_quick.json").read_text())
-        variants = {"bare", "bare again", "check", "copy", "freeze", "hand copy"}
+        variants = {"bare", "bare again", "check", "copy", "freeze", "hand copy", "enabled"}
         assert set(report["steps_per_second"]) == variants
         assert set(report["ratio_vs_bare"]) == variants - {"bare"}
         assert set(report["safegen_time"]) == {"check", "copy", "freeze"}
         for ratio in report["ratio_vs_bare"].values():
             assert set(ratio) >= {"median", "min", "max"}
-        assert len(report["targets"]) == 2
+        assert len(report["targets"]) == 3  # check, copy, and all that enable() turns on
         for ratio in report["ratio_vs_bare"].values():
             assert ratio["ci_low"] <= ratio["median"] <= ratio["ci_high"]
         assert "A/A control's interval" in (tmp_path / "mean_training_quick.md").read_text()
