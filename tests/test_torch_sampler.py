@@ -144,8 +144,7 @@ class TestExplicit:
             list(other)
             list(other)  # not watched, not enabled: silent
         finally:  # the patches watch() installed for good, taken off for the next tests
-            watching._uninstall()
-            watching._permanent[0] = False
+            watching._watched.release()
 
 
 class Reversed(DistributedSampler):

@@ -21,58 +21,39 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from safegen import _enable, _session
+from safegen import _session
 from safegen._config import Settings
 from safegen._detectors.repeated_orders import OrderWatch
 from safegen._finding import Finding
 from safegen._frames import user_line
 from safegen._handling import Handling, report
 from safegen.integrations._patching import patch
+from safegen.integrations.torch._watched import Watched
 
 __all__ = ["install", "watch"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
-_lock = threading.RLock()
 _WATCHES: weakref.WeakKeyDictionary[Any, OrderWatch] = weakref.WeakKeyDictionary()
 _HANDLINGS: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-# Samplers watched explicitly (safegen.guard on their DataLoader), with their settings.
-_EXPLICIT: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()
 _inside = threading.local()  # an __iter__ being recorded on this thread (no nesting)
 # Undo functions: the enable()-time patches, and the subclasses patched on first use.
 _patched: dict[Any, Callable[[], None]] = {}
-_permanent = [False]  # watch() installed the patches for good
 
 
 def install() -> Callable[[], None]:
     """Wrap ``DistributedSampler``'s ``__init__``, ``__iter__`` and ``set_epoch``;
     returns the function that undoes it (and the subclasses patched since)."""
-    with _lock:
-        if _permanent[0]:
-            return lambda: None
-        _install()
-
-    def undo() -> None:
-        with _lock:
-            if not _permanent[0]:
-                _uninstall()
-
-    return undo
+    return _watched.install()
 
 
 def watch(sampler: Any, settings: Settings) -> None:
     """Watch ``sampler`` (a ``DistributedSampler``) with ``settings``, enabled or not."""
     from torch.utils.data.distributed import DistributedSampler
 
-    if not isinstance(sampler, DistributedSampler) or settings.mode == "off":
-        return
-    with _lock:
-        if not _permanent[0]:
-            _uninstall()
-            _install()
-            _permanent[0] = True
-        _patch_subclass(type(sampler))
-        _EXPLICIT[sampler] = settings
+    if isinstance(sampler, DistributedSampler) and _watched.watch(sampler, settings):
+        with _lock:
+            _patch_subclass(type(sampler))
 
 
 def _install() -> None:
@@ -88,6 +69,10 @@ def _uninstall() -> None:
         _patched.pop(key)()
 
 
+_watched = Watched(_install, _uninstall)
+_lock = _watched.lock
+
+
 def _patch_subclass(cls: type) -> None:
     """Wrap the ``__iter__`` of ``cls`` and its bases below ``DistributedSampler`` that
     define their own (once each)."""
@@ -100,21 +85,6 @@ def _patch_subclass(cls: type) -> None:
             _patched[(base, "__iter__")] = patch(base, "__iter__", _iter)
 
 
-def _settings(sampler: Any) -> Settings | None:
-    """The settings ``sampler`` is watched with now, or ``None``."""
-    explicit = _EXPLICIT.get(sampler)
-    if explicit is not None:
-        return explicit
-    enabled = _enable.options()
-    if enabled is None:
-        return None
-    try:
-        settings = enabled.options.resolve()
-    except ValueError:  # an invalid environment variable: reported where it is used
-        return None
-    return None if settings.mode == "off" else settings
-
-
 def _watch_of(sampler: Any) -> OrderWatch:
     with _lock:
         found = _WATCHES.get(sampler)
@@ -125,7 +95,7 @@ def _watch_of(sampler: Any) -> OrderWatch:
 
 def _init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     result = wrapped(*args, **kwargs)
-    if instance is not None and _settings(instance) is not None:
+    if instance is not None and _watched.settings(instance) is not None:
         with _lock:
             _patch_subclass(type(instance))
             if instance not in _WATCHES:
@@ -140,7 +110,7 @@ def _set_epoch(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 def _iter(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    settings = None if instance is None else _settings(instance)
+    settings = None if instance is None else _watched.settings(instance)
     if settings is None or getattr(_inside, "active", False):
         return wrapped(*args, **kwargs)
     _inside.active = True

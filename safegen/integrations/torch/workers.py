@@ -36,7 +36,6 @@ from __future__ import annotations
 import functools
 import random
 import re
-import threading
 import types
 import weakref
 from collections.abc import Callable, Iterator
@@ -44,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from safegen import _enable, _session
+from safegen import _session
 from safegen._config import Settings
 from safegen._detectors._sink import Channel
 from safegen._detectors.findings import record as record_findings
@@ -52,19 +51,16 @@ from safegen._errors import SafegenError
 from safegen._frames import hide_safegen_frames
 from safegen._modes.source import Source, getitem_code
 from safegen.integrations._patching import patch
+from safegen.integrations.torch._watched import Watched
 
 __all__ = ["WorkerStart", "install", "watch"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
-_lock = threading.RLock()
-# Loaders watched explicitly (safegen.guard on a DataLoader), with their settings.
-_EXPLICIT: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()
 # Each watched loader's channel (one per loader and mode: its workers of every epoch
 # compare their records in it).
 _CHANNELS: weakref.WeakKeyDictionary[Any, tuple[str, Channel]] = weakref.WeakKeyDictionary()
 _undo: list[Callable[[], None]] = []
-_permanent = [False]
 
 
 class TorchChannel(Channel):
@@ -101,29 +97,12 @@ class IterableChannel(TorchChannel):
 def install() -> Callable[[], None]:
     """Wrap the iterator that starts a ``DataLoader``'s worker processes; returns the
     function that undoes it."""
-    with _lock:
-        if _permanent[0]:
-            return lambda: None
-        _install()
-
-    def undo() -> None:
-        with _lock:
-            if not _permanent[0]:
-                _uninstall()
-
-    return undo
+    return _watched.install()
 
 
 def watch(loader: Any, settings: Settings) -> None:
     """Watch ``loader``'s worker processes with ``settings``, enabled or not."""
-    if settings.mode == "off":
-        return
-    with _lock:
-        if not _permanent[0]:
-            _uninstall()
-            _install()
-            _permanent[0] = True
-        _EXPLICIT[loader] = settings
+    _watched.watch(loader, settings)
 
 
 def _install() -> None:
@@ -139,18 +118,8 @@ def _uninstall() -> None:
         _undo.pop()()
 
 
-def _settings(loader: Any) -> Settings | None:
-    explicit = _EXPLICIT.get(loader)
-    if explicit is not None:
-        return explicit
-    enabled = _enable.options()
-    if enabled is None:
-        return None
-    try:
-        settings = enabled.options.resolve()
-    except ValueError:  # an invalid environment variable: reported where it is used
-        return None
-    return None if settings.mode == "off" else settings
+_watched = Watched(_install, _uninstall)
+_lock = _watched.lock
 
 
 def _channel(loader: Any, settings: Settings) -> Channel:
@@ -181,7 +150,7 @@ def _start_workers(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``_MultiProcessingDataLoaderIter.__init__(loader)``: its workers get a
     :class:`WorkerStart` around the loader's ``worker_init_fn`` while they are started."""
     loader = args[0] if args else kwargs.get("loader")
-    settings = None if loader is None else _settings(loader)
+    settings = None if loader is None else _watched.settings(loader)
     if settings is None:
         return wrapped(*args, **kwargs)
     channel = _channel(loader, settings)
