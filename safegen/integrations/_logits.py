@@ -32,7 +32,6 @@ forward pass of one batch. The call check (:func:`check`, in ``CHECKS`` of both
 
 from __future__ import annotations
 
-import functools
 import importlib
 import weakref
 from collections.abc import Callable
@@ -40,19 +39,26 @@ from typing import Any
 
 import numpy as np
 
-from safegen._detectors.logits import ACTIVATIONS, FUNCTIONS, LossSpec, judge, message
+from safegen._detectors.logits import judge, message
 from safegen._finding import Finding, Kind
-from safegen._frameworks import KERASES, framework_of
+from safegen._frameworks import framework_of
 from safegen._handle import Handle, handle_of
 from safegen._handling import Handling, report
 from safegen.integrations._calls import Call
-from safegen.integrations._checked_losses import CheckedLoss
+from safegen.integrations._logits_model import (
+    compiled_loss,
+    has_probabilistic_loss,
+    loss_spec,
+    loss_specs,
+    model_outputs,
+    output_activations,
+    root,
+)
 
-__all__ = ["check", "check_logits", "check_model", "findings", "loss_specs"]
+__all__ = ["check", "check_logits", "check_model", "findings", "loss_spec", "loss_specs"]
 
 __tracebackhide__ = True  # pytest: safegen's frames are not the user's
 
-_FRAMEWORK_ROOTS = (*KERASES, "tensorflow", "jax", "jaxlib")
 _DEFAULT_BATCH = 32
 _MAX_ROWS = 64
 
@@ -88,88 +94,6 @@ def _stateful(model: Any) -> bool:
 # Reading the losses -------------------------------------------------------------------
 
 
-def _root(obj: Any) -> str:
-    return (getattr(obj, "__module__", None) or "").split(".", 1)[0]
-
-
-def _defined_in_framework(klass: type, name: str) -> bool:
-    """Whether ``klass``'s ``name`` is the framework's own (not the user's override)."""
-    for base in klass.__mro__:
-        if name in base.__dict__:
-            return _root(base) in _FRAMEWORK_ROOTS
-    return False
-
-
-def _unwrap(loss: Any) -> Any:
-    """The loss behind safegen's shape check (``CheckedLoss``), if any."""
-    if isinstance(loss, CheckedLoss):
-        inner: Any = loss._safegen.loss
-        return inner
-    return loss
-
-
-def loss_spec(loss: Any, framework: str) -> LossSpec | None:
-    """What ``loss`` (as given to ``compile``) expects, or ``None`` when it is not one of
-    Keras's probabilistic losses (the user's own loss is not judged)."""
-    loss = _unwrap(loss)
-    if isinstance(loss, str):
-        try:
-            resolved = importlib.import_module(framework).losses.get(loss)
-        except Exception:  # noqa: BLE001 - a name Keras does not know: Keras will say so
-            return None
-        spec = loss_spec(resolved, framework) if not isinstance(resolved, str) else None
-        return None if spec is None else spec._replace(name=repr(loss))
-    function, kwargs, label = loss, {}, ""
-    if isinstance(loss, functools.partial):
-        function, kwargs = loss.func, dict(loss.keywords)
-    elif hasattr(loss, "fn") and isinstance(getattr(loss, "_fn_kwargs", None), dict):
-        if not _defined_in_framework(type(loss), "call"):
-            return None  # a subclass with its own call(): the user's loss
-        function, kwargs = loss.fn, dict(loss._fn_kwargs)
-        label = type(loss).__name__
-    name = getattr(function, "__name__", "")
-    if name not in FUNCTIONS or _root(function) not in _FRAMEWORK_ROOTS:
-        return None
-    from_logits = bool(kwargs.get("from_logits", False))
-    try:
-        axis = int(kwargs.get("axis", -1))
-    except (TypeError, ValueError):
-        axis = -1
-    if label:
-        label = f"{label}(from_logits={from_logits})"
-    elif isinstance(loss, functools.partial):
-        label = f"partial({name}, from_logits={from_logits})"
-    else:
-        label = name
-    return LossSpec(label, FUNCTIONS[name], from_logits, axis, name)
-
-
-def _user_loss(model: Any) -> Any:
-    return getattr(model, "loss", None)
-
-
-def _compiled_loss(model: Any) -> Any:
-    """The object that holds the model's compiled losses (new at each ``compile``):
-    Keras 3's ``_compile_loss``, tf_keras's ``compiled_loss``; or ``None``."""
-    name = "compiled_loss" if framework_of(model) == "tf_keras" else "_compile_loss"
-    return getattr(model, name, None)
-
-
-def loss_specs(model: Any, names: list[str]) -> list[LossSpec | None]:
-    """The probabilistic loss of each of the outputs ``names`` (``None`` where there is
-    none), as ``compile`` assigned them: one loss for every output, a list in output
-    order, or a dict by output name."""
-    framework = framework_of(model) or "keras"
-    user = _user_loss(model)
-    if isinstance(user, dict):
-        per_output = [user.get(name) for name in names]
-    elif isinstance(user, (list, tuple)):
-        per_output = list(user) if len(user) == len(names) else [None] * len(names)
-    else:
-        per_output = [user] * len(names)
-    return [None if loss is None else loss_spec(loss, framework) for loss in per_output]
-
-
 # The model's outputs --------------------------------------------------------------------
 
 
@@ -178,7 +102,7 @@ def _is_array(x: Any) -> bool:
         return x.ndim >= 1
     shape = getattr(x, "shape", None)
     return (
-        _root(type(x)) in ("tensorflow", "jax", "jaxlib")
+        root(type(x)) in ("tensorflow", "jax", "jaxlib")
         and shape is not None
         and len(shape) >= 1
         and hasattr(x, "__getitem__")
@@ -202,75 +126,6 @@ def _first_rows(x: Any, rows: int) -> Any:
     return None
 
 
-def _outputs(model: Any, x: Any) -> tuple[list[str], list[np.ndarray]] | None:
-    """The model's outputs on ``x`` (inference), flat, with their names."""
-    y = model(x, training=False)
-    if isinstance(y, dict):
-        keys = list(y)
-        return [str(k) for k in keys], [_numpy(y[k]) for k in keys]
-    flat = list(y) if isinstance(y, (list, tuple)) else [y]
-    if any(isinstance(item, (list, tuple, dict)) for item in flat):
-        return None  # nested outputs: not judged
-    names = [str(n) for n in (getattr(model, "output_names", None) or [])]
-    if len(names) != len(flat):
-        names = [str(getattr(_layer(t), "name", "")) for t in _symbolic_outputs(model)]
-    if len(names) != len(flat):
-        names = [""] * len(flat)
-    return names, [_numpy(item) for item in flat]
-
-
-def _numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor (Keras 3 on PyTorch)
-        value = value.detach().cpu()
-    if hasattr(value, "numpy"):
-        return np.asarray(value.numpy())
-    return np.asarray(value)
-
-
-def _symbolic_outputs(model: Any) -> list[Any]:
-    try:
-        outputs = model.outputs
-    except (AttributeError, ValueError):  # a subclassed model
-        return []
-    return list(outputs or [])
-
-
-def _layer(tensor: Any) -> Any:
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None
-    layer = getattr(history, "operation", None) or getattr(history, "layer", None)
-    return layer
-
-
-def _function_name(function: Any) -> str | None:
-    name = getattr(function, "__name__", None)
-    if isinstance(name, str) and name in ACTIVATIONS and _root(function) in _FRAMEWORK_ROOTS:
-        return name
-    return None
-
-
-def activation_of(layer: Any) -> str | None:
-    """``"sigmoid"`` or ``"softmax"`` when ``layer`` ends in one (its ``activation``, a
-    ``Softmax`` layer, a ``Lambda`` of the framework's function), else ``None``."""
-    if layer is None:
-        return None
-    if type(layer).__name__ == "Softmax" and _root(type(layer)) in KERASES:
-        return "softmax"
-    for attribute in ("activation", "function"):
-        found = _function_name(getattr(layer, attribute, None))
-        if found is not None:
-            return found
-    return None
-
-
-def _activations(model: Any, count: int) -> list[str | None]:
-    outputs = _symbolic_outputs(model)
-    if len(outputs) != count:
-        return [None] * count
-    return [activation_of(_layer(t)) for t in outputs]
-
-
 # The verdicts ---------------------------------------------------------------------------
 
 
@@ -283,18 +138,6 @@ def source(model: Any) -> str:
     return f"model {_model_name(model)!r}"
 
 
-def has_probabilistic_loss(model: Any) -> bool:
-    """Whether any loss given to ``compile`` is one this check judges (cheap: no call)."""
-    user = _user_loss(model)
-    if user is None:
-        return False
-    framework = framework_of(model) or "keras"
-    losses = list(user.values()) if isinstance(user, dict) else user
-    if not isinstance(losses, (list, tuple)):
-        losses = [losses]
-    return any(loss is not None and loss_spec(loss, framework) for loss in losses)
-
-
 def findings(
     model: Any, outputs: tuple[list[str], list[np.ndarray]], method: str
 ) -> tuple[list[Finding], list[str]]:
@@ -302,7 +145,7 @@ def findings(
     inputs), and the names of the outputs judged."""
     names, values = outputs
     specs = loss_specs(model, names)
-    activations = _activations(model, len(values))
+    activations = output_activations(model, len(values))
     several = len(values) > 1
     found, judged = [], []
     for name, value, spec, activation in zip(names, values, specs, activations, strict=True):
@@ -399,7 +242,7 @@ def _plain(dataset: Any) -> bool:
 
 
 def _dataset_batch(x: Any) -> Any:
-    if _root(type(x)) != "tensorflow" or not hasattr(x, "take") or not hasattr(x, "_inputs"):
+    if root(type(x)) != "tensorflow" or not hasattr(x, "take") or not hasattr(x, "_inputs"):
         return None
     if not _plain(x):
         return None
@@ -450,7 +293,7 @@ class _Probe:
             return False
         self.done = True
         try:
-            outputs = _outputs(model, rows)
+            outputs = model_outputs(model, rows)
         except Exception:  # noqa: BLE001 - Keras words its own error in the call, if any
             return True
         if outputs is None:
@@ -503,7 +346,7 @@ def check(call: Call) -> Callable[[], None] | None:
     if call.method not in ("fit", "evaluate"):
         return None
     model = call.model
-    container = _compiled_loss(model)
+    container = compiled_loss(model)
     if container is None or _judged(model, container):
         return None
     if not has_probabilistic_loss(model) or _stateful(model):
@@ -545,7 +388,7 @@ def check_model(model: Any, x: Any, *, batch_size: int) -> list[str]:
             f"arrays, with one row per sample; got {type(x).__name__}."
         )
     try:
-        ran = _outputs(model, rows)
+        ran = model_outputs(model, rows)
     except Exception as error:
         raise ValueError(
             f"check_logits(model, x): model {_model_name(model)!r} failed on the first "
